@@ -1,0 +1,173 @@
+"""Layer arithmetic: output sizes, parameters and multiplications.
+
+Introduced in Chapter 1 (CNN layer arithmetic); every later chapter uses
+:func:`layer_table` to check its architecture against these formulas.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def conv_output_size(n, f, p=0, s=1):
+    """Height (or width) after a convolution: floor((n + 2p - f) / s) + 1.
+
+    Chapter 1. ``n`` is the input size, ``f`` the filter size, ``p`` the
+    padding on each side and ``s`` the stride.
+    """
+    _check_positive(n=n, f=f, s=s)
+    if not isinstance(p, int) or p < 0:
+        raise ValueError(f"p must be a non-negative integer, got {p!r}")
+    if f > n + 2 * p:
+        raise ValueError(
+            f"a {f}x{f} filter does not fit in an input of size {n} "
+            f"with padding {p}: need f <= n + 2p")
+    return (n + 2 * p - f) // s + 1
+
+
+def same_padding(f):
+    """Padding that keeps the size at stride 1: (f - 1) / 2 for odd f. Ch. 1."""
+    _check_positive(f=f)
+    if f % 2 == 0:
+        raise ValueError(f"'same' padding needs an odd filter size, got {f}")
+    return (f - 1) // 2
+
+
+def conv_params(f, n_c_prev, n_c, bias=True):
+    """Parameters of a convolution: (f*f*n_c_prev + bias) * n_c. Chapter 1."""
+    _check_positive(f=f, n_c_prev=n_c_prev, n_c=n_c)
+    return (f * f * n_c_prev + int(bool(bias))) * n_c
+
+
+def conv_multiplications(n_h, n_w, n_c, f, n_c_prev):
+    """Multiplications of a convolution: output positions x filter volume.
+
+    Chapter 1. ``n_h x n_w x n_c`` is the *output* volume; each of its
+    entries costs one ``f x f x n_c_prev`` dot product. Additions are not
+    counted (there is one fewer addition than multiplications per entry,
+    plus the bias).
+    """
+    _check_positive(n_h=n_h, n_w=n_w, n_c=n_c, f=f, n_c_prev=n_c_prev)
+    return n_h * n_w * n_c * f * f * n_c_prev
+
+
+def pool_output_size(n, f, s=None, p=0):
+    """Height (or width) after pooling; the stride defaults to f. Chapter 1."""
+    return conv_output_size(n, f, p, f if s is None else s)
+
+
+def pool_params(*_args, **_kwargs):
+    """A pooling layer learns nothing: always 0 parameters. Chapter 1."""
+    return 0
+
+
+def dense_params(n_in, n_out, bias=True):
+    """Parameters of a fully connected layer. Chapter 1."""
+    _check_positive(n_in=n_in, n_out=n_out)
+    return (n_in + int(bool(bias))) * n_out
+
+
+def dense_multiplications(n_in, n_out):
+    """Multiplications of a fully connected layer: n_in * n_out. Chapter 1."""
+    _check_positive(n_in=n_in, n_out=n_out)
+    return n_in * n_out
+
+
+@dataclass
+class LayerRow:
+    """One row of :func:`layer_table`."""
+
+    name: str
+    kind: str
+    output_shape: tuple
+    params: int
+    multiplications: int
+
+
+class LayerTable(list):
+    """A list of :class:`LayerRow` that prints as a table. Chapter 1."""
+
+    @property
+    def total_params(self):
+        return sum(r.params for r in self)
+
+    @property
+    def total_multiplications(self):
+        return sum(r.multiplications for r in self)
+
+    def _lines(self):
+        head = ("layer", "type", "output shape", "parameters", "multiplications")
+        rows = [(r.name, r.kind, _shape_str(r.output_shape),
+                 f"{r.params:,}", f"{r.multiplications:,}") for r in self]
+        rows.append(("total", "", "", f"{self.total_params:,}",
+                     f"{self.total_multiplications:,}"))
+        widths = [max(len(str(x[i])) for x in [head, *rows])
+                  for i in range(len(head))]
+        fmt = lambda row: "  ".join(  # noqa: E731
+            str(c).ljust(w) if i < 3 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths)))
+        return [fmt(head), "  ".join("-" * w for w in widths),
+                *(fmt(r) for r in rows)]
+
+    def __str__(self):
+        return "\n".join(self._lines())
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+
+def _shape_str(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _output_shape(layer):
+    out = layer.output
+    if isinstance(out, (list, tuple)):
+        return tuple(tuple(o.shape) for o in out)
+    return tuple(out.shape)
+
+
+def _layer_multiplications(layer, output_shape):
+    """Multiplications of the layer types whose cost the book counts."""
+    kind = type(layer).__name__
+    if kind in ("Conv2D", "Conv1D", "Conv3D") and output_shape:
+        kernel = layer.kernel.shape  # (*kernel_size, c_in/groups, c_out)
+        positions = math.prod(d for d in output_shape[1:-1])
+        return positions * math.prod(kernel)
+    if kind == "DepthwiseConv2D":
+        positions = math.prod(output_shape[1:-1])
+        return positions * math.prod(layer.kernel.shape)
+    if kind == "Dense":
+        kernel = layer.kernel.shape
+        positions = math.prod(output_shape[1:-1]) if len(output_shape) > 2 else 1
+        return positions * kernel[0] * kernel[1]
+    return 0
+
+
+def layer_table(model):
+    """Per-layer output shape, parameters and multiplications of a Keras model.
+
+    Chapter 1. The parameter total equals ``model.count_params()``; the
+    multiplications count convolutions and dense layers (the layers whose
+    cost the book analyses) for one example.
+    """
+    table = LayerTable()
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        shape = _output_shape(layer)
+        single = shape if shape and not isinstance(shape[0], tuple) else ()
+        table.append(LayerRow(
+            name=layer.name,
+            kind=type(layer).__name__,
+            output_shape=shape,
+            params=layer.count_params(),
+            multiplications=_layer_multiplications(layer, single),
+        ))
+    return table

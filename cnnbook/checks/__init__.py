@@ -1,0 +1,1 @@
+"""Check modules, one per chapter: cnnbook/checks/chNN.py."""

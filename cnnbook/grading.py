@@ -1,0 +1,272 @@
+"""Checks for the graded exercises: points and clear feedback.
+
+Introduced in Chapter 1. An exercise notebook starts with
+``check = grading.checker("ch01")`` and calls ``check("1.1")`` after each
+answer; that runs the exercise's *visible* checks and prints the points.
+The grade CLI (``python -m cnnbook grade``) runs the visible checks and the
+*hidden* randomised ones, so hard-coding the visible answers earns nothing.
+
+Exercises are declared in ``cnnbook/checks/<chapter>.py`` with
+:func:`exercise`. A check function receives the learner's namespace (a dict)
+and, for hidden checks, a seeded ``numpy.random.Generator``; it raises
+:class:`CheckFailure` with a message that says what is wrong.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import math
+import signal
+import traceback
+
+import numpy as np
+
+_REGISTRY: dict[str, dict[str, "Exercise"]] = {}
+
+
+class CheckFailure(AssertionError):
+    """An answer is wrong; the message tells the learner what and where."""
+
+
+@dataclasses.dataclass
+class Exercise:
+    chapter: str
+    key: str
+    title: str
+    points: int
+    names: tuple
+    visible: object
+    hidden: object = None
+
+    def hidden_check(self, func):
+        """Decorator: register ``func(ns, rng)`` as the hidden check."""
+        self.hidden = func
+        return func
+
+
+@dataclasses.dataclass
+class Result:
+    key: str
+    title: str
+    points: int
+    max_points: int
+    message: str
+    visible_passed: bool = False
+    hidden_passed: bool | None = None
+
+    @property
+    def passed(self):
+        return self.points == self.max_points
+
+
+def exercise(chapter, key, title, points, names):
+    """Decorator that registers ``visible(ns)`` as exercise ``key``'s check."""
+    def register(visible):
+        ex = Exercise(chapter, key, title, points, tuple(names), visible)
+        _REGISTRY.setdefault(chapter, {})[key] = ex
+        return ex
+    return register
+
+
+def exercises(chapter):
+    """The exercises of a chapter, in order, importing its checks module."""
+    if chapter not in _REGISTRY:
+        try:
+            importlib.import_module(f"cnnbook.checks.{chapter}")
+        except ModuleNotFoundError as exc:
+            raise KeyError(f"no checks for chapter {chapter!r}") from exc
+    return list(_REGISTRY.get(chapter, {}).values())
+
+
+def chapters():
+    """Chapter ids that have checks modules."""
+    import pkgutil
+    import cnnbook.checks
+
+    return sorted(m.name for m in pkgutil.iter_modules(cnnbook.checks.__path__)
+                  if not m.name.startswith("_"))
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise _Timeout()
+
+
+def _call_with_timeout(func, seconds, *args):
+    """Run ``func``; raise _Timeout after ``seconds`` (main thread only)."""
+    use_alarm = seconds and hasattr(signal, "setitimer")
+    try:
+        if use_alarm:
+            previous = signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+    except ValueError:  # not in the main thread: run without a limit
+        use_alarm = False
+    try:
+        return func(*args)
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _explain(exc, ex):
+    if isinstance(exc, CheckFailure):
+        return str(exc)
+    if isinstance(exc, NotImplementedError):
+        return "not answered yet: replace `raise NotImplementedError` with your code"
+    if isinstance(exc, _Timeout):
+        return "your code took too long (is there an endless loop?)"
+    frames = traceback.extract_tb(exc.__traceback__)
+    learner = [f for f in frames if "cnnbook" not in f.filename]
+    where = f" (line {learner[-1].lineno})" if learner else ""
+    return f"your code raised {type(exc).__name__}: {exc}{where}"
+
+
+def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
+    """Grade one exercise against the namespace ``ns``; never raises."""
+    missing = [n for n in ex.names if n not in ns]
+    if missing:
+        return Result(ex.key, ex.title, 0, ex.points,
+                      f"{', '.join(missing)} is not defined: run the cell "
+                      "that defines it (and fix any error it shows)")
+    try:
+        _call_with_timeout(ex.visible, timeout, ns)
+    except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return Result(ex.key, ex.title, 0, ex.points, _explain(exc, ex))
+    if not hidden or ex.hidden is None:
+        return Result(ex.key, ex.title, ex.points, ex.points,
+                      "correct", visible_passed=True)
+    rng = np.random.default_rng(seed)
+    try:
+        _call_with_timeout(ex.hidden, timeout, ns, rng)
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return Result(ex.key, ex.title, 0, ex.points,
+                      "the visible check passed but the hidden randomised "
+                      f"checks failed: {_explain(exc, ex)}",
+                      visible_passed=True, hidden_passed=False)
+    return Result(ex.key, ex.title, ex.points, ex.points, "correct",
+                  visible_passed=True, hidden_passed=True)
+
+
+def format_result(r):
+    mark = "\u2714" if r.passed else "\u2718"
+    line = f"{mark} Exercise {r.key} ({r.title}): {r.points}/{r.max_points} points"
+    return line if r.passed else f"{line}\n  {r.message}"
+
+
+class checker:  # noqa: N801 - reads as a function in notebooks
+    """``check = checker("ch01")``; then ``check("1.1")`` under an answer."""
+
+    def __init__(self, chapter):
+        self.chapter = chapter
+        self._by_key = {e.key: e for e in exercises(chapter)}
+
+    def __call__(self, key):
+        if key not in self._by_key:
+            raise KeyError(f"chapter {self.chapter} has no exercise {key!r}; "
+                           f"it has {', '.join(self._by_key)}")
+        ns = inspect.currentframe().f_back.f_globals
+        result = run_exercise(self._by_key[key], ns)
+        print(format_result(result))
+        return result.points
+
+
+# ----------------------------------------------------------------- helpers
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def expect_equal(actual, expected, what):
+    """Exact comparison for ints, strings, tuples and the like."""
+    if isinstance(expected, (int, np.integer)) and not isinstance(expected, bool):
+        if isinstance(actual, float) and actual.is_integer():
+            actual = int(actual)
+        if not isinstance(actual, (int, np.integer)) or isinstance(actual, bool):
+            raise CheckFailure(f"{what} should be the integer {expected}, "
+                               f"got {_describe(actual)}")
+    if actual != expected:
+        raise CheckFailure(f"{what}: got {actual!r}, expected {expected!r}")
+
+
+def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
+    """Compare arrays: type, shape, NaN, values, and say where they differ."""
+    expected = np.asarray(expected)
+    if actual is None:
+        raise CheckFailure(f"{what} returned None: did you forget `return`?")
+    try:
+        arr = np.asarray(actual)
+    except Exception:  # noqa: BLE001
+        raise CheckFailure(f"{what} should be an array, got {_describe(actual)}")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise CheckFailure(f"{what} should hold numbers, got dtype {arr.dtype}")
+    if np.issubdtype(expected.dtype, np.floating) and not np.issubdtype(
+            arr.dtype, np.floating):
+        raise CheckFailure(f"{what} has dtype {arr.dtype}; expected floats "
+                           "(integer arithmetic would round the results)")
+    if arr.shape != expected.shape:
+        hint = ""
+        if arr.size == expected.size:
+            hint = " (same number of entries: check the order of the axes)"
+        raise CheckFailure(f"{what} has shape {arr.shape}, expected "
+                           f"{expected.shape}{hint}")
+    if np.isnan(arr).any() and not np.isnan(expected).any():
+        idx = tuple(int(i) for i in np.argwhere(np.isnan(arr))[0])
+        raise CheckFailure(f"{what} contains NaN (first at index {idx})")
+    close = np.isclose(arr, expected, rtol=rtol, atol=atol)
+    if not close.all():
+        idx = tuple(int(i) for i in np.argwhere(~close)[0])
+        wrong = int((~close).sum())
+        hint = ""
+        if np.allclose(np.sort(arr, axis=None), np.sort(expected, axis=None),
+                       rtol=rtol, atol=atol):
+            hint = (" The right values are there but in the wrong places: "
+                    "check how you index or reshape.")
+        raise CheckFailure(
+            f"{what} differs at {wrong} of {arr.size} entries; first at index "
+            f"{idx}: got {arr[idx]:.6g}, expected {expected[idx]:.6g}.{hint}")
+
+
+def layer_signature(model):
+    """(class, output shape, parameters) per layer, inputs left out."""
+    from cnnbook.arithmetic import layer_table
+
+    return [(r.kind, r.output_shape, r.params) for r in layer_table(model)]
+
+
+def expect_same_layers(model, reference, what="your model"):
+    """Compare two models layer by layer; name the first layer that differs."""
+    if model is None or not hasattr(model, "layers"):
+        raise CheckFailure(f"{what} should be a keras Model, got "
+                           f"{_describe(model)}")
+    mine, ref = layer_signature(model), layer_signature(reference)
+    fields = ("type", "output shape", "parameter count")
+    for i, (a, b) in enumerate(zip(mine, ref)):
+        for name, x, y in zip(fields, a, b):
+            if x != y:
+                layer = [l for l in model.layers
+                         if type(l).__name__ != "InputLayer"][i]
+                raise CheckFailure(
+                    f"{what}: layer {i + 1} ('{layer.name}') has {name} {x}, "
+                    f"the specification has {y}")
+    if len(mine) != len(ref):
+        raise CheckFailure(f"{what} has {len(mine)} layers, the specification "
+                           f"has {len(ref)}")
+    total, expected = model.count_params(), reference.count_params()
+    if total != expected:
+        raise CheckFailure(f"{what} has {total:,} parameters, expected "
+                           f"{expected:,}")
+
+
+def is_close_number(actual, expected, rel=1e-9):
+    return isinstance(actual, (int, float, np.number)) and math.isclose(
+        float(actual), float(expected), rel_tol=rel)

@@ -1,0 +1,90 @@
+"""Figures shared by the chapters: curves, confusion matrices, image grids.
+
+Introduced in Chapter 1. :func:`save_figure` also writes a PNG into
+``book/figures/`` so that the chapter pages show the figures of a real run;
+it writes nothing under the ``smoke`` profile, so CI never replaces them.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+FIGURES = pathlib.Path(__file__).resolve().parent.parent / "book" / "figures"
+
+
+def save_figure(fig, name, profile=None):
+    """Save ``fig`` as ``book/figures/<name>.png`` (not under smoke). Ch. 1."""
+    from cnnbook.profiles import current_profile
+
+    if (profile or current_profile()) == "smoke" or not FIGURES.parent.exists():
+        return None
+    FIGURES.mkdir(exist_ok=True)
+    path = FIGURES / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_history(history, title=None):
+    """Loss and accuracy, train against test, per epoch. Chapter 2."""
+    hist = getattr(history, "history", history)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    epochs = np.arange(1, len(hist["loss"]) + 1)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        keys = [k for k in hist if k.endswith(metric) and not k.startswith("val_")]
+        for key in keys[:1]:
+            ax.plot(epochs, hist[key], "o-", label="train")
+            if "val_" + key in hist:
+                ax.plot(epochs, hist["val_" + key], "s--", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Counts: rows are true classes, columns predictions. Chapter 2."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def plot_confusion(matrix, class_names=None):
+    """Heat map of a confusion matrix with the counts written in. Chapter 2."""
+    n = len(matrix)
+    names = class_names or [str(i) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images, titles=None, ncols=8, cmap="gray", size=1.3):
+    """A grid of greyscale images (n, h, w) or (n, h, w, 1). Chapter 1."""
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[..., 0]
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size),
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(images[k], cmap=cmap)
+            if titles is not None:
+                ax.set_title(str(titles[k]), fontsize=8)
+    fig.tight_layout()
+    return fig
