@@ -72,8 +72,9 @@ def exercise(chapter, key, title, points, names):
 def exercises(chapter):
     """The exercises of a chapter, in order, importing its checks module."""
     if chapter not in _REGISTRY:
+        module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
         try:
-            importlib.import_module(f"cnnbook.checks.{chapter}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
             raise KeyError(f"no checks for chapter {chapter!r}") from exc
     return list(_REGISTRY.get(chapter, {}).values())

@@ -1,0 +1,101 @@
+"""Command line: ``python -m cnnbook {grade,generate,execute,data}``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+
+def _grade(args):
+    from cnnbook import grader
+
+    limits = grader.Limits(cell_timeout=args.cell_timeout,
+                           total_timeout=args.timeout, profile=args.profile,
+                           check_timeout=min(60.0, args.cell_timeout))
+    report = grader.grade(args.notebook, chapter=args.chapter, limits=limits)
+    print(grader.format_report(report))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["full_marks"] else 1
+
+
+def _generate(args):
+    from cnnbook import notebooks
+
+    try:
+        changed = notebooks.generate(backup=args.backup, check_only=args.check)
+    except (notebooks.LearnerEditsFound, notebooks.MarkerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verb = "out of date" if args.check else "written"
+    for path in changed:
+        print(f"{verb}: {path}")
+    if not changed:
+        print("exercises/ is up to date")
+    return 1 if (args.check and changed) else 0
+
+
+def _execute(args):
+    from cnnbook import notebooks
+
+    failed = 0
+    for path in args.notebooks:
+        try:
+            seconds = notebooks.execute(path, timeout=args.timeout)
+            print(f"{path}: executed in {seconds:.1f} s")
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            failed += 1
+            print(f"{path}: FAILED, file left unchanged\n{exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _data(_args):
+    from cnnbook import data
+
+    try:
+        data.prepare()
+    except data.DatasetUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = argparse.ArgumentParser(prog="python -m cnnbook")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade an exercise notebook")
+    g.add_argument("notebook")
+    g.add_argument("--json", metavar="FILE", help="also write the report here")
+    g.add_argument("--chapter", help="chapter id, if the notebook lost it")
+    g.add_argument("--cell-timeout", type=float, default=120.0)
+    g.add_argument("--timeout", type=float, default=900.0,
+                   help="limit for the whole notebook, seconds")
+    g.add_argument("--profile", default="smoke",
+                   help="profile the notebook runs under (default smoke)")
+    g.set_defaults(func=_grade)
+
+    gen = sub.add_parser("generate", help="write exercises/ from solutions/")
+    gen.add_argument("--check", action="store_true",
+                     help="only report what is out of date (exit 1 if any)")
+    gen.add_argument("--backup", action="store_true",
+                     help="replace edited exercises, keeping a .bak copy")
+    gen.set_defaults(func=_generate)
+
+    ex = sub.add_parser("execute", help="run notebooks in place")
+    ex.add_argument("notebooks", nargs="+")
+    ex.add_argument("--timeout", type=int, default=900, help="per cell")
+    ex.set_defaults(func=_execute)
+
+    d = sub.add_parser("data", help="fill the dataset cache")
+    d.set_defaults(func=_data)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

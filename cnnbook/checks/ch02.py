@@ -1,0 +1,231 @@
+"""Checks of Chapter 2 (LeNet-5).
+
+2.1 ``build_lenet5``: the modern LeNet-5, layer by layer.
+2.2 ``lenet5_table``: output shape and parameters of every layer by formula.
+2.3 ``c3_table`` and ``partial_conv_params``: the 1998 C3 layer.
+2.4 ``fit_lenet``: compile and fit settings that train LeNet-5 on a small
+    MNIST subset to a stated test accuracy.
+
+Every expected value comes from reference code: the Keras models of
+:mod:`cnnbook.models.lenet`, :func:`cnnbook.arithmetic.layer_table`, and a
+C3 connection table that this module derives from the rule in the paper.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnbook.grading import CheckFailure, exercise, expect_equal, \
+    expect_same_layers
+
+CHAPTER = "ch02"
+
+# Exercise 2.4: the subset, the test digits and the accuracy to reach.
+FIT_TRAIN_SIZE = 2000
+FIT_TEST_SIZE = 1000
+FIT_THRESHOLD = 0.90
+FIT_SEEDS = {"visible": 0, "hidden": 1}
+
+
+def _call(func, *args, what):
+    try:
+        return func(*args)
+    except (CheckFailure, NotImplementedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the learner's error
+        raise CheckFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+# ------------------------------------------------------------------ 2.1
+def _check_lenet(build, num_classes):
+    from cnnbook.models import lenet5
+
+    what = f"build_lenet5({num_classes})"
+    model = _call(build, num_classes, what=what)
+    reference = lenet5(num_classes)
+    expect_same_layers(model, reference, what)
+    mine = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+    refs = [l for l in reference.layers if type(l).__name__ != "InputLayer"]
+    for i, (layer, ref) in enumerate(zip(mine, refs)):
+        if not hasattr(ref, "activation"):
+            continue
+        got = getattr(getattr(layer, "activation", None), "__name__", None)
+        want = ref.activation.__name__
+        if got != want:
+            raise CheckFailure(
+                f"{what}: layer {i + 1} ('{layer.name}') uses the activation "
+                f"{got!r}, the specification has {want!r}")
+
+
+@exercise(CHAPTER, "2.1", "build LeNet-5 to its specification", points=3,
+          names=["build_lenet5"])
+def build_lenet5_visible(ns):
+    _check_lenet(ns["build_lenet5"], 10)
+
+
+@build_lenet5_visible.hidden_check
+def build_lenet5_hidden(ns, rng):
+    for num_classes in rng.choice(np.arange(2, 40), size=2, replace=False):
+        _check_lenet(ns["build_lenet5"], int(num_classes))
+
+
+# ------------------------------------------------------------------ 2.2
+def _reference_rows(input_size, num_classes):
+    from cnnbook.arithmetic import layer_table
+    from cnnbook.models import lenet5
+
+    table = layer_table(lenet5(num_classes, input_size))
+    return [(r.name, tuple(r.output_shape[1:]), r.params) for r in table]
+
+
+def _as_shape(value, what):
+    try:
+        return tuple(int(d) for d in value)
+    except (TypeError, ValueError):
+        raise CheckFailure(f"{what} should be a tuple of sizes such as "
+                           f"(28, 28, 6), got {value!r}") from None
+
+
+def _check_table(func, input_size, num_classes):
+    what = f"lenet5_table({input_size}, {num_classes})"
+    rows = _call(func, input_size, num_classes, what=what)
+    expected = _reference_rows(input_size, num_classes)
+    if rows is None:
+        raise CheckFailure(f"{what} returned None: did you forget `return`?")
+    rows = list(rows)
+    if len(rows) != len(expected):
+        raise CheckFailure(f"{what} has {len(rows)} rows; LeNet-5 has "
+                           f"{len(expected)} layers (c1, s2, c3, s4, flatten, "
+                           "f5, f6, output)")
+    for row, (name, shape, params) in zip(rows, expected):
+        if len(row) != 2:
+            raise CheckFailure(f"{what}: the row of layer '{name}' should be "
+                               f"(output shape, parameters), got {row!r}")
+        got_shape = _as_shape(row[0], f"{what}: the output shape of '{name}'")
+        if got_shape != shape:
+            raise CheckFailure(f"{what}: layer '{name}' has output shape "
+                               f"{got_shape}, expected {shape}")
+        expect_equal(row[1], params, f"{what}: parameters of layer '{name}'")
+
+
+@exercise(CHAPTER, "2.2", "activation shapes and parameters", points=3,
+          names=["lenet5_table"])
+def lenet5_table_visible(ns):
+    _check_table(ns["lenet5_table"], 32, 10)
+
+
+@lenet5_table_visible.hidden_check
+def lenet5_table_hidden(ns, rng):
+    for _ in range(3):
+        _check_table(ns["lenet5_table"], int(rng.integers(20, 97)),
+                     int(rng.integers(2, 50)))
+
+
+# ------------------------------------------------------------------ 2.3
+def paper_c3_table():
+    """C3's connections derived from the rule the 1998 paper states.
+
+    C3 maps 0-5 see three neighbouring S2 maps, maps 6-11 four neighbouring
+    maps, maps 12-14 four maps in two separated pairs, map 15 all six
+    (neighbours wrap around from map 5 to map 0).
+    """
+    table = np.zeros((6, 16), bool)
+    for j in range(6):
+        table[[(j + k) % 6 for k in range(3)], j] = True
+        table[[(j + k) % 6 for k in range(4)], 6 + j] = True
+    for j in range(3):
+        table[[(j + k) % 6 for k in (0, 1, 3, 4)], 12 + j] = True
+    table[:, 15] = True
+    return table
+
+
+def _reference_partial_params(table, f):
+    table = np.asarray(table, bool)
+    return int(sum(f * f * table[:, j].sum() + 1
+                   for j in range(table.shape[1])))
+
+
+def _check_partial(func, table, f):
+    what = f"partial_conv_params(<{table.shape[0]}x{table.shape[1]} table>, {f})"
+    expect_equal(_call(func, table.copy(), f, what=what),
+                 _reference_partial_params(table, f), what)
+
+
+@exercise(CHAPTER, "2.3", "C3 with partial connections", points=3,
+          names=["c3_table", "partial_conv_params"])
+def c3_visible(ns):
+    expected = paper_c3_table()
+    got = _call(ns["c3_table"], what="c3_table()")
+    if got is None:
+        raise CheckFailure("c3_table() returned None: did you forget `return`?")
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        raise CheckFailure(f"c3_table() has shape {got.shape}, expected "
+                           f"{expected.shape} (S2 maps, C3 maps)")
+    got = got.astype(bool)
+    for j in range(expected.shape[1]):
+        if not np.array_equal(got[:, j], expected[:, j]):
+            raise CheckFailure(
+                f"c3_table(): C3 map {j} should see the S2 maps "
+                f"{np.flatnonzero(expected[:, j]).tolist()}, yours sees "
+                f"{np.flatnonzero(got[:, j]).tolist()}")
+    _check_partial(ns["partial_conv_params"], expected, 5)
+    _check_partial(ns["partial_conv_params"], np.ones((6, 16), bool), 5)
+
+
+@c3_visible.hidden_check
+def c3_hidden(ns, rng):
+    for _ in range(4):
+        shape = (int(rng.integers(1, 20)), int(rng.integers(1, 40)))
+        table = rng.random(shape) < rng.uniform(0.2, 0.9)
+        _check_partial(ns["partial_conv_params"], table,
+                       int(rng.choice([1, 3, 5, 7])))
+
+
+# ------------------------------------------------------------------ 2.4
+def fit_data(seed):
+    """The training subset and test digits of exercise 2.4, padded."""
+    from cnnbook import data
+    from cnnbook.models.lenet import pad_digits
+
+    (x_train, y_train), (x_test, y_test) = data.load_mnist()
+    x_train, y_train = data.subset(x_train, y_train, FIT_TRAIN_SIZE, seed)
+    x_test, y_test = data.subset(x_test, y_test, FIT_TEST_SIZE, seed)
+    return (pad_digits(x_train), y_train), (pad_digits(x_test), y_test)
+
+
+def fit_accuracy(fit, seed):
+    """Test accuracy of a fresh LeNet-5 after ``fit(model, x, y)``."""
+    import keras
+
+    from cnnbook.models import lenet5
+    from cnnbook.train import predict_classes
+
+    (x_train, y_train), (x_test, y_test) = fit_data(seed)
+    keras.utils.set_random_seed(seed)
+    model = lenet5()
+    _call(fit, model, x_train, y_train,
+          what="fit_lenet(model, x_train, y_train)")
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        raise CheckFailure("fit_lenet did not compile the model it was given")
+    return float(np.mean(predict_classes(model, x_test) == y_test))
+
+
+def _check_fit(func, seed):
+    accuracy = fit_accuracy(func, seed)
+    if not accuracy >= FIT_THRESHOLD:
+        raise CheckFailure(
+            f"after fit_lenet, LeNet-5 classifies {accuracy:.1%} of "
+            f"{FIT_TEST_SIZE:,} test digits correctly (seed {seed}); it "
+            f"should reach {FIT_THRESHOLD:.0%}. Try another optimizer, "
+            "learning rate, batch size or number of epochs.")
+
+
+@exercise(CHAPTER, "2.4", "train LeNet-5 on a small subset", points=3,
+          names=["fit_lenet"])
+def fit_lenet_visible(ns):
+    _check_fit(ns["fit_lenet"], FIT_SEEDS["visible"])
+
+
+@fit_lenet_visible.hidden_check
+def fit_lenet_hidden(ns, rng):
+    _check_fit(ns["fit_lenet"], FIT_SEEDS["hidden"])

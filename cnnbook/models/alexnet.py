@@ -1,0 +1,142 @@
+"""AlexNet: the canonical ImageNet network and a Fashion-MNIST variant.
+
+Chapter 3. :func:`alexnet` is the single-tower network of Krizhevsky,
+Sutskever and Hinton (2012) with the two GPU halves merged: 227x227x3 in,
+1000 classes out, 62,378,344 parameters. :func:`alexnet_fashion` is the same
+stack of layers adapted to 28x28 grey images (resized inside the model).
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import keras
+from keras import layers, ops
+
+__all__ = ["alexnet", "alexnet_fashion", "LocalResponseNormalization",
+           "local_response_normalization"]
+
+# (filters, kernel, stride, padding, pool after?) of the five convolutions.
+CONV_SPEC = ((96, 11, 4, "valid", True),
+             (256, 5, 1, "same", True),
+             (384, 3, 1, "same", False),
+             (384, 3, 1, "same", False),
+             (256, 3, 1, "same", True))
+DENSE_UNITS = (4096, 4096)
+
+
+def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4,
+                                 beta=0.75):
+    """Divide each activation by its neighbours across channels. Chapter 3.
+
+    ``b[..., c] = a[..., c] / (bias + alpha * sum(a[..., j]**2))**beta`` with
+    ``j`` running over the channels ``c - depth_radius ... c + depth_radius``
+    that exist. The defaults are the paper's k=2, n=5, alpha=1e-4,
+    beta=0.75. Works on numpy arrays and on Keras tensors (channels last).
+    """
+    squared = ops.square(x)
+    pad = [[0, 0]] * (len(squared.shape) - 1) + [[depth_radius, depth_radius]]
+    padded = ops.pad(squared, pad)
+    channels = squared.shape[-1]
+    window = sum(padded[..., i:i + channels]
+                 for i in range(2 * depth_radius + 1))
+    return x / ops.power(bias + alpha * window, beta)
+
+
+class LocalResponseNormalization(layers.Layer):
+    """Keras layer for :func:`local_response_normalization`. Chapter 3."""
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius, self.bias = depth_radius, bias
+        self.alpha, self.beta = alpha, beta
+
+    def call(self, x):
+        return local_response_normalization(
+            x, self.depth_radius, self.bias, self.alpha, self.beta)
+
+    def get_config(self):
+        return {**super().get_config(), "depth_radius": self.depth_radius,
+                "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
+
+
+def alexnet(num_classes=1000, input_shape=(227, 227, 3), lrn=False,
+            dropout=0.5):
+    """The canonical single-tower AlexNet. Chapter 3.
+
+    Five convolutions (96 11x11/4, 256 5x5, 384, 384, 256 3x3) with three
+    3x3/2 max-pools, then FC 4096, FC 4096 and a softmax. At 1000 classes it
+    has 62,378,344 parameters. ``lrn=True`` adds the paper's local response
+    normalisation after the first two convolutions (no parameters).
+    """
+    model = keras.Sequential(name="alexnet")
+    model.add(keras.Input(shape=input_shape))
+    for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
+        model.add(layers.Conv2D(filters, size, strides=stride,
+                                padding=padding, activation="relu",
+                                name=f"conv{i}"))
+        if lrn and i <= 2:
+            model.add(LocalResponseNormalization(name=f"lrn{i}"))
+        if pool:
+            model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
+    model.add(layers.Flatten(name="flatten"))
+    for i, units in enumerate(DENSE_UNITS, 6):
+        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
+        if dropout:
+            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
+    model.add(layers.Dense(num_classes, activation="softmax", name="fc8"))
+    return model
+
+
+def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
+                    dropout=0.5, dense_units=DENSE_UNITS):
+    """AlexNet for 28x28x1 images: resized inside the model. Chapter 3.
+
+    The same five convolutions and three pools as :func:`alexnet` on one
+    input channel; a ``Resizing`` layer scales each batch to
+    ``input_size`` (at least 67, so that the last pool still has a 3x3
+    window), so the dataset never has to be resized in memory. With
+    ``batch_norm`` every convolution and hidden dense layer is followed by
+    batch normalisation, which lets Adam train it quickly. The output is
+    logits (no softmax): train with ``from_logits=True``.
+    """
+    if input_size < 67:
+        raise ValueError("AlexNet's stride-4 stem and three 3x3/2 pools "
+                         f"need an input of at least 67 pixels, got {input_size}")
+
+    def activation(name):
+        if batch_norm:
+            model.add(layers.BatchNormalization(name=f"{name}_bn"))
+        model.add(layers.Activation("relu", name=f"{name}_relu"))
+
+    model = keras.Sequential(name="alexnet_fashion")
+    model.add(keras.Input(shape=(28, 28, 1)))
+    model.add(layers.Resizing(input_size, input_size, name="resize"))
+    for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
+        model.add(layers.Conv2D(filters, size, strides=stride,
+                                padding=padding, use_bias=not batch_norm,
+                                name=f"conv{i}"))
+        activation(f"conv{i}")
+        if pool:
+            model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
+    model.add(layers.Flatten(name="flatten"))
+    for i, units in enumerate(dense_units, 6):
+        model.add(layers.Dense(units, use_bias=not batch_norm, name=f"fc{i}"))
+        activation(f"fc{i}")
+        if dropout:
+            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
+    model.add(layers.Dense(num_classes, name="logits"))
+    return model
+
+
+class _BuilderModule(types.ModuleType):
+    """Importing ``cnnbook.models.alexnet`` binds the name ``alexnet`` in
+    ``cnnbook.models`` to this module, hiding the builder of the same name;
+    making the module callable keeps ``cnnbook.models.alexnet()`` working."""
+
+    def __call__(self, *args, **kwargs):
+        return alexnet(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _BuilderModule
