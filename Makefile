@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 JOBS ?= 2
 
-.PHONY: help venv data system-deps book test test-fast lab exercises execute clean
+.PHONY: help venv data system-deps book book-exec test lab exercises execute clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (set-up included)"
@@ -37,10 +37,19 @@ data: $(STAMP) system-deps
 	$(PY) -m cnnbook data
 
 book: data
-	$(PY) -m cnnbook book
+	@start=$$(date +%s); \
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going \
+	  --builder html && \
+	echo "Book built in $$(( $$(date +%s) - start )) s. Open file://$(CURDIR)/_build/html/index.html"
+
+# Re-executes every notebook through jupyter-cache while building (slow).
+book-exec: data
+	mkdir -p _build
+	sed 's/execute_notebooks: "off"/execute_notebooks: cache/' _config.yml > _build/_config.exec.yml
+	$(VENV)/bin/jupyter-book build . --config _build/_config.exec.yml --builder html
 
 test: data
-	$(PY) -m pytest -n $(JOBS) --dist loadfile -p no:cacheprovider \
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider \
 	  --nbval solutions/ --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout 600 tests/
 
