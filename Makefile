@@ -54,7 +54,14 @@ test: data
 	  --nbval-cell-timeout 600 tests/
 
 lab: data
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=. exercises/README.md
+	@# loopback only, rooted at exercises/, opening the landing page rendered
+	@# (.lab-settings/overrides.json: Markdown opens as a preview); LAB_PORT=N
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 \
+	  --ServerApp.port=$(or $(LAB_PORT),8888) \
+	  --ServerApp.root_dir=$(CURDIR)/exercises \
+	  --LabApp.app_settings_dir=$(CURDIR)/.lab-settings \
+	  --LabApp.default_url=/lab/tree/README.md \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 exercises: $(STAMP)
 	$(PY) -m cnnbook generate

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cnnbook {grade,generate,execute,data}``."""
+"""Command line: ``python -m cnnbook {grade,grade-batch,generate,execute,data}``."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +8,66 @@ import pathlib
 import sys
 
 
-def _grade(args):
+def _limits(args):
     from cnnbook import grader
 
-    limits = grader.Limits(cell_timeout=args.cell_timeout,
-                           total_timeout=args.timeout, profile=args.profile,
-                           check_timeout=min(60.0, args.cell_timeout))
+    return grader.Limits(cell_timeout=args.cell_timeout,
+                         total_timeout=args.timeout, profile=args.profile,
+                         check_timeout=min(60.0, args.cell_timeout),
+                         memory_mb=args.memory)
+
+
+def _grade(args):
+    import signal
+
+    from cnnbook import grader
+
+    def stop(_signum, _frame):  # stop the kernel too (finally blocks run)
+        raise SystemExit(3)
+
+    signal.signal(signal.SIGTERM, stop)
+    limits = _limits(args)
     report = grader.grade(args.notebook, chapter=args.chapter, limits=limits)
     print(grader.format_report(report))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if report["full_marks"] else 1
+
+
+def _grade_batch(args):
+    from cnnbook import grader
+
+    options = ["--cell-timeout", str(args.cell_timeout), "--timeout",
+               str(args.timeout), "--profile", args.profile,
+               "--memory", str(args.memory)]
+    if args.chapter:
+        options += ["--chapter", args.chapter]
+    folder = pathlib.Path(args.folder)
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    if not any(folder.rglob("*.ipynb")):
+        print(f"error: no .ipynb files under {folder}", file=sys.stderr)
+        return 2
+    # the checks run after the notebook's limit: up to 12 exercises x
+    # (2 x 60 s + 30 s) more; past that the grader itself is stopped
+    hard = args.timeout + 1800
+    summary = grader.grade_batch(folder, args.out, workers=args.workers,
+                                 options=options, hard_timeout=hard)
+    return 1 if any(row["total"] is None for row in summary) else 0
+
+
+def _grading_options(parser):
+    parser.add_argument("--chapter", help="chapter id, if the notebook lost it")
+    parser.add_argument("--cell-timeout", type=float, default=120.0,
+                        help="limit for one cell, seconds (default 120)")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="limit for the whole notebook, seconds (default 900)")
+    parser.add_argument("--profile", default="smoke",
+                        help="profile the notebook runs under (default smoke)")
+    parser.add_argument("--memory", type=int, default=6144,
+                        help="memory limit of the kernel in MiB, 0 for none "
+                        "(default 6144)")
 
 
 def _generate(args):
@@ -70,13 +119,18 @@ def main(argv=None):
     g = sub.add_parser("grade", help="grade an exercise notebook")
     g.add_argument("notebook")
     g.add_argument("--json", metavar="FILE", help="also write the report here")
-    g.add_argument("--chapter", help="chapter id, if the notebook lost it")
-    g.add_argument("--cell-timeout", type=float, default=120.0)
-    g.add_argument("--timeout", type=float, default=900.0,
-                   help="limit for the whole notebook, seconds")
-    g.add_argument("--profile", default="smoke",
-                   help="profile the notebook runs under (default smoke)")
+    _grading_options(g)
     g.set_defaults(func=_grade)
+
+    b = sub.add_parser("grade-batch", help="grade a folder of submissions")
+    b.add_argument("folder", help="folder with the submitted notebooks "
+                   "(searched recursively)")
+    b.add_argument("--out", required=True, metavar="OUTDIR",
+                   help="where NAME.json and summary.csv are written")
+    b.add_argument("--workers", type=int, default=2,
+                   help="notebooks graded at once (default 2)")
+    _grading_options(b)
+    b.set_defaults(func=_grade_batch)
 
     gen = sub.add_parser("generate", help="write exercises/ from solutions/")
     gen.add_argument("--check", action="store_true",

@@ -32,7 +32,8 @@ SHAPE_LAYERS = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Dense",
 COLOURS = {"Input": "#bbbbbb", "Resizing": "#bbbbbb", "Conv2D": "#4c72b0",
            "DepthwiseConv2D": "#4c72b0", "SeparableConv2D": "#4c72b0",
            "MaxPooling2D": "#dd8452", "AveragePooling2D": "#dd8452",
-           "GlobalAveragePooling2D": "#dd8452", "GlobalMaxPooling2D": "#dd8452",
+           "GlobalAveragePooling2D": "#dd8452",
+           "GlobalMaxPooling2D": "#dd8452",
            "Flatten": "#937860", "Dense": "#55a868"}
 
 

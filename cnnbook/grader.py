@@ -1,25 +1,43 @@
 """The grader: run a learner's notebook in a fresh kernel and score it.
 
-Introduced in Chapter 1 (``python -m cnnbook grade NOTEBOOK``). The
-notebook is read once and executed from memory in a temporary working
-folder, cell by cell, with a per-cell timeout and a limit for the whole
-notebook. A cell that fails, loops or kills the kernel costs only the
-exercises that depend on it: the kernel is restarted and the cells that
-worked are replayed. Then each exercise's visible and hidden checks run
-in the kernel, from a freshly imported copy of the checks (so patching
-the checking module from the notebook changes nothing). The submitted
-file is never written; if the notebook's own code changes it, the
-original bytes are put back and the report says so.
+Introduced in Chapter 1 (``python -m cnnbook grade NOTEBOOK``; a folder
+of submissions: ``python -m cnnbook grade-batch DIR --out OUTDIR``). The
+notebook is read once and rebuilt from its cells' types and sources only
+(broken metadata cannot matter), then executed from memory in a temporary
+working folder, cell by cell, with a per-cell timeout, a limit for the
+whole notebook and a memory limit for the kernel. A cell that fails,
+loops or kills the kernel costs only the exercises that depend on it: the
+kernel is restarted and the cells that worked are replayed. Then each
+exercise's visible and hidden checks run in the kernel, from a freshly
+imported copy of the checks, after undoing what the notebook patched in
+numpy, builtins, json, the import system and the like (so patching the
+checking module from the notebook changes nothing). The check cells of
+the notebook play no part in the grade. The submitted file is never
+written; if the notebook's own code changes or deletes it, the original
+bytes are put back and the report says so.
 
-Report schema (``--json``), version 1::
+This guards against mistakes and casual tampering, not against a learner
+who sets out to attack the grader: the checks run in the learner's
+process. Batch grading runs every submission in its own process, so one
+that takes its grader down costs only its own grade.
 
-    {"schema_version": 1, "notebook": str, "sha256": str, "chapter": str,
-     "points": int, "max_points": int, "full_marks": bool, "seconds": float,
+Report schema (``--json``; ``grade-batch`` writes one per submission),
+version 1 (documented for readers in book/grading-reference.md)::
+
+    {"schema_version": 1,       # bumped on any incompatible change
+     "notebook": str,           # the path as given
+     "graded": bool,            # false: could not be read or run at all
+     "sha256": str|null,        # of the submitted bytes
+     "chapter": str|null,
+     "points": int|null,        # null only in grade-batch, when the grader
+     "max_points": int,         #   itself died (see "problems")
+     "full_marks": bool,
+     "seconds": float,
      "exercises": [{"key": str, "title": str, "points": int,
                     "max_points": int, "passed": bool, "message": str,
                     "visible_passed": bool, "hidden_passed": bool|null}],
-     "cell_errors": [{"cell": int, "error": str}],
-     "problems": [str]}
+     "cell_errors": [{"cell": int, "error": str}],   # cell numbers from 1
+     "problems": [str]}        # whole-notebook problems, in plain words
 """
 from __future__ import annotations
 
@@ -37,6 +55,7 @@ import uuid
 import nbformat
 
 SCHEMA_VERSION = 1
+_ROOT = pathlib.Path(__file__).resolve().parent.parent  # holds cnnbook/
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell (errors always)
 
 
@@ -45,6 +64,8 @@ class Limits:
     cell_timeout: float = 120.0
     total_timeout: float = 900.0
     check_timeout: float = 60.0
+    check_slack: float = 30.0   # import time etc. on top of 2 x check_timeout
+    memory_mb: int = 6144       # address-space limit of the kernel; 0: none
     profile: str = "smoke"
 
 
@@ -53,8 +74,14 @@ class NotebookProblem(Exception):
 
 
 def _read_notebook(raw, path):
+    """A clean notebook built from the cells' types and sources only.
+
+    Whatever a learner did to the cell metadata, outputs or ids cannot
+    matter: the grader keeps nothing else.
+    """
     if not raw.strip():
-        raise NotebookProblem(f"{path} is empty: it is not a notebook")
+        raise NotebookProblem(f"{path} is empty: it is not a notebook "
+                              "(start over from a fresh copy of the exercise)")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -62,16 +89,30 @@ def _read_notebook(raw, path):
             f"{path} is not valid JSON ({exc}); open it in JupyterLab and "
             "save it again, or start over from a fresh copy") from None
     try:
-        nb = nbformat.from_dict(data)
-        nb = nbformat.convert(nb, 4) if nb.get("nbformat", 4) != 4 else nb
-        if not isinstance(nb.get("cells"), list):
-            raise ValueError("no list of cells")
-        for cell in nb.cells:
-            if isinstance(cell.get("source"), list):
-                cell.source = "".join(cell.source)
-            if not isinstance(cell.get("source", ""), str):
-                raise ValueError("a cell's source is not text")
-    except Exception as exc:  # noqa: BLE001 - any malformed structure
+        if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+            raise ValueError("it has no list of cells")
+        cells = []
+        for number, cell in enumerate(data["cells"], 1):
+            if not isinstance(cell, dict):
+                raise ValueError(f"cell {number} is not an object")
+            source = cell.get("source", "")
+            if isinstance(source, list) and all(isinstance(x, str) for x in source):
+                source = "".join(source)
+            if not isinstance(source, str):
+                raise ValueError(f"the source of cell {number} is not text")
+            kind = cell.get("cell_type")
+            if kind == "code":
+                cells.append(nbformat.v4.new_code_cell(source))
+            else:  # markdown, raw or anything else: never executed
+                cells.append(nbformat.v4.new_markdown_cell(source))
+        meta = data.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        cnnbook_meta = meta.get("cnnbook")
+        nb = nbformat.v4.new_notebook(cells=cells)
+        if isinstance(cnnbook_meta, dict) and isinstance(
+                cnnbook_meta.get("chapter"), str):
+            nb.metadata["cnnbook"] = {"chapter": cnnbook_meta["chapter"]}
+    except ValueError as exc:
         raise NotebookProblem(f"{path} is not a Jupyter notebook: {exc}") from None
     return nb
 
@@ -92,20 +133,85 @@ def detect_chapter(nb, path, known):
         f"{', '.join(known)}); pass --chapter")
 
 
+def _output_size(msg):
+    content = msg.get("content", {})
+    if msg["header"]["msg_type"] == "stream":
+        return len(content.get("text", ""))
+    data = content.get("data", {})
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v))
+               for v in data.values()) if isinstance(data, dict) else 0
+
+
 def _capped_client_class():
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
-        """Drops stream output past OUTPUT_LIMIT so huge prints cost nothing."""
+        """Keeps at most OUTPUT_LIMIT characters of output per cell.
+
+        The grader reads only errors, so a cell printing megabytes (or
+        displaying huge images) costs transfer time but no memory.
+        """
 
         def output(self, outs, msg, display_id, cell_index):
-            if msg["header"]["msg_type"] == "stream":
-                size = sum(len(o.get("text", "")) for o in outs)
-                if size > OUTPUT_LIMIT:
+            if msg["header"]["msg_type"] != "error":
+                size = _output_size(msg)
+                used = getattr(self, "_cnnbook_used", {})
+                self._cnnbook_used = used
+                used[cell_index] = used.get(cell_index, 0) + size
+                if used[cell_index] > OUTPUT_LIMIT:
                     return None
             return super().output(outs, msg, display_id, cell_index)
 
     return CappedClient
+
+
+# Runs first in every kernel, before any of the learner's cells: limits the
+# kernel's memory and keeps the state of the modules the checks rely on, so
+# that _GRADE_SNIPPET can undo what the notebook patched (numpy.allclose,
+# builtins.open, json.dump, sys.path, import hooks...). This guards against
+# mistakes and casual tampering; it is not a sandbox.
+_PRELUDE = """
+def _cnnbook_prelude():
+    import builtins, importlib, inspect, json, math, resource, signal, sys
+    import dataclasses, traceback, types
+    import numpy
+    limit = {memory}
+    if limit:
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass
+    roots = ("builtins", "math", "json", "dataclasses", "traceback", "inspect",
+             "signal", "importlib", "numpy", "resource", "os", "shutil")
+    saved = {{}}
+    for name, mod in list(sys.modules.items()):
+        if isinstance(mod, types.ModuleType) and name.split(".")[0] in roots:
+            # functions, classes and submodules only: never plain state
+            saved[name] = (mod, {{k: v for k, v in vars(mod).items()
+                                 if callable(v) or isinstance(v, types.ModuleType)}})
+    state = (list(sys.path), list(sys.meta_path), list(sys.path_hooks))
+
+    def restore():
+        for name, (mod, attrs) in saved.items():
+            sys.modules[name] = mod
+            now = vars(mod)
+            for key, value in attrs.items():
+                if now.get(key, restore) is not value:
+                    try:
+                        now[key] = value
+                    except Exception:
+                        pass
+        sys.path[:] = [{root!r}] + [p for p in state[0] if p not in ("", ".")]
+        sys.meta_path[:] = state[1]
+        sys.path_hooks[:] = state[2]
+        sys.path_importer_cache.clear()
+
+    guard = types.ModuleType("_cnnbook_guard")
+    guard.restore = restore
+    sys.modules["_cnnbook_guard"] = guard
+_cnnbook_prelude()
+del _cnnbook_prelude
+"""
 
 
 class _Session:
@@ -113,6 +219,11 @@ class _Session:
 
     def __init__(self, nb, workdir, limits):
         self.nb, self.workdir, self.limits = nb, workdir, limits
+        # nbclient stores every executed cell back at nb.cells[index]; the
+        # grader's own cells (prelude, checks) go to this extra last slot so
+        # that they never overwrite one of the learner's cells.
+        nb.cells.append(nbformat.v4.new_markdown_cell(""))
+        self.scratch = len(nb.cells) - 1
         self.client = None
         self.replay = []  # indices of cells that ran to completion
 
@@ -125,9 +236,16 @@ class _Session:
             allow_errors=True, interrupt_on_timeout=False,
             record_timing=False, iopub_timeout=10,
             resources={"metadata": {"path": self.workdir}})
+        # the notebook may have deleted its working folder
+        os.makedirs(self.workdir, exist_ok=True)
         self.client.km = self.client.create_kernel_manager()
         self.client.start_new_kernel(env=env, stderr=subprocess.DEVNULL)
         self.client.start_new_kernel_client()
+        prelude = nbformat.v4.new_code_cell(_PRELUDE.format(
+            memory=int(self.limits.memory_mb) * 2**20, root=str(_ROOT)))
+        error = self.run(prelude, -1, timeout=max(60, self.limits.cell_timeout))
+        if error:
+            raise RuntimeError(f"the grader could not prepare the kernel: {error}")
         for index in self.replay:
             self.run(self.nb.cells[index], index, timeout=self.limits.cell_timeout)
 
@@ -146,13 +264,17 @@ class _Session:
     def run(self, cell, index, timeout):
         """Execute one cell; return an error string or None.
 
-        After a timeout the kernel is interrupted; if it does not answer a
-        probe within 15 s it is restarted (and the good cells replayed).
+        ``index < 0`` marks one of the grader's own cells. After a timeout
+        the kernel is restarted and the good cells replayed; a kernel that
+        died is restarted by the caller.
         """
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
         cell.outputs = []
+        if index < 0:
+            index = self.scratch
         self.client.timeout = max(1, int(timeout))
+        self.client._cnnbook_used = {}  # output budget, per run
         try:
             self.client.execute_cell(cell, index)
         except DeadKernelError:
@@ -175,7 +297,9 @@ class _Session:
 
 _GRADE_SNIPPET = """
 def {fn}():
-    import builtins, sys
+    import sys
+    sys.modules["_cnnbook_guard"].restore()
+    import builtins
     for _name in [m for m in list(sys.modules)
                   if m == "cnnbook" or m.startswith("cnnbook.")]:
         del sys.modules[_name]
@@ -195,7 +319,8 @@ def _defining_cells(nb, name):
     pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(name)}\b|"
                          rf"^\s*{re.escape(name)}\s*=", re.M)
     return [i for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and pattern.search(c.source)]
+            if c.cell_type == "code" and pattern.search(c.source)
+            and "_cnnbook_grade_" not in c.source]
 
 
 def grade(path, chapter=None, limits=None, seed=None):
@@ -206,7 +331,7 @@ def grade(path, chapter=None, limits=None, seed=None):
     path = pathlib.Path(path)
     start = time.perf_counter()
     report = {"schema_version": SCHEMA_VERSION, "notebook": str(path),
-              "sha256": None, "chapter": chapter, "points": 0,
+              "graded": False, "sha256": None, "chapter": chapter, "points": 0,
               "max_points": 0, "full_marks": False, "seconds": 0.0,
               "exercises": [], "cell_errors": [], "problems": []}
     try:
@@ -223,13 +348,24 @@ def grade(path, chapter=None, limits=None, seed=None):
         chapter = chapter or _chapter_from_name(path, known)
         report["problems"].append(str(exc))
         return _finish(report, chapter, {}, start)
+    try:
+        grading.exercises(chapter)
+    except KeyError:
+        report["problems"].append(f"there are no checks for chapter {chapter!r}")
+        return _finish(report, None, {}, start)
     report["chapter"] = chapter
     if seed is None:
         seed = int(report["sha256"][:8], 16)
     try:
         results = _execute_and_check(nb, chapter, limits, seed, report)
+        report["graded"] = True
+    except Exception as exc:  # noqa: BLE001 - report, never crash a batch
+        results = {}
+        report["problems"].append(
+            f"the grader could not run this notebook: {type(exc).__name__}: "
+            f"{exc}"[:500])
     finally:
-        if path.exists() and path.read_bytes() != raw:
+        if not path.exists() or path.read_bytes() != raw:
             path.write_bytes(raw)
             report["problems"].append(
                 "the notebook's code changed its own file; the submitted "
@@ -274,7 +410,8 @@ def _execute_and_check(nb, chapter, limits, seed, report):
         session = _Session(nb, workdir, limits)
         try:
             session.start()
-            for index, cell in enumerate(nb.cells):
+            learner_cells = nb.cells[:session.scratch]
+            for index, cell in enumerate(learner_cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 left = deadline - time.monotonic()
@@ -296,6 +433,11 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                                              limits, tmp)
         finally:
             session.stop()
+    skipped = [i for i, e in cell_errors.items() if e.startswith("NotRun")]
+    if skipped:
+        report["problems"].append(
+            f"the notebook ran past its {limits.total_timeout:.0f} s limit: "
+            f"cells {min(skipped) + 1} to {max(skipped) + 1} were not run")
     report["cell_errors"] = [{"cell": i + 1, "error": e}
                              for i, e in sorted(cell_errors.items())]
     for ex in exercises:
@@ -318,7 +460,8 @@ def _check_one(session, ex, chapter, seed, limits, tmp):
     code = _GRADE_SNIPPET.format(fn=fn, chapter=chapter, key=ex.key, seed=seed,
                                  timeout=limits.check_timeout, out=out)
     cell = nbformat.v4.new_code_cell(code)
-    error = session.run(cell, -1, timeout=limits.check_timeout * 2 + 30)
+    error = session.run(cell, -1, timeout=limits.check_timeout * 2
+                         + limits.check_slack)
     if error and error.startswith("KernelDied"):
         session.restart()
     try:
@@ -353,3 +496,135 @@ def format_report(report):
     lines.append(f"Total: {report['points']}/{report['max_points']} points "
                  f"({report['seconds']:.1f} s)")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ batch grading
+def _submissions(folder):
+    folder = pathlib.Path(folder)
+    found = sorted(p for p in folder.rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts and p.is_file())
+    names, out = set(), []
+    for p in found:
+        name = "__".join(p.relative_to(folder).with_suffix("").parts)
+        while name in names:  # only possible with odd folder layouts
+            name += "_"
+        names.add(name)
+        out.append((name, p))
+    return out
+
+
+def _grade_in_subprocess(path, json_path, options, hard_timeout):
+    """``python -m cnnbook grade`` in its own process; returns (report, why).
+
+    A separate process per submission: a notebook that takes its grader
+    down (or hangs it) costs only its own grade. After ``hard_timeout``
+    the process gets SIGTERM (it then stops its kernel), then SIGKILL.
+    """
+    import signal
+    import sys
+
+    cmd = [sys.executable, "-m", "cnnbook", "grade", str(path),
+           "--json", str(json_path), *options]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=hard_timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        return None, f"the grader ran past {hard_timeout:.0f} s and was stopped"
+    try:
+        report = json.loads(pathlib.Path(json_path).read_text())
+    except (OSError, ValueError):
+        tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
+        return None, ("the grader stopped without a report (exit status "
+                      f"{proc.returncode}{': ' + tail[0] if tail else ''})")
+    return report, None
+
+
+def grade_batch(folder, outdir, workers=2, options=(), hard_timeout=1800,
+                progress=None):
+    """Grade every ``*.ipynb`` under ``folder`` with at most ``workers`` at once.
+
+    Writes ``OUTDIR/<name>.json`` (one report per submission, the schema
+    above) and ``OUTDIR/summary.csv`` with the columns ``name``, one per
+    exercise key (points), ``total``, ``max_points``, ``status``
+    (``graded`` or ``not graded: why``). Prints one progress line per
+    submission to ``progress`` (default stderr). Returns the list of
+    summary rows; a submission that could not be graded has points None.
+    """
+    import csv
+    import sys
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    progress = progress or sys.stderr
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    subs = _submissions(folder)
+    total = len(subs)
+    start = time.perf_counter()
+    print(f"grading {total} notebooks from {folder} with {workers} workers",
+          file=progress, flush=True)
+    rows = {}
+
+    def one(name, path):
+        report, why = _grade_in_subprocess(path, outdir / f"{name}.json",
+                                           list(options), hard_timeout)
+        if report is not None and not report.get("graded", True):
+            why = "; ".join(report["problems"]) or "the notebook could not be run"
+        if report is None:
+            report = {"schema_version": SCHEMA_VERSION, "notebook": str(path),
+                      "graded": False, "points": None, "exercises": [],
+                      "problems": [why]}
+            (outdir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        return name, report, why
+
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        futures = [pool.submit(one, name, path) for name, path in subs]
+        for done, future in enumerate(as_completed(futures), 1):
+            name, report, why = future.result()
+            rows[name] = (report, why)
+            bar = "#" * int(20 * done / total) if total else ""
+            head = f"[{bar:<20}] {done}/{total}"
+            if why:
+                line = f"{head} {name}: NOT GRADED: {why}"
+            else:
+                line = (f"{head} {name}: {report['points']}/"
+                        f"{report['max_points']} points "
+                        f"({report['seconds']:.1f} s)")
+            print(line, file=progress, flush=True)
+
+    keys = []
+    for name, _ in subs:
+        for row in rows[name][0].get("exercises", []):
+            if row["key"] not in keys:
+                keys.append(row["key"])
+    summary = []
+    with open(outdir / "summary.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", *keys, "total", "max_points", "status"])
+        for name, _ in subs:
+            report, why = rows[name]
+            points = {r["key"]: r["points"] for r in report.get("exercises", [])}
+            row = {"name": name, "points": None if why else points,
+                   "total": None if why else report["points"],
+                   "max_points": report.get("max_points"),
+                   "status": f"not graded: {why}" if why else "graded"}
+            summary.append(row)
+            writer.writerow([name, *[("" if why else points.get(k, ""))
+                                     for k in keys],
+                             "" if why else report["points"],
+                             report.get("max_points", ""), row["status"]])
+    seconds = time.perf_counter() - start
+    bad = sum(1 for r in summary if r["total"] is None)
+    rate = 60 * total / seconds if seconds else 0.0
+    print(f"done: {total - bad} graded, {bad} not graded, {seconds:.0f} s "
+          f"({rate:.1f} notebooks per minute); summary in "
+          f"{outdir / 'summary.csv'}", file=progress, flush=True)
+    return summary

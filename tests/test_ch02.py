@@ -1,8 +1,6 @@
 """Chapter 2 (LeNet-5): models, tables, C3, padding, checks, page numbers."""
-import io
 import pathlib
 import re
-from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
@@ -52,8 +50,7 @@ def test_modern_and_classic_differ_in_activation_and_pooling(modern, classic):
 
 def _summary_text(model):
     lines = []
-    model.summary(print_fn=lambda text, **_: lines.append(text),
-                  line_length=120)
+    model.summary(print_fn=lambda text, **_: lines.append(text))
     return "\n".join(lines)
 
 
@@ -135,8 +132,8 @@ def _solutions():
     def build_lenet5(num_classes=10):
         return keras.Sequential([
             keras.Input((32, 32, 1)),
-            layers.Conv2D(6, 5, activation="relu"), layers.MaxPooling2D(),
-            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(6, 5, activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
             layers.Flatten(), layers.Dense(120, activation="relu"),
             layers.Dense(84, activation="relu"),
             layers.Dense(num_classes, activation="softmax")])
@@ -183,8 +180,8 @@ def test_wrong_model_names_the_first_differing_layer():
         return keras.Sequential([
             keras.Input((32, 32, 1)),
             layers.Conv2D(6, 5, activation="relu", name="first"),
-            layers.AveragePooling2D(name="pool_a"),
-            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(),
+            layers.AveragePooling2D(2, name="pool_a"),
+            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
             layers.Flatten(), layers.Dense(120, activation="relu"),
             layers.Dense(84, activation="relu"),
             layers.Dense(num_classes, activation="softmax")])
@@ -228,7 +225,8 @@ def test_c3_mistakes_are_caught():
     def no_bias(connections, f):
         return int(f * f * np.asarray(connections, bool).sum())
 
-    result = run_exercise(_exercise("2.3"), {**answers, "c3_table": full_table})
+    result = run_exercise(_exercise("2.3"),
+                          {**answers, "c3_table": full_table})
     assert result.points == 0 and "C3 map 0" in result.message
     result = run_exercise(_exercise("2.3"),
                           {**answers, "partial_conv_params": no_bias})
@@ -281,6 +279,48 @@ def test_page_numbers_are_the_computed_ones():
         assert f"{number:,}" in text, number
     stated = re.search(r"reach (\d+)% on 1,000 test digits", text)
     assert stated and int(stated.group(1)) == round(100 * ch02.FIT_THRESHOLD)
+
+
+def test_page_states_where_parameters_and_work_sit():
+    text = PAGE.read_text()
+    table = layer_table(lenet5())
+    convs = [r for r in table if r.kind == "Conv2D"]
+    dense = next(r for r in table if r.name == "f5")
+    for number in (sum(r.params for r in convs),
+                   sum(r.multiplications for r in convs),
+                   table.total_multiplications, dense.multiplications):
+        assert f"{number:,}" in text, number
+
+
+def _stored_results():
+    """Rows of the results table printed by the stored lab run."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "ch02-lenet.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    banner = re.search(r"profile: (\w+)", text).group(1)
+    rows = re.findall(r"^(modern|classic)\s+(\d+)\s+([\d.]+)\s+([\d,]+)"
+                      r"\s+([\d.]+%)$", text, re.M)
+    return banner, rows
+
+
+def test_page_results_are_those_of_the_stored_run():
+    banner, rows = _stored_results()
+    assert banner in ("cpu", "full") and len(rows) == 2
+    text = PAGE.read_text()
+    for form, epochs, seconds, rate, accuracy in rows:
+        expected = f"| {form} | {epochs} | {seconds} s | {rate} | {accuracy} |"
+        assert expected in text, expected
+
+
+def test_page_lists_the_exercises_with_their_points():
+    text = " ".join(PAGE.read_text().split())
+    listed = exercises("ch02")
+    assert f"{sum(e.points for e in listed)} points in all" in text
+    for e in listed:
+        assert re.search(rf"\*\*{re.escape(e.key)} .+\*\* \({e.points} "
+                         r"points?\)", text), e.key
 
 
 def test_page_figures_exist():

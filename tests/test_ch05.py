@@ -308,3 +308,87 @@ def test_last_stage_holds_over_half_of_resnet50():
     conv5 = next(r for r in table if r.stage == "conv5")
     assert conv5.params / table.total_params > 0.5
     assert sum(r.layers for r in table) == 54
+
+
+def test_quarter_width_resnet18_of_the_cpu_run():
+    assert resnet.resnet18((28, 28, 1), 10, width=16).count_params() == 703_578
+
+
+# ------------------------------------- the page quotes the stored runs
+def _outputs(name):
+    import nbformat
+
+    from conftest import ROOT
+
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells
+                   if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def _page():
+    from conftest import ROOT
+
+    return (ROOT / "book" / "ch05-resnet.md").read_text()
+
+
+def test_page_quotes_the_stored_resnet18_run():
+    import re
+
+    text = _outputs("ch05-resnet18.ipynb")
+    line = re.search(r"profile (\w+): ResNet-18 \(width (\d+), ([\d,]+) "
+                     r"parameters\), ([\d,]+) training images, (\d+) epochs, "
+                     r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
+                     text)
+    assert line, "the stored run has no summary line"
+    profile, width, params, images, epochs, seconds, rate, acc = line.groups()
+    page = " ".join(_page().split())
+    assert f"**{acc}%**" in page
+    assert f"{seconds} seconds ({rate} images per second)" in page
+    assert f"{params} parameters" in page and f"{epochs} epochs" in page
+
+
+def test_page_quotes_the_stored_depth_run():
+    import re
+
+    text = _outputs("ch05-resnet-depth.ipynb")
+    page = " ".join(_page().split())
+    finals = re.findall(r"(plain|residual)-(\d+)\s+final training error\s+"
+                        r"([\d.]+) %", text)
+    assert len(finals) == 4
+    for kind, depth, err in finals:
+        assert f"{kind}-{depth}: {err}%" in page, (kind, depth, err)
+    appeared = "The effect appeared" in text
+    assert ("the effect appeared" in page.lower()) == appeared
+
+
+def test_page_quotes_the_depth_gaps():
+    import re
+
+    text = _outputs("ch05-resnet-depth.ipynb")
+    page = " ".join(_page().split())
+    gaps = dict(re.findall(r"(plain|residual): deep minus shallow = "
+                           r"([+-][\d.]+) points", text))
+    assert float(gaps["plain"]) > 0 > float(gaps["residual"])
+    assert f"{gaps['plain'][1:]} points *above*" in page
+    assert f"{gaps['residual'][1:]} points below" in page
+    finals = {f"{k}-{d}": float(e) for k, d, e in re.findall(
+        r"(plain|residual)-(\d+)\s+final training error\s+([\d.]+) %", text)}
+    assert round(finals["plain-32"] - finals["residual-32"]) == 5
+    assert "about 5 points below the plain network" in page
+
+
+def test_exercise_curves_are_the_stored_run():
+    """Exercise 5.5 shows the curves of the stored cpu depth run."""
+    import nbformat
+
+    from conftest import ROOT
+
+    text = _outputs("ch05-resnet-depth.ipynb")
+    solution = nbformat.read(ROOT / "solutions" / "ch05-resnet.ipynb",
+                             as_version=4)
+    source = "\n".join(c.source for c in solution.cells)
+    for line in text.splitlines():
+        if line.startswith("('"):
+            key, values = line.split(": ", 1)
+            kind, depth = eval(key)  # noqa: S307 - our own stored output
+            assert f'("{kind}", {depth}): {values},' in source, line

@@ -32,7 +32,8 @@ def _call(func, *args, what):
     except (CheckFailure, NotImplementedError):
         raise
     except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+        raise CheckFailure(
+            f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 # ------------------------------------------------------------------ 2.1
@@ -145,7 +146,8 @@ def _reference_partial_params(table, f):
 
 
 def _check_partial(func, table, f):
-    what = f"partial_conv_params(<{table.shape[0]}x{table.shape[1]} table>, {f})"
+    rows, cols = table.shape
+    what = f"partial_conv_params(<{rows}x{cols} table>, {f})"
     expect_equal(_call(func, table.copy(), f, what=what),
                  _reference_partial_params(table, f), what)
 
@@ -156,7 +158,8 @@ def c3_visible(ns):
     expected = paper_c3_table()
     got = _call(ns["c3_table"], what="c3_table()")
     if got is None:
-        raise CheckFailure("c3_table() returned None: did you forget `return`?")
+        raise CheckFailure(
+            "c3_table() returned None: did you forget `return`?")
     got = np.asarray(got)
     if got.shape != expected.shape:
         raise CheckFailure(f"c3_table() has shape {got.shape}, expected "

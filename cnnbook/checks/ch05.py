@@ -62,7 +62,7 @@ def _block_model(func, input_shape, *args, **kwargs):
         raise
     except Exception as exc:  # noqa: BLE001 - report the learner's error
         raise CheckFailure(
-            f"calling it on an input of shape (None, {', '.join(map(str, input_shape))}) "
+            f"calling it on an input of shape {(None, *input_shape)} "
             f"raised {type(exc).__name__}: {exc}") from exc
     if outputs is None:
         raise CheckFailure("it returned None: did you forget `return`?")
@@ -192,7 +192,8 @@ def _check_resnet50(func, input_shape=None, num_classes=None):
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise CheckFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+        raise CheckFailure(
+            f"{what} raised {type(exc).__name__}: {exc}") from exc
     ref = keras.applications.ResNet50(
         weights=None, input_shape=input_shape, classes=num_classes or 1000)
     expect_same_layers(_InputOrder(model), _InputOrder(ref), what)
@@ -271,7 +272,7 @@ def degradation_gaps_reference(curves):
 
 
 def _example_curves(rng, depths, epochs):
-    """Decreasing training-error curves; plain networks get worse with depth."""
+    """Decreasing training-error curves; deep plain ones may end higher."""
     curves = {}
     for kind in ("plain", "residual"):
         for depth in depths:

@@ -97,13 +97,13 @@ def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
     input channel; a ``Resizing`` layer scales each batch to
     ``input_size`` (at least 67, so that the last pool still has a 3x3
     window), so the dataset never has to be resized in memory. With
-    ``batch_norm`` every convolution and hidden dense layer is followed by
-    batch normalisation, which lets Adam train it quickly. The output is
-    logits (no softmax): train with ``from_logits=True``.
+    ``batch_norm`` every convolution is followed by batch normalisation,
+    which lets Adam train it quickly; the dense layers keep dropout. The
+    output is logits (no softmax): train with ``from_logits=True``.
     """
     if input_size < 67:
-        raise ValueError("AlexNet's stride-4 stem and three 3x3/2 pools "
-                         f"need an input of at least 67 pixels, got {input_size}")
+        raise ValueError("AlexNet's stride-4 stem and three 3x3/2 pools need "
+                         f"an input of at least 67 pixels, got {input_size}")
 
     def activation(name):
         if batch_norm:
@@ -122,8 +122,9 @@ def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
             model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
     model.add(layers.Flatten(name="flatten"))
     for i, units in enumerate(dense_units, 6):
-        model.add(layers.Dense(units, use_bias=not batch_norm, name=f"fc{i}"))
-        activation(f"fc{i}")
+        # No batch normalisation after dropout: at test time, without
+        # dropout, the statistics it learned would no longer match.
+        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
         if dropout:
             model.add(layers.Dropout(dropout, name=f"dropout{i}"))
     model.add(layers.Dense(num_classes, name="logits"))

@@ -51,7 +51,9 @@ def _conv(x, filters, size, name, batch_norm=False, strides=1):
                              activation="relu", name=name)(x)
     x = layers.Conv2D(filters, size, strides=strides, padding="same",
                       use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # Momentum 0.9 (Keras defaults to 0.99): the moving averages used at
+    # test time then settle within a few dozen steps, which short runs need.
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -83,11 +83,13 @@ def pad_digits(images, size=32):
     """
     images = np.asarray(images)
     if images.ndim != 3:
-        raise ValueError(f"expected images of shape (n, h, w), got {images.shape}")
+        raise ValueError("expected images of shape (n, h, w), got "
+                         f"{images.shape}")
     height, width = images.shape[1:]
     extra_h, extra_w = size - height, size - width
     if extra_h < 0 or extra_w < 0:
-        raise ValueError(f"images of {height}x{width} do not fit in {size}x{size}")
+        raise ValueError(f"images of {height}x{width} do not fit in "
+                         f"{size}x{size}")
     out = np.zeros((len(images), size, size, 1), np.float32)
     top, left = extra_h // 2, extra_w // 2
     out[:, top:top + height, left:left + width, 0] = images / np.float32(255)

@@ -1,4 +1,4 @@
-"""Residual networks (He et al., 2015): blocks, ResNet-18/50, depth nets. Ch. 5.
+"""Residual networks (He et al., 2015): blocks, ResNet-18/50, depth. Ch. 5.
 
 Every builder names its layers after the stage and block they belong to,
 the way ``keras.applications.ResNet50`` does (``conv3_block2_1_conv`` is
@@ -284,8 +284,9 @@ def _stage_of(name):
 def stage_table(model):
     """Blocks, weighted layers, output shape, parameters per stage. Ch. 5.
 
-    "Layers" counts convolutions and dense layers, the layers the depth of
-    a ResNet counts (projection shortcuts included). Stages are read from the layer names (``conv1`` is the stem, with its
+    "Layers" counts convolutions and dense layers, projection shortcuts
+    included (the depth in a ResNet's name leaves the projections out).
+    Stages are read from the layer names (``conv1`` is the stem, with its
     pooling; ``conv2``..``conv5`` the residual stages; ``head`` the pooling
     and classifier). Works for every builder of this module and for
     ``keras.applications.ResNet50``. The total equals

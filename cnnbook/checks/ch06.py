@@ -1,0 +1,286 @@
+"""Checks of Chapter 6 (1x1 convolutions, Inception, GoogLeNet).
+
+6.1 ``branch_multiplications``: multiplications of a 'same' convolution
+    branch, with and without a 1x1 bottleneck.
+6.2 ``inception_module``: the module with dimension reduction; output shape
+    and parameters.
+6.3 ``build_reduced_model``: the broken snippet of the chapter, repaired.
+6.4 ``add_auxiliary_output``: GoogLeNet's auxiliary classifier attached to
+    a model as a second output.
+
+Expected values come from reference code: :mod:`cnnbook.arithmetic` and the
+builders of :mod:`cnnbook.models.inception`. Functional models may create
+their branches in any order, so layers are compared as a multiset of
+(type, output shape, parameters), which pins down every branch.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from cnnbook.grading import CheckFailure, exercise, expect_equal, \
+    layer_signature
+
+CHAPTER = "ch06"
+CHAPTER_INPUT = (28, 28, 192)
+MODULE_3A = (64, 96, 128, 16, 32, 32)
+MODULE_4A = (192, 96, 208, 16, 48, 64)
+MODULE_4B = (160, 112, 224, 24, 64, 64)
+
+
+def _call(func, *args, what, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except (CheckFailure, NotImplementedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the learner's error
+        raise CheckFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _shape(tensor):
+    return tuple(tensor.shape)
+
+
+def _layer_differences(mine, reference):
+    """Describe how two lists of layer signatures differ, or return None."""
+    a, b = Counter(mine), Counter(reference)
+    if a == b:
+        return None
+    extra = list((a - b).elements())
+    missing = list((b - a).elements())
+    parts = []
+    if missing:
+        kind, shape, params = missing[0]
+        parts.append(f"a {kind} with output shape {shape} and {params:,} "
+                     "parameters is missing")
+    if extra:
+        kind, shape, params = extra[0]
+        parts.append(f"there is an unexpected {kind} with output shape "
+                     f"{shape} and {params:,} parameters")
+    return "; ".join(parts)
+
+
+def _expect_same_branches(model, reference, what):
+    if model is None or not hasattr(model, "layers"):
+        raise CheckFailure(f"{what} should give a keras Model, got "
+                           f"{type(model).__name__}")
+    if len(model.outputs) != 1:
+        raise CheckFailure(f"{what} should have one output, it has "
+                           f"{len(model.outputs)}")
+    expect_equal(_shape(model.output), _shape(reference.output),
+                 f"{what}: output shape")
+    problem = _layer_differences(layer_signature(model),
+                                 layer_signature(reference))
+    if problem:
+        raise CheckFailure(f"{what}: {problem}")
+    expect_equal(model.count_params(), reference.count_params(),
+                 f"{what}: number of parameters")
+
+
+# ------------------------------------------------------------------ 6.1
+def reference_branch_multiplications(n_h, n_w, n_c_prev, f, n_c,
+                                     bottleneck=None):
+    from cnnbook.arithmetic import conv_multiplications
+
+    if bottleneck is None:
+        return conv_multiplications(n_h, n_w, n_c, f, n_c_prev)
+    return (conv_multiplications(n_h, n_w, bottleneck, 1, n_c_prev)
+            + conv_multiplications(n_h, n_w, n_c, f, bottleneck))
+
+
+def _check_multiplications(func, case):
+    args, bottleneck = case[:5], case[5]
+    what = (f"branch_multiplications({', '.join(map(str, args))}, "
+            f"bottleneck={bottleneck})")
+    got = _call(func, *args, bottleneck=bottleneck, what=what)
+    expect_equal(got, reference_branch_multiplications(*args, bottleneck),
+                 what)
+
+
+@exercise(CHAPTER, "6.1", "multiplications with and without a bottleneck",
+          points=2, names=["branch_multiplications"])
+def multiplications_visible(ns):
+    func = ns["branch_multiplications"]
+    for case in [(28, 28, 192, 5, 32, None), (28, 28, 192, 5, 32, 16),
+                 (28, 28, 192, 3, 128, None), (28, 28, 192, 3, 128, 96)]:
+        _check_multiplications(func, case)
+
+
+@multiplications_visible.hidden_check
+def multiplications_hidden(ns, rng):
+    func = ns["branch_multiplications"]
+    for _ in range(12):
+        n_h, n_w = (int(v) for v in rng.integers(1, 60, size=2))
+        n_c_prev = int(rng.integers(1, 600))
+        f = int(rng.choice([1, 3, 5, 7]))
+        n_c = int(rng.integers(1, 400))
+        bottleneck = None if rng.random() < 0.4 else int(rng.integers(1, 64))
+        _check_multiplications(func, (n_h, n_w, n_c_prev, f, n_c, bottleneck))
+
+
+# ------------------------------------------------------------------ 6.2
+def _module_models(func, input_shape, filters):
+    import keras
+
+    from cnnbook.models import inception_module
+
+    what = f"inception_module(x, {', '.join(map(str, filters))})"
+    inputs = keras.Input(input_shape)
+    out = _call(func, inputs, *filters, what=what)
+    if out is None or not hasattr(out, "shape"):
+        raise CheckFailure(f"{what} should return the concatenated tensor, "
+                           f"got {type(out).__name__}")
+    mine = _call(keras.Model, inputs, out, what=f"a Model around {what}")
+    ref_inputs = keras.Input(input_shape)
+    reference = keras.Model(ref_inputs, inception_module(ref_inputs, *filters))
+    return mine, reference, f"{what} on a {input_shape} input"
+
+
+@exercise(CHAPTER, "6.2", "inception module with dimension reduction",
+          points=3, names=["inception_module"])
+def module_visible(ns):
+    _expect_same_branches(*_module_models(ns["inception_module"],
+                                          CHAPTER_INPUT, MODULE_3A))
+
+
+@module_visible.hidden_check
+def module_hidden(ns, rng):
+    for _ in range(3):
+        size = int(rng.integers(5, 20))
+        shape = (size, size, int(rng.integers(3, 80)))
+        filters = tuple(int(v) for v in rng.integers(1, 48, size=6))
+        _expect_same_branches(*_module_models(ns["inception_module"], shape,
+                                              filters))
+
+
+# ------------------------------------------------------------------ 6.3
+def _reduced_reference(input_shape):
+    import keras
+
+    from cnnbook.models import inception_module
+
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, inception_module(inputs, *MODULE_3A))
+
+
+def _check_repaired(build, input_shape):
+    what = f"build_reduced_model({input_shape})"
+    model = _call(build, input_shape, what=what)
+    if model is None or not hasattr(model, "outputs"):
+        raise CheckFailure(f"{what} should return a keras Model, got "
+                           f"{type(model).__name__}")
+    if len(model.outputs) != 1:
+        raise CheckFailure(f"{what} has {len(model.outputs)} outputs; the "
+                           "snippet builds one module with one output")
+    naive = {"MaxPooling2D", "Concatenate"}
+    kinds = Counter(type(l).__name__ for l in model.layers)
+    if kinds["Conv2D"] == 3 and naive <= set(kinds):
+        raise CheckFailure(f"{what} still calls the naive block: the "
+                           "dimension-reduction example needs the module "
+                           "with 1x1 reductions and a pool projection")
+    _expect_same_branches(model, _reduced_reference(input_shape), what)
+
+
+@exercise(CHAPTER, "6.3", "repair the broken inception snippet", points=2,
+          names=["build_reduced_model"])
+def repaired_visible(ns):
+    _check_repaired(ns["build_reduced_model"], CHAPTER_INPUT)
+
+
+@repaired_visible.hidden_check
+def repaired_hidden(ns, rng):
+    for _ in range(2):
+        size = int(rng.integers(6, 32))
+        _check_repaired(ns["build_reduced_model"],
+                        (size, size, int(rng.integers(3, 256))))
+
+
+# ------------------------------------------------------------------ 6.4
+def _trunk(input_shape, num_classes):
+    """Modules 4a and 4b of GoogLeNet, pooled, with a softmax on top."""
+    import keras
+    from keras import layers
+
+    from cnnbook.models import inception_module
+
+    inputs = keras.Input(input_shape, name="features")
+    x = inception_module(inputs, *MODULE_4A, name="inception_4a")
+    x = inception_module(x, *MODULE_4B, name="inception_4b")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="main")(x)
+    return keras.Model(inputs, out, name="trunk")
+
+
+def _head_reference(feature_shape, num_classes):
+    import keras
+
+    from cnnbook.models import auxiliary_head
+
+    inputs = keras.Input(feature_shape)
+    return keras.Model(inputs, auxiliary_head(inputs, num_classes))
+
+
+def _check_auxiliary(func, input_shape, num_classes, rng):
+    branch = "inception_4a_concat"
+    trunk = _trunk(input_shape, num_classes)
+    what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
+    model = _call(func, trunk, branch, num_classes, what=what)
+    if model is None or not hasattr(model, "outputs"):
+        raise CheckFailure(f"{what} should return a keras Model, got "
+                           f"{type(model).__name__}")
+    if len(model.outputs) != 2:
+        raise CheckFailure(f"{what} has {len(model.outputs)} output(s); it "
+                           "should have two: [main output, auxiliary output]")
+    expect_equal([_shape(o) for o in model.outputs],
+                 [(None, num_classes)] * 2, f"{what}: output shapes")
+    trunk_layers = {id(l) for l in trunk.layers}
+    for layer in trunk.layers:
+        try:
+            same = model.get_layer(layer.name) is layer
+        except ValueError:
+            same = False
+        if not same:
+            raise CheckFailure(
+                f"{what}: the layer '{layer.name}' of the model passed in is "
+                "not part of the new model; build the new model on "
+                "model.input and the existing tensors, so that both outputs "
+                "share the trunk's weights")
+    head = [l for l in model.layers if id(l) not in trunk_layers]
+    feature_shape = _shape(trunk.get_layer(branch).output)[1:]
+    reference = _head_reference(feature_shape, num_classes)
+    mine = [(type(l).__name__, _shape(l.output), l.count_params())
+            for l in head]
+    problem = _layer_differences(mine, layer_signature(reference))
+    if problem:
+        raise CheckFailure(f"{what}: the auxiliary head differs from the "
+                           f"specification: {problem}")
+    rates = sorted(getattr(l, "rate", None) for l in head
+                   if type(l).__name__ == "Dropout")
+    if rates != [0.7]:
+        raise CheckFailure(f"{what}: the head's dropout rate should be 0.7, "
+                           f"got {rates}")
+    x = rng.standard_normal((2, *input_shape)).astype("float32")
+    main, aux = (np.asarray(v) for v in model.predict(x, verbose=0))
+    if not np.allclose(main, np.asarray(trunk.predict(x, verbose=0)),
+                       atol=1e-5):
+        raise CheckFailure(f"{what}: the first output should be the model's "
+                           "own output, unchanged")
+    if not np.allclose(aux.sum(axis=1), 1.0, atol=1e-4) or (aux < 0).any():
+        raise CheckFailure(f"{what}: the auxiliary output should be a "
+                           "softmax (probabilities that sum to 1)")
+
+
+@exercise(CHAPTER, "6.4", "attach an auxiliary classifier", points=3,
+          names=["add_auxiliary_output"])
+def auxiliary_visible(ns):
+    _check_auxiliary(ns["add_auxiliary_output"], (14, 14, 480), 10,
+                     np.random.default_rng(0))
+
+
+@auxiliary_visible.hidden_check
+def auxiliary_hidden(ns, rng):
+    size = int(rng.integers(8, 18))
+    _check_auxiliary(ns["add_auxiliary_output"],
+                     (size, size, int(rng.integers(16, 200))),
+                     int(rng.integers(2, 50)), rng)

@@ -1,0 +1,191 @@
+"""Chapter 4 (VGG): counts against keras.applications, blocks, the narrow
+variant, stacked 3x3 arithmetic, checks and the numbers of the page."""
+import gc
+import pathlib
+import re
+
+import keras
+import pytest
+
+from cnnbook import arithmetic, diagrams, models
+from cnnbook.checks import ch04
+from cnnbook.grading import exercises, layer_signature, run_exercise
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGE = ROOT / "book" / "ch04-vgg.md"
+VGG16_PARAMS = 138_357_544  # the figure of the issue and of the page
+
+
+def _signature(builder):
+    """Layer signature and count of a big model, which is freed at once."""
+    model = builder()
+    result = layer_signature(model), model.count_params()
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+    return result
+
+
+@pytest.fixture(scope="module")
+def vgg16_table():
+    return diagrams.describe(models.vgg16)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (models.vgg16, lambda: keras.applications.VGG16(weights=None)),
+    (models.vgg19, lambda: keras.applications.VGG19(weights=None)),
+], ids=["vgg16", "vgg19"])
+def test_equal_to_keras_applications(ours, theirs):
+    mine, count = _signature(ours)
+    reference, reference_count = _signature(theirs)
+    assert mine == reference
+    assert count == reference_count
+
+
+def test_vgg16_count_is_the_issue_figure(vgg16_table):
+    assert vgg16_table.total_params == VGG16_PARAMS
+    convs = [r for r in vgg16_table if r.kind == "Conv2D"]
+    dense = [r for r in vgg16_table if r.kind == "Dense"]
+    assert len(convs) + len(dense) == 16
+
+
+def test_vgg16_shapes_follow_the_rule(vgg16_table):
+    """3x3 'same' convs keep the size, each pool halves it; by arithmetic."""
+    size, depth = 224, 3
+    for row in vgg16_table:
+        if row.kind == "Conv2D":
+            size = arithmetic.conv_output_size(
+                size, 3, arithmetic.same_padding(3))
+            filters = row.output_shape[-1]
+            assert row.params == arithmetic.conv_params(3, depth, filters)
+            depth = filters
+        elif row.kind == "MaxPooling2D":
+            size = arithmetic.pool_output_size(size, 2, 2)
+        if row.kind in ("Conv2D", "MaxPooling2D"):
+            assert row.output_shape[1:3] == (size, size)
+    pools = [r.output_shape[1:] for r in vgg16_table
+             if r.kind == "MaxPooling2D"]
+    assert pools == [(112, 112, 64), (56, 56, 128), (28, 28, 256),
+                     (14, 14, 512), (7, 7, 512)]
+
+
+def test_vgg19_count():
+    vgg19 = diagrams.describe(models.vgg19)
+    extra = (arithmetic.conv_params(3, 256, 256)
+             + 2 * arithmetic.conv_params(3, 512, 512))
+    assert vgg19.total_params == VGG16_PARAMS + extra == 143_667_240
+
+
+@pytest.mark.parametrize("num_convs, filters, shape", [
+    (2, 64, (32, 32, 3)), (3, 256, (14, 14, 128)), (1, 8, (6, 6, 1))])
+def test_vgg_block(num_convs, filters, shape):
+    block = models.vgg_block(num_convs, filters)
+    assert len(block) == num_convs + 1
+    model = keras.Sequential([keras.Input(shape=shape), *block])
+    assert model.output_shape == (None, shape[0] // 2, shape[1] // 2, filters)
+    expected = arithmetic.conv_params(3, shape[2], filters) + (
+        num_convs - 1) * arithmetic.conv_params(3, filters, filters)
+    assert model.count_params() == expected
+
+
+@pytest.mark.parametrize("size, width", [(32, 8), (64, 16)])
+def test_fashion_variant(size, width):
+    net = models.vgg_fashion(input_size=size, width=width)
+    assert net.input_shape == (None, 28, 28, 1)
+    assert net.output_shape == (None, 10)
+    pools = [l.output.shape[1:] for l in net.layers
+             if type(l).__name__ == "MaxPooling2D"]
+    assert [p[0] for p in pools] == [size // 2 ** k for k in range(1, 6)]
+    assert pools[-1][-1] == 8 * width
+
+
+def test_fashion_variant_needs_multiple_of_32():
+    with pytest.raises(ValueError, match="32"):
+        models.vgg_fashion(input_size=48)
+
+
+def test_stacked_3x3_arithmetic():
+    for channels in (1, 64, 512):
+        for k, f in ((2, 5), (3, 7)):
+            assert ch04.reference_receptive_field(k) == f
+            assert k * arithmetic.conv_params(3, channels, channels) < \
+                arithmetic.conv_params(f, channels, channels)
+
+
+# ------------------------------------------------------------ checks
+def _solution_namespace():
+    def build_vgg16(num_classes=1000, input_shape=(224, 224, 3)):
+        return models.vgg16(num_classes, input_shape)
+
+    return dict(
+        vgg_block=lambda n, f: models.vgg_block(n, f),
+        build_vgg16=build_vgg16,
+        stacked_params=lambda k, c: k * arithmetic.conv_params(3, c, c),
+        single_conv_params=lambda f, c: arithmetic.conv_params(f, c, c),
+        receptive_field=lambda k, f=3: ch04.reference_receptive_field(k, f))
+
+
+def test_reference_answers_pass_visible_and_hidden():
+    ns = _solution_namespace()
+    for ex in exercises("ch04"):
+        result = run_exercise(ex, ns, hidden=True, seed=3)
+        assert result.passed, (ex.key, result.message)
+    assert len(exercises("ch04")) >= 3
+
+
+def test_wrong_answers_fail():
+    by_key = {ex.key: ex for ex in exercises("ch04")}
+    ns = _solution_namespace()
+
+    def block_valid_padding(n, f):
+        return [keras.layers.Conv2D(f, 3, activation="relu")
+                for _ in range(n)] + [keras.layers.MaxPooling2D(2)]
+
+    def block_no_relu(n, f):
+        return [keras.layers.Conv2D(f, 3, padding="same")
+                for _ in range(n)] + [keras.layers.MaxPooling2D(2)]
+
+    for wrong in (block_valid_padding, block_no_relu):
+        result = run_exercise(by_key["4.1"], dict(ns, vgg_block=wrong))
+        assert not result.passed
+
+    def vgg16_one_dense(num_classes=1000, input_shape=(224, 224, 3)):
+        model = keras.Sequential([keras.Input(shape=input_shape)])
+        for num_convs, filters in models.VGG16_BLOCKS:
+            for layer in models.vgg_block(num_convs, filters):
+                model.add(layer)
+        model.add(keras.layers.Flatten())
+        model.add(keras.layers.Dense(4096, activation="relu"))
+        model.add(keras.layers.Dense(num_classes, activation="softmax"))
+        return model
+
+    result = run_exercise(by_key["4.2"], dict(ns, build_vgg16=vgg16_one_dense))
+    assert not result.passed and "layer" in result.message
+
+    ignores_args = dict(ns, build_vgg16=lambda *a, **k: models.vgg16())
+    result = run_exercise(by_key["4.2"], ignores_args, hidden=True)
+    assert result.visible_passed and not result.passed
+
+    no_bias = dict(ns, stacked_params=lambda k, c: k * 9 * c * c)
+    assert not run_exercise(by_key["4.3"], no_bias).passed
+    wrong_field = dict(ns, receptive_field=lambda k, f=3: k * f)
+    assert not run_exercise(by_key["4.3"], wrong_field).passed
+
+
+# ------------------------------------------------------------ the page
+def test_page_numbers_are_computed(vgg16_table):
+    if not PAGE.exists():
+        pytest.skip("page not written yet")
+    text = PAGE.read_text()
+    assert text.startswith("(ch04-vgg)=")
+    fc1 = next(r.params for r in vgg16_table if r.name == "fc1")
+    numbers = [VGG16_PARAMS, 143_667_240, fc1,
+               vgg16_table.total_multiplications,
+               2 * arithmetic.conv_params(3, 64, 64),
+               arithmetic.conv_params(5, 64, 64),
+               3 * arithmetic.conv_params(3, 64, 64),
+               arithmetic.conv_params(7, 64, 64)]
+    for number in numbers:
+        assert f"{number:,}" in text, number
+    assert f"{fc1 / VGG16_PARAMS:.0%}" in text
+    assert re.search(r"7\s*×\s*7\s*×\s*512", text)
