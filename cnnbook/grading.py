@@ -192,7 +192,7 @@ def expect_equal(actual, expected, what):
     if isinstance(expected, (int, np.integer)) and not isinstance(expected, bool):
         if isinstance(actual, float) and actual.is_integer():
             actual = int(actual)
-        if not isinstance(actual, (int, np.integer)) or isinstance(actual, bool):
+        if type(actual) is not int and not isinstance(actual, np.integer):
             raise CheckFailure(f"{what} should be the integer {expected}, "
                                f"got {_describe(actual)}")
     if actual != expected:
