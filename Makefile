@@ -49,7 +49,7 @@ book-exec: data
 	$(VENV)/bin/jupyter-book build . --config _build/_config.exec.yml --builder html
 
 test: data
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider \
+	CNNBOOK_PROFILE=smoke $(PY) -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider \
 	  --nbval solutions/ --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout 600 tests/
 

@@ -139,7 +139,7 @@ def execute(path, timeout=900, kernel="python3"):
 
     The file is replaced only when every cell ran without an error (cells
     tagged ``raises-exception`` excepted); otherwise it is left untouched
-    and the error is raised.
+    and the error is raised. Output on stderr is not stored.
     """
     from nbclient import NotebookClient
 
@@ -152,5 +152,10 @@ def execute(path, timeout=900, kernel="python3"):
     seconds = time.perf_counter() - start
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            # Library warnings on stderr differ between runs and machines;
+            # the book removes them too (nb_output_stderr: remove).
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "stream" and o.name == "stderr")]
     path.write_text(render(nb))
     return seconds

@@ -184,7 +184,8 @@ def test_page_numbers_are_computed(vgg16_table):
                2 * arithmetic.conv_params(3, 64, 64),
                arithmetic.conv_params(5, 64, 64),
                3 * arithmetic.conv_params(3, 64, 64),
-               arithmetic.conv_params(7, 64, 64)]
+               arithmetic.conv_params(7, 64, 64),
+               7 * 7 * 512, 143_667_240 - VGG16_PARAMS]
     for number in numbers:
         assert f"{number:,}" in text, number
     assert f"{fc1 / VGG16_PARAMS:.0%}" in text

@@ -1,26 +1,21 @@
 """Model builders, one module per chapter (``lenet``, ``alexnet``, ``vgg``,
-``resnet``, ``inception``); every public builder is also reachable here, as
-``cnnbook.models.lenet5`` and so on."""
+``resnet``, ``inception``...); every public builder is also bound here, as
+``cnnbook.models.lenet5``, ``cnnbook.models.alexnet`` and so on.
+
+A builder may share its name with its module (``alexnet``): the builders are
+bound after all modules are imported, so the name means the builder.
+"""
 import importlib
 import pkgutil
 
-__path__ = __path__  # noqa: PLW0127 - keeps linters aware this is a package
+__all__ = []
 
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name.startswith("_"):
+        continue
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    for _name in getattr(_module, "__all__", ()):
+        globals()[_name] = getattr(_module, _name)
+        __all__.append(_name)
 
-def _modules():
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"{__name__}.{info.name}")
-
-
-def __getattr__(name):
-    if name.startswith("_"):
-        raise AttributeError(name)
-    for module in _modules():
-        if name in getattr(module, "__all__", ()):
-            return getattr(module, name)
-    raise AttributeError(f"cnnbook.models has no builder {name!r}")
-
-
-def __dir__():
-    return sorted(n for m in _modules() for n in getattr(m, "__all__", ()))
+del _info, _module, _name

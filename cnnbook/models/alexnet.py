@@ -7,8 +7,6 @@ stack of layers adapted to 28x28 grey images (resized inside the model).
 """
 from __future__ import annotations
 
-import sys
-import types
 
 import keras
 from keras import layers, ops
@@ -133,15 +131,3 @@ def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
             model.add(layers.Dropout(dropout, name=f"dropout{i}"))
     model.add(layers.Dense(num_classes, name="logits"))
     return model
-
-
-class _BuilderModule(types.ModuleType):
-    """Importing ``cnnbook.models.alexnet`` binds the name ``alexnet`` in
-    ``cnnbook.models`` to this module, hiding the builder of the same name;
-    making the module callable keeps ``cnnbook.models.alexnet()`` working."""
-
-    def __call__(self, *args, **kwargs):
-        return alexnet(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _BuilderModule
