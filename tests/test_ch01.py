@@ -270,13 +270,14 @@ def test_hard_coded_visible_answers_fail_the_hidden_check():
 def test_page_states_the_computed_numbers(lenet):
     text = PAGE.read_text()
     assert text.startswith("(ch01-layer-arithmetic)=\n# ")
+    conv_total = arithmetic.conv_params(5, 3, 8) + arithmetic.conv_params(5, 8, 16)
     for number in ("37×37×10", "17×17×20", "7×7×40", "1,960", "490", "280",
                    f"{lenet.count_params():,}", f"{19_273_856:,}",
                    f"{simple_convnet().count_params():,}",
                    f"{arithmetic.conv_params(5, 10, 20):,}",
                    f"{arithmetic.conv_params(5, 20, 40):,}",
                    f"{arithmetic.dense_params(1960, 10):,}",
-                   f"{arithmetic.conv_params(5, 3, 8) + arithmetic.conv_params(5, 8, 16):,}",
+                   f"{conv_total:,}",
                    f"{5 * 5 * 8} of the 6,272", "31,700"):
         assert number in text, number
     simple_part = text[text.index("(ch01-simple-convnet)="):

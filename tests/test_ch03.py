@@ -58,7 +58,7 @@ def test_num_classes_and_lrn_change_only_what_they_should():
     assert kinds.count("LocalResponseNormalization") == 2
 
 
-def test_module_stays_callable():
+def test_builder_not_hidden_by_its_module():
     import cnnbook.models.alexnet as module  # noqa: F401 - binds the name
     assert callable(models.alexnet)
     assert models.alexnet(input_shape=(67, 67, 3)).name == "alexnet"

@@ -38,6 +38,10 @@ def _check_output_size(func, n, f, p, s):
         raise CheckFailure(f"{what} returned {got!r}, a fraction, expected "
                            f"{expected}: round (n + 2p - f) / s down (floor) "
                            "before adding 1")
+    if got != expected and got == -(-(n + 2 * p - f) // s) + 1:
+        raise CheckFailure(f"{what} returned {got!r}, expected {expected}: "
+                           "(n + 2p - f) / s must be rounded down, not up "
+                           "(use // or math.floor)")
     expect_equal(got, expected, what)
 
 

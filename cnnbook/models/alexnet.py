@@ -7,7 +7,6 @@ stack of layers adapted to 28x28 grey images (resized inside the model).
 """
 from __future__ import annotations
 
-
 import keras
 from keras import layers, ops
 
