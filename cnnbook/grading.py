@@ -169,6 +169,7 @@ class checker:  # noqa: N801 - reads as a function in notebooks
     def __init__(self, chapter):
         self.chapter = chapter
         self._by_key = {e.key: e for e in exercises(chapter)}
+        self.last = None  # the Result of the latest check, for the curious
 
     def __call__(self, key):
         if key not in self._by_key:
@@ -177,7 +178,7 @@ class checker:  # noqa: N801 - reads as a function in notebooks
         ns = inspect.currentframe().f_back.f_globals
         result = run_exercise(self._by_key[key], ns)
         print(format_result(result))
-        return result.points
+        self.last = result
 
 
 # ----------------------------------------------------------------- helpers
