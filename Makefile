@@ -48,10 +48,15 @@ book-exec: data
 	sed 's/execute_notebooks: "off"/execute_notebooks: cache/' _config.yml > _build/_config.exec.yml
 	$(VENV)/bin/jupyter-book build . --config _build/_config.exec.yml --builder html
 
+# Solutions are compared cell by cell with their stored outputs (nbval, in
+# one process: a notebook's cells share a kernel); everything else runs on
+# $(JOBS) workers.
 test: data
-	CNNBOOK_PROFILE=smoke $(PY) -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider \
+	CNNBOOK_PROFILE=smoke $(PY) -m pytest -p no:cacheprovider -p no:xdist \
 	  --nbval solutions/ --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	  --nbval-cell-timeout 600 tests/
+	  --nbval-cell-timeout 600
+	CNNBOOK_PROFILE=smoke $(PY) -m pytest -n $(JOBS) --dist loadgroup \
+	  -p no:cacheprovider --durations=15 tests/
 
 lab: data
 	@# loopback only, rooted at exercises/, opening the landing page rendered

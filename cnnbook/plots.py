@@ -32,7 +32,8 @@ def plot_history(history, title=None):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     epochs = np.arange(1, len(hist["loss"]) + 1)
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        keys = [k for k in hist if k.endswith(metric) and not k.startswith("val_")]
+        keys = [metric] if metric in hist else [
+            k for k in hist if k.endswith(metric) and not k.startswith("val_")]
         for key in keys[:1]:
             ax.plot(epochs, hist[key], "o-", label="train")
             if "val_" + key in hist:

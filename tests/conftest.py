@@ -1,4 +1,4 @@
-"""Shared fixtures; also keeps each notebook's nbval cells on one worker."""
+"""Shared fixtures and the environment every test runs in."""
 import os
 import pathlib
 import subprocess
@@ -11,17 +11,6 @@ os.environ.setdefault("CNNBOOK_DATA", str(ROOT / ".data"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CNNBOOK_PROFILE", "smoke")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``, a notebook's cells must share one kernel,
-    and each slow parametrised case may go to any worker."""
-    for item in items:
-        path = pathlib.Path(str(item.fspath))
-        if path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group(path.name))
-            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
