@@ -153,11 +153,7 @@ def googlenet(num_classes=1000, input_shape=(224, 224, 3),
         if key in _POOL_AFTER:
             x = layers.MaxPooling2D(3, strides=2, padding="same",
                                     name=f"pool_after_{key}")(x)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(0.4, name="dropout")(x)
-    main = layers.Dense(num_classes, activation="softmax", name="main")(x)
-    outputs = [main, *aux] if aux_classifiers else main
-    return keras.Model(inputs, outputs, name="googlenet")
+    return _output_classifier(inputs, x, aux, num_classes, "googlenet")
 
 
 def googlenet_small(num_classes=10, input_shape=(28, 28, 1),
@@ -198,8 +194,13 @@ def googlenet_small(num_classes=10, input_shape=(28, 28, 1),
         if key in _POOL_AFTER:
             x = layers.MaxPooling2D(3, strides=2, padding="same",
                                     name=f"pool_after_{key}")(x)
+    return _output_classifier(inputs, x, aux, num_classes, "googlenet_small")
+
+
+def _output_classifier(inputs, x, aux, num_classes, name):
+    """Global average pooling, dropout 0.4 and the softmax; the auxiliary
+    heads (if any) become extra outputs after the main one. Chapter 6."""
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(0.4, name="dropout")(x)
     main = layers.Dense(num_classes, activation="softmax", name="main")(x)
-    outputs = [main, *aux] if aux_classifiers else main
-    return keras.Model(inputs, outputs, name="googlenet_small")
+    return keras.Model(inputs, [main, *aux] if aux else main, name=name)

@@ -54,17 +54,7 @@ def identity_block(x, filters, kernel_size=3, name="block"):
         raise ValueError(f"an identity block needs {f3} input channels to add "
                          f"the shortcut, got {x.shape[-1]}: use "
                          "convolutional_block to change the shape")
-    shortcut = x
-    x = layers.Conv2D(f1, 1, name=f"{name}_1_conv")(x)
-    x = _bn(f"{name}_1_bn")(x)
-    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = layers.Conv2D(f2, kernel_size, padding="same", name=f"{name}_2_conv")(x)
-    x = _bn(f"{name}_2_bn")(x)
-    x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = layers.Conv2D(f3, 1, name=f"{name}_3_conv")(x)
-    x = _bn(f"{name}_3_bn")(x)
-    x = layers.Add(name=f"{name}_add")([shortcut, x])
-    return layers.Activation("relu", name=f"{name}_out")(x)
+    return _bottleneck_and_add(x, x, filters, kernel_size, 1, name)
 
 
 def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
@@ -80,6 +70,13 @@ def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
     f1, f2, f3 = filters
     shortcut = layers.Conv2D(f3, 1, strides=strides, name=f"{name}_0_conv")(x)
     shortcut = _bn(f"{name}_0_bn")(shortcut)
+    return _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name)
+
+
+def _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name):
+    """Main path 1x1 -> kxk -> 1x1 (the first with ``strides``), then the
+    addition of ``shortcut`` before the last ReLU. Chapter 5."""
+    f1, f2, f3 = filters
     x = layers.Conv2D(f1, 1, strides=strides, name=f"{name}_1_conv")(x)
     x = _bn(f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
