@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from cnnbook.models._layers import add_dense_classifier
+
 __all__ = ["alexnet", "alexnet_fashion", "LocalResponseNormalization",
            "local_response_normalization"]
 
@@ -121,12 +123,6 @@ def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
         activation(f"conv{i}")
         if pool:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(dense_units, 6):
-        # No batch normalisation after dropout: at test time, without
-        # dropout, the statistics it learned would no longer match.
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-        if dropout:
-            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
-    model.add(layers.Dense(num_classes, name="logits"))
-    return model
+    # No batch normalisation in the dense layers: after dropout, the
+    # statistics it learned in training would not match at test time.
+    return add_dense_classifier(model, dense_units, dropout, num_classes, 6)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cnnbook.models._layers import add_dense_classifier
+
 __all__ = ["vgg_block", "vgg_network", "vgg16", "vgg19", "vgg_fashion",
            "VGG16_BLOCKS", "VGG19_BLOCKS"]
 
@@ -98,10 +100,4 @@ def vgg_fashion(input_size=64, width=16, blocks=VGG16_BLOCKS,
                 model.add(layers.BatchNormalization(name=f"{name}_bn"))
             model.add(layers.Activation("relu", name=f"{name}_relu"))
         model.add(layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool"))
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(dense_units, 1):
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-        if dropout:
-            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
-    model.add(layers.Dense(num_classes, name="logits"))
-    return model
+    return add_dense_classifier(model, dense_units, dropout, num_classes)
