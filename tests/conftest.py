@@ -23,3 +23,17 @@ def run_cli(*args, timeout=900):
     return subprocess.run([sys.executable, "-m", "cnnbook", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def stored_output(notebook):
+    """All stored text output of ``notebooks/NOTEBOOK`` (a real run's)."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells
+                   if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def page_text(page):
+    """``book/PAGE`` with its whitespace collapsed, for phrase searches."""
+    return " ".join((ROOT / "book" / page).read_text().split())

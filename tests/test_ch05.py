@@ -316,19 +316,15 @@ def test_quarter_width_resnet18_of_the_cpu_run():
 
 # ------------------------------------- the page quotes the stored runs
 def _outputs(name):
-    import nbformat
+    from conftest import stored_output
 
-    from conftest import ROOT
-
-    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
-    return "".join(o.get("text", "") for c in nb.cells
-                   if c.cell_type == "code" for o in c.get("outputs", []))
+    return stored_output(name)
 
 
 def _page():
-    from conftest import ROOT
+    from conftest import page_text
 
-    return (ROOT / "book" / "ch05-resnet.md").read_text()
+    return page_text("ch05-resnet.md")
 
 
 def test_page_quotes_the_stored_resnet18_run():
@@ -341,7 +337,7 @@ def test_page_quotes_the_stored_resnet18_run():
                      text)
     assert line, "the stored run has no summary line"
     profile, width, params, images, epochs, seconds, rate, acc = line.groups()
-    page = " ".join(_page().split())
+    page = _page()
     assert f"**{acc}%**" in page
     assert f"{seconds} seconds ({rate} images per second)" in page
     assert f"{params} parameters" in page and f"{epochs} epochs" in page
@@ -351,7 +347,7 @@ def test_page_quotes_the_stored_depth_run():
     import re
 
     text = _outputs("ch05-resnet-depth.ipynb")
-    page = " ".join(_page().split())
+    page = _page()
     finals = re.findall(r"(plain|residual)-(\d+)\s+final training error\s+"
                         r"([\d.]+) %", text)
     assert len(finals) == 4
@@ -365,7 +361,7 @@ def test_page_quotes_the_depth_gaps():
     import re
 
     text = _outputs("ch05-resnet-depth.ipynb")
-    page = " ".join(_page().split())
+    page = _page()
     gaps = dict(re.findall(r"(plain|residual): deep minus shallow = "
                            r"([+-][\d.]+) points", text))
     assert float(gaps["plain"]) > 0 > float(gaps["residual"])

@@ -275,3 +275,18 @@ def test_page_quotes_the_stored_training_run():
     page = PAGE.read_text()
     for _, epochs, seconds, rate, accuracy in rows:
         assert f"| {epochs} | {seconds} | {rate} | {accuracy} |" in page
+
+
+def test_page_quotes_the_stored_ablation():
+    """The ablation table of the page is the stored run's, row by row."""
+    from conftest import page_text, stored_output
+
+    text = stored_output("ch06-googlenet.ipynb")
+    rows = re.findall(r"(with aux classifiers|without)\s+(\d+)\s+([\d.]+)\s+"
+                      r"([\d,]+)\s+([\d.]+)%", text)
+    assert [r[0] for r in rows] == ["with aux classifiers", "without"], rows
+    page = page_text(PAGE.name)
+    for (label, epochs, seconds, rate, acc), name in zip(
+            rows, ("with auxiliary classifiers",
+                   "without auxiliary classifiers")):
+        assert f"| {name} | {epochs} | {seconds} | {rate} | {acc}% |" in page

@@ -24,6 +24,10 @@ def test_lab_runs_under_smoke(path, monkeypatch):
         f"{path.name}: stored outputs must show the setup banner")
     assert "profile: smoke" not in text, (
         f"{path.name}: store a cpu or full run, not a smoke run")
+    stderr = [o for outs in stored for o in outs or []
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, (f"{path.name}: library warnings on stderr are stored; "
+                        "run it with `python -m cnnbook execute`")
     before = path.read_bytes()
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
