@@ -61,3 +61,22 @@ def predict_classes(model, x, batch_size=512):
     if isinstance(probs, (list, tuple)):
         probs = probs[0]
     return np.asarray(probs).argmax(axis=-1)
+
+
+def augmented(net, shift=0.1, flip=True):
+    """``net`` behind random shifts and mirror images. Chapters 4 and 5.
+
+    The random layers are active only in training (``fit``); ``evaluate``
+    and ``predict`` see the images unchanged. The returned model shares its
+    weights with ``net``, so ``net`` is the trained network afterwards.
+    Fashion-MNIST's clothes stay clothes when mirrored left to right.
+    """
+    import keras
+
+    stages = [keras.Input(net.input_shape[1:])]
+    if shift:
+        stages.append(keras.layers.RandomTranslation(shift, shift,
+                                                     fill_mode="constant"))
+    if flip:
+        stages.append(keras.layers.RandomFlip("horizontal"))
+    return keras.Sequential([*stages, net], name=f"augmented_{net.name}")

@@ -5,6 +5,7 @@ import pathlib
 import re
 
 import keras
+import numpy as np
 import pytest
 
 from cnnbook import arithmetic, diagrams, models
@@ -209,3 +210,21 @@ def test_page_quotes_the_stored_run():
     assert f"{epochs} epochs in {seconds} s, at {rate} images per second" \
         in page
     assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
+
+
+def test_augmented_alters_training_batches_only():
+    """``augmented(net)`` shares the weights and is the identity at test time."""
+    from cnnbook.train import augmented
+
+    net = keras.Sequential([keras.Input((28, 28, 1)),
+                            keras.layers.Flatten(),
+                            keras.layers.Dense(3, name="out")])
+    model = augmented(net)
+    assert model.get_layer(net.name) is net
+    assert model.count_params() == net.count_params()
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    same = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(same, keras.ops.convert_to_numpy(net(x)),
+                               rtol=1e-5, atol=1e-6)
+    seen = keras.ops.convert_to_numpy(model.layers[0](x, training=True))
+    assert seen.shape == x.shape and not np.allclose(seen, x)
