@@ -310,7 +310,7 @@ def test_last_stage_holds_over_half_of_resnet50():
     assert sum(r.layers for r in table) == 54
 
 
-def test_quarter_width_resnet18_of_the_cpu_run():
+def test_quarter_width_resnet18_of_the_stored_run():
     assert resnet.resnet18((28, 28, 1), 10, width=16).count_params() == 703_578
 
 
