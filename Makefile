@@ -11,14 +11,17 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 JOBS ?= 2
 
-.PHONY: help venv data system-deps book book-exec test lab exercises execute clean
+.PHONY: help venv data system-deps book book-exec test lab exercises execute \
+	execute-solutions clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (set-up included)"
 	@echo "make test   run the whole test suite (set-up included)"
 	@echo "make lab    start JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/"
-	@echo "make execute    re-run notebooks/ and solutions/, storing outputs"
+	@echo "make execute    re-run the labs in place, storing outputs (NB=... picks;"
+	@echo "                the profile comes from CNNBOOK_PROFILE)"
+	@echo "make execute-solutions  re-run solutions/ under the smoke profile"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,8 +74,14 @@ lab: data
 exercises: $(STAMP)
 	$(PY) -m cnnbook generate
 
+# Lab notebooks store a cpu or full run; solutions store the smoke run that
+# nbval compares against.
+NB ?= notebooks/*.ipynb
 execute: data
-	$(PY) -m cnnbook execute notebooks/*.ipynb solutions/*.ipynb
+	$(PY) -m cnnbook execute $(NB)
+
+execute-solutions: data
+	CNNBOOK_PROFILE=smoke $(PY) -m cnnbook execute solutions/*.ipynb
 
 clean:
 	rm -rf _build

@@ -141,7 +141,8 @@ def main(argv=None):
 
     ex = sub.add_parser("execute", help="run notebooks in place")
     ex.add_argument("notebooks", nargs="+")
-    ex.add_argument("--timeout", type=int, default=900, help="per cell")
+    ex.add_argument("--timeout", type=int, default=3600,
+                    help="seconds per cell (a full training cell can take 30 min)")
     ex.set_defaults(func=_execute)
 
     d = sub.add_parser("data", help="fill the dataset cache")

@@ -134,7 +134,7 @@ def generate(solutions=ROOT / "solutions", exercises=ROOT / "exercises",
     return changed
 
 
-def execute(path, timeout=900, kernel="python3"):
+def execute(path, timeout=3600, kernel="python3"):
     """Run a notebook in place from its own folder, storing its outputs.
 
     The file is replaced only when every cell ran without an error (cells

@@ -4,7 +4,8 @@ Introduced in Chapter 1 and used by every training notebook:
 
 * ``smoke``: CI; each notebook finishes in well under a minute on 2 cores.
 * ``cpu``: a learner's laptop; real but shorter training, minutes.
-* ``full``: a GPU; the training each chapter promises.
+* ``full``: the training each chapter promises; a GPU, or for chapters
+  2-5 up to half an hour a notebook on two CPU cores.
 
 The profile is ``full`` when a GPU is visible and ``cpu`` otherwise; the
 environment variable ``CNNBOOK_PROFILE`` overrides the choice.

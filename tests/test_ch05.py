@@ -367,14 +367,16 @@ def test_page_quotes_the_depth_gaps():
     assert float(gaps["plain"]) > 0 > float(gaps["residual"])
     assert f"{gaps['plain'][1:]} points *above*" in page
     assert f"{gaps['residual'][1:]} points below" in page
-    finals = {f"{k}-{d}": float(e) for k, d, e in re.findall(
+    finals = {(k, int(d)): float(e) for k, d, e in re.findall(
         r"(plain|residual)-(\d+)\s+final training error\s+([\d.]+) %", text)}
-    assert round(finals["plain-32"] - finals["residual-32"]) == 5
-    assert "about 5 points below the plain network" in page
+    deep = max(d for _, d in finals)
+    below = round(finals["plain", deep] - finals["residual", deep])
+    assert below > 0
+    assert f"about {below} points below the plain network" in page
 
 
 def test_exercise_curves_are_the_stored_run():
-    """Exercise 5.5 shows the curves of the stored cpu depth run."""
+    """Exercise 5.5 shows the curves of the stored depth run."""
     import nbformat
 
     from conftest import ROOT
