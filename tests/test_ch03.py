@@ -200,3 +200,5 @@ def test_page_quotes_the_stored_run():
     assert f"{epochs} epochs in {seconds} s, at {rate} images per second" \
         in page
     assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
+    quoted = re.search(r"([\d,]+)-parameter network", page)
+    assert quoted and quoted.group(1) in stored_output("ch03-alexnet.ipynb")
