@@ -164,15 +164,21 @@ def _reduced_reference(input_shape):
     return keras.Model(inputs, inception_module(inputs, *MODULE_3A))
 
 
-def _check_repaired(build, input_shape):
-    what = f"build_reduced_model({input_shape})"
-    model = _call(build, input_shape, what=what)
+def _expect_outputs(model, count, what, hint):
+    """Fail unless ``model`` is a Keras model with ``count`` outputs."""
     if model is None or not hasattr(model, "outputs"):
         raise CheckFailure(f"{what} should return a keras Model, got "
                            f"{type(model).__name__}")
-    if len(model.outputs) != 1:
-        raise CheckFailure(f"{what} has {len(model.outputs)} outputs; the "
-                           "snippet builds one module with one output")
+    if len(model.outputs) != count:
+        raise CheckFailure(f"{what} has {len(model.outputs)} output(s); "
+                           f"{hint}")
+
+
+def _check_repaired(build, input_shape):
+    what = f"build_reduced_model({input_shape})"
+    model = _call(build, input_shape, what=what)
+    _expect_outputs(model, 1, what, "the snippet builds one module with one "
+                    "output")
     naive = {"MaxPooling2D", "Concatenate"}
     kinds = Counter(type(l).__name__ for l in model.layers)
     if kinds["Conv2D"] == 3 and naive <= set(kinds):
@@ -226,12 +232,8 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     trunk = _trunk(input_shape, num_classes)
     what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
     model = _call(func, trunk, branch, num_classes, what=what)
-    if model is None or not hasattr(model, "outputs"):
-        raise CheckFailure(f"{what} should return a keras Model, got "
-                           f"{type(model).__name__}")
-    if len(model.outputs) != 2:
-        raise CheckFailure(f"{what} has {len(model.outputs)} output(s); it "
-                           "should have two: [main output, auxiliary output]")
+    _expect_outputs(model, 2, what, "it should have two: [main output, "
+                    "auxiliary output]")
     expect_equal([_shape(o) for o in model.outputs],
                  [(None, num_classes)] * 2, f"{what}: output shapes")
     trunk_layers = {id(l) for l in trunk.layers}
