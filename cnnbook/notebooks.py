@@ -7,6 +7,7 @@ the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 and check cells are locked. A learner's edited notebook is never
 overwritten: :func:`generate` refuses unless asked to keep a backup.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,10 @@ def strip_solution(source, where="cell"):
             if inside:
                 raise MarkerError(f"{where} line {number}: BEGIN inside BEGIN")
             inside, indent = True, begin.group(1)
-            out += [f"{indent}# YOUR CODE HERE",
-                    f"{indent}raise NotImplementedError"]
+            out += [
+                f"{indent}# YOUR CODE HERE",
+                f"{indent}raise NotImplementedError",
+            ]
         elif END.match(line):
             if not inside:
                 raise MarkerError(f"{where} line {number}: END without BEGIN")
@@ -97,8 +100,12 @@ def is_pristine(path):
     return recorded is not None and recorded == _fingerprint(nb)
 
 
-def generate(solutions=ROOT / "solutions", exercises=ROOT / "exercises",
-             backup=False, check_only=False):
+def generate(
+    solutions=ROOT / "solutions",
+    exercises=ROOT / "exercises",
+    backup=False,
+    check_only=False,
+):
     """Write ``exercises/`` from ``solutions/``; return the changed paths.
 
     With ``check_only`` nothing is written: the return value lists the
@@ -111,7 +118,9 @@ def generate(solutions=ROOT / "solutions", exercises=ROOT / "exercises",
     changed, refused = [], []
     for source in sorted(solutions.glob("*.ipynb")):
         target = exercises / source.name
-        text = render(exercise_from_solution(nbformat.read(source, as_version=4)))
+        text = render(
+            exercise_from_solution(nbformat.read(source, as_version=4))
+        )
         if target.exists() and target.read_text() == text:
             continue
         changed.append(target)
@@ -130,7 +139,8 @@ def generate(solutions=ROOT / "solutions", exercises=ROOT / "exercises",
         raise LearnerEditsFound(
             f"not replaced, because they hold edits: {names}. Copy your work "
             "elsewhere, or run `python -m cnnbook generate --backup` to keep "
-            "it as NAME.ipynb.bak-<time> next to the new version.")
+            "it as NAME.ipynb.bak-<time> next to the new version."
+        )
     return changed
 
 
@@ -145,8 +155,12 @@ def execute(path, timeout=3600, kernel="python3"):
 
     path = pathlib.Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
@@ -155,7 +169,10 @@ def execute(path, timeout=3600, kernel="python3"):
         if cell.cell_type == "code":
             # Library warnings on stderr differ between runs and machines;
             # the book removes them too (nb_output_stderr: remove).
-            cell.outputs = [o for o in cell.outputs
-                            if not (o.output_type == "stream" and o.name == "stderr")]
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not (o.output_type == "stream" and o.name == "stderr")
+            ]
     path.write_text(render(nb))
     return seconds

@@ -4,6 +4,7 @@ Introduced in Chapter 1. :func:`save_figure` also writes a PNG into
 ``book/figures/`` so that the chapter pages show the figures of a real run;
 it writes nothing under the ``smoke`` profile, so CI never replaces them.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -18,7 +19,9 @@ def save_figure(fig, name, profile=None):
     """Save ``fig`` as ``book/figures/<name>.png`` (not under smoke). Ch. 1."""
     from cnnbook.profiles import current_profile
 
-    if (profile or current_profile()) == "smoke" or not FIGURES.parent.exists():
+    if (
+        profile or current_profile()
+    ) == "smoke" or not FIGURES.parent.exists():
         return None
     FIGURES.mkdir(exist_ok=True)
     path = FIGURES / f"{name}.png"
@@ -32,8 +35,15 @@ def plot_history(history, title=None):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     epochs = np.arange(1, len(hist["loss"]) + 1)
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        keys = [metric] if metric in hist else [
-            k for k in hist if k.endswith(metric) and not k.startswith("val_")]
+        keys = (
+            [metric]
+            if metric in hist
+            else [
+                k
+                for k in hist
+                if k.endswith(metric) and not k.startswith("val_")
+            ]
+        )
         for key in keys[:1]:
             ax.plot(epochs, hist[key], "o-", label="train")
             if "val_" + key in hist:
@@ -63,8 +73,15 @@ def plot_confusion(matrix, class_names=None):
     ax.imshow(matrix, cmap="Blues")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                matrix[i, j],
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > matrix.max() / 2 else "black",
+            )
     ax.set_xticks(range(n), names, rotation=45, ha="right")
     ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
@@ -79,8 +96,9 @@ def show_images(images, titles=None, ncols=8, cmap="gray", size=1.3):
     if images.ndim == 4:
         images = images[..., 0]
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False
+    )
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(images):

@@ -10,11 +10,11 @@ Introduced in Chapter 1 and used by every training notebook:
 The profile is ``full`` when a GPU is visible and ``cpu`` otherwise; the
 environment variable ``CNNBOOK_PROFILE`` overrides the choice.
 """
+
 from __future__ import annotations
 
 import os
 import platform
-import sys
 from types import SimpleNamespace
 
 PROFILES = ("smoke", "cpu", "full")
@@ -30,8 +30,12 @@ def _gpu_names():
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return [tf.config.experimental.get_device_details(g).get(
-            "device_name", g.name) for g in gpus]
+        return [
+            tf.config.experimental.get_device_details(g).get(
+                "device_name", g.name
+            )
+            for g in gpus
+        ]
     if backend == "jax":
         import jax
 
@@ -39,8 +43,10 @@ def _gpu_names():
     if backend == "torch":
         import torch
 
-        return [torch.cuda.get_device_name(i)
-                for i in range(torch.cuda.device_count())]
+        return [
+            torch.cuda.get_device_name(i)
+            for i in range(torch.cuda.device_count())
+        ]
     return []
 
 
@@ -59,7 +65,8 @@ def current_profile():
         if chosen not in PROFILES:
             raise ValueError(
                 f"{ENV_VAR}={chosen!r} is not a profile; use one of "
-                f"{', '.join(PROFILES)} (or unset it to choose by device)")
+                f"{', '.join(PROFILES)} (or unset it to choose by device)"
+            )
         return chosen
     return "full" if _gpu_names() else "cpu"
 
@@ -84,9 +91,11 @@ def setup(settings=None, seed=0):
         chosen = dict(settings[profile])
     backend = keras.backend.backend()
     backend_version = _backend_version(backend)
-    print(f"cnnbook | profile: {profile} | device: {device_description()} | "
-          f"backend: {backend} {backend_version} | keras {keras.__version__} | "
-          f"python {platform.python_version()}")
+    print(
+        f"cnnbook | profile: {profile} | device: {device_description()} | "
+        f"backend: {backend} {backend_version} | keras {keras.__version__} | "
+        f"python {platform.python_version()}"
+    )
     if chosen:
         print("settings: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     return SimpleNamespace(profile=profile, seed=seed, **chosen)

@@ -12,6 +12,7 @@ Shapes follow Keras ("channels last"):
 
 These are written for clarity, not speed: one output entry per step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,12 +31,16 @@ def zero_pad(X, pad):
     """
     X = np.asarray(X)
     if X.ndim != 4:
-        raise ValueError(f"X must have 4 axes (m, n_H, n_W, n_C), got {X.shape}")
+        raise ValueError(
+            f"X must have 4 axes (m, n_H, n_W, n_C), got {X.shape}"
+        )
     if not isinstance(pad, (int, np.integer)) or pad < 0:
         raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
-    out = np.zeros((X.shape[0], X.shape[1] + 2 * pad, X.shape[2] + 2 * pad,
-                    X.shape[3]), dtype=X.dtype)
-    out[:, pad:pad + X.shape[1], pad:pad + X.shape[2], :] = X
+    out = np.zeros(
+        (X.shape[0], X.shape[1] + 2 * pad, X.shape[2] + 2 * pad, X.shape[3]),
+        dtype=X.dtype,
+    )
+    out[:, pad : pad + X.shape[1], pad : pad + X.shape[2], :] = X
     return out
 
 
@@ -49,8 +54,10 @@ def conv_single_step(a_slice_prev, W, b):
     a_slice_prev = np.asarray(a_slice_prev, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     if a_slice_prev.shape != W.shape:
-        raise ValueError(f"slice {a_slice_prev.shape} and filter {W.shape} "
-                         "must have the same shape")
+        raise ValueError(
+            f"slice {a_slice_prev.shape} and filter {W.shape} "
+            "must have the same shape"
+        )
     return float(np.sum(a_slice_prev * W) + float(np.asarray(b).sum()))
 
 
@@ -70,8 +77,10 @@ def conv_forward(A_prev, W, b, stride=1, pad=0):
     m, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
     f, f_w, w_c_prev, n_C = W.shape
     if f != f_w or w_c_prev != n_C_prev or b.size != n_C:
-        raise ValueError(f"shapes do not fit: A_prev {A_prev.shape}, "
-                         f"W {W.shape}, b {b.shape}")
+        raise ValueError(
+            f"shapes do not fit: A_prev {A_prev.shape}, "
+            f"W {W.shape}, b {b.shape}"
+        )
     n_H = conv_output_size(n_H_prev, f, pad, stride)
     n_W = conv_output_size(n_W_prev, f, pad, stride)
     A_pad = zero_pad(A_prev, pad)
@@ -80,9 +89,11 @@ def conv_forward(A_prev, W, b, stride=1, pad=0):
         top = h * stride
         for w in range(n_W):
             left = w * stride
-            window = A_pad[:, top:top + f, left:left + f, :]
+            window = A_pad[:, top : top + f, left : left + f, :]
             # (m, f, f, C_prev) against (f, f, C_prev, n_C): every filter at once
-            Z[:, h, w, :] = np.tensordot(window, W, axes=([1, 2, 3], [0, 1, 2]))
+            Z[:, h, w, :] = np.tensordot(
+                window, W, axes=([1, 2, 3], [0, 1, 2])
+            )
     return Z + b
 
 
@@ -105,7 +116,8 @@ def pool_forward(A_prev, f, stride=None, mode="max"):
     A = np.zeros((m, n_H, n_W, n_C))
     for h in range(n_H):
         for w in range(n_W):
-            window = A_prev[:, h * stride:h * stride + f,
-                            w * stride:w * stride + f, :]
+            window = A_prev[
+                :, h * stride : h * stride + f, w * stride : w * stride + f, :
+            ]
             A[:, h, w, :] = reduce(window, axis=(1, 2))
     return A

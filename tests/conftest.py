@@ -1,4 +1,5 @@
 """Shared fixtures and the environment every test runs in."""
+
 import os
 import pathlib
 import subprocess
@@ -20,9 +21,13 @@ def root():
 
 def run_cli(*args, timeout=900):
     """``python -m cnnbook ARGS`` in a subprocess; returns CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "cnnbook", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnbook", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def stored_output(notebook):
@@ -30,8 +35,12 @@ def stored_output(notebook):
     import nbformat
 
     nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
-    return "".join(o.get("text", "") for c in nb.cells
-                   if c.cell_type == "code" for o in c.get("outputs", []))
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def page_text(page):

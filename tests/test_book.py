@@ -5,15 +5,14 @@ chapter page from a loopback server and checks that the local MathJax
 typeset the math, that every image loaded and that no request left the
 machine.
 """
+
 import functools
 import http.server
 import shutil
 import subprocess
-import sys
 import threading
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
@@ -24,17 +23,34 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
     jb = ROOT / ".venv" / "bin" / "jupyter-book"
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT),
-           "--path-output", str(out), "--warningiserror", "--nitpick",
-           "--keep-going", "--builder", "html"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(out),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+        "--builder",
+        "html",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert result.returncode == 0, (
+        result.stdout[-5000:] + result.stderr[-5000:]
+    )
     return out / "_build" / "html"
 
 
 def test_every_chapter_page_is_built(built):
-    for stem in ["ch01-layer-arithmetic", "ch02-lenet", "ch03-alexnet",
-                 "ch04-vgg", "ch05-resnet", "ch06-inception"]:
+    for stem in [
+        "ch01-layer-arithmetic",
+        "ch02-lenet",
+        "ch03-alexnet",
+        "ch04-vgg",
+        "ch05-resnet",
+        "ch06-inception",
+    ]:
         assert (built / "book" / f"{stem}.html").exists(), stem
     assert (built / "index.html").exists()
     mathjax = list((built / "_static").rglob("tex-chtml*.js"))
@@ -43,8 +59,9 @@ def test_every_chapter_page_is_built(built):
 
 @pytest.fixture(scope="module")
 def server(built):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(built))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(built)
+    )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     handler.log_message = lambda *a, **k: None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -54,8 +71,9 @@ def server(built):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("page", ["book/ch01-layer-arithmetic.html",
-                                  "book/ch06-inception.html"])
+@pytest.mark.parametrize(
+    "page", ["book/ch01-layer-arithmetic.html", "book/ch06-inception.html"]
+)
 def test_page_renders_offline(server, page, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -70,17 +88,28 @@ def test_page_renders_offline(server, page, tmp_path):
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             ctx = browser.new_context()
             ctx.route("**/*", guard)
             tab = ctx.new_page()
-            tab.goto(f"{server}/{page}", wait_until="networkidle", timeout=60000)
+            tab.goto(
+                f"{server}/{page}", wait_until="networkidle", timeout=60000
+            )
             tab.wait_for_function(
                 "window.MathJax && MathJax.startup && MathJax.startup.promise",
-                timeout=30000)
+                timeout=30000,
+            )
             tab.evaluate("MathJax.startup.promise")
             typeset = tab.locator("mjx-container").count()
             text = tab.inner_text("main")
@@ -88,8 +117,10 @@ def test_page_renders_offline(server, page, tmp_path):
                 i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])""")
             shots = ROOT / "test-artifacts"
             shots.mkdir(exist_ok=True)
-            tab.screenshot(path=str(shots / (page.replace("/", "_") + ".png")),
-                           full_page=False)
+            tab.screenshot(
+                path=str(shots / (page.replace("/", "_") + ".png")),
+                full_page=False,
+            )
         finally:
             browser.close()
     assert typeset > 0, "no math was typeset by MathJax"

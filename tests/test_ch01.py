@@ -1,4 +1,5 @@
 """Chapter 1 (CNN layer arithmetic): numbers, reference code, checks, page."""
+
 import pathlib
 import re
 
@@ -31,10 +32,16 @@ def test_39x39x3_example_ends_at_1960_features(simple):
     for f, s in [(3, 1), (5, 2), (5, 2)]:
         sizes.append(arithmetic.conv_output_size(sizes[-1], f, 0, s))
     assert sizes == [39, 37, 17, 7]
-    assert 7 * 7 * 40 == 1960 and 7 * 7 * 10 == 490  # the notes' 7x7x10 is wrong
+    assert (
+        7 * 7 * 40 == 1960 and 7 * 7 * 10 == 490
+    )  # the notes' 7x7x10 is wrong
     shapes = [row.output_shape for row in arithmetic.layer_table(simple)]
-    assert shapes[:4] == [(None, 37, 37, 10), (None, 17, 17, 20),
-                          (None, 7, 7, 40), (None, 1960)]
+    assert shapes[:4] == [
+        (None, 37, 37, 10),
+        (None, 17, 17, 20),
+        (None, 7, 7, 40),
+        (None, 1960),
+    ]
 
 
 def test_ten_3x3x3_filters_have_280_parameters():
@@ -58,8 +65,16 @@ def test_lenet_like_table(lenet):
     table = arithmetic.layer_table(lenet)
     assert table.total_params == lenet.count_params() == 62_958
     rows = {r.name: r for r in table}
-    assert [r.name for r in table] == ["conv1", "pool1", "conv2", "pool2",
-                                       "flatten", "fc3", "fc4", "softmax"]
+    assert [r.name for r in table] == [
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "flatten",
+        "fc3",
+        "fc4",
+        "softmax",
+    ]
     assert rows["conv1"].output_shape == (None, 28, 28, 8)
     assert rows["pool1"].output_shape == (None, 14, 14, 8)
     assert rows["conv2"].output_shape == (None, 10, 10, 16)
@@ -71,12 +86,17 @@ def test_lenet_like_table(lenet):
     assert rows["fc4"].params == arithmetic.dense_params(120, 84) == 10_164
     assert rows["softmax"].params == arithmetic.dense_params(84, 10) == 850
     assert rows["conv1"].multiplications == arithmetic.conv_multiplications(
-        28, 28, 8, 5, 3)
+        28, 28, 8, 5, 3
+    )
 
 
 def test_layer_table_total_equals_count_params_on_other_models(simple):
     table = arithmetic.layer_table(simple)
-    assert table.total_params == simple.count_params() == 280 + 5_020 + 20_040 + 19_610
+    assert (
+        table.total_params
+        == simple.count_params()
+        == 280 + 5_020 + 20_040 + 19_610
+    )
     text = str(table)
     assert "total" in text and f"{simple.count_params():,}" in text
 
@@ -88,13 +108,20 @@ def test_dense_layer_for_the_same_mapping():
     assert dense // 608 == 31_700
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(n=5, f=7), "does not fit"), (dict(n=5, f=7, p=0, s=2), "does not fit"),
-    (dict(n=0, f=1), "positive"), (dict(n=5, f=0), "positive"),
-    (dict(n=5, f=3, s=0), "positive"), (dict(n=5, f=3, p=-1), "non-negative"),
-    (dict(n=5, f=3, p=0.5), "non-negative integer"),
-    (dict(n=5.0, f=3), "positive integer"), (dict(n=True, f=1), "positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(n=5, f=7), "does not fit"),
+        (dict(n=5, f=7, p=0, s=2), "does not fit"),
+        (dict(n=0, f=1), "positive"),
+        (dict(n=5, f=0), "positive"),
+        (dict(n=5, f=3, s=0), "positive"),
+        (dict(n=5, f=3, p=-1), "non-negative"),
+        (dict(n=5, f=3, p=0.5), "non-negative integer"),
+        (dict(n=5.0, f=3), "positive integer"),
+        (dict(n=True, f=1), "positive integer"),
+    ],
+)
 def test_conv_output_size_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         arithmetic.conv_output_size(**kwargs)
@@ -116,8 +143,9 @@ def test_conv_forward_equals_keras_conv2d(seed):
     rng = np.random.default_rng(seed)
     f = int(rng.choice([1, 2, 3, 5]))
     pad, stride = int(rng.integers(0, 3)), int(rng.integers(1, 4))
-    A = rng.standard_normal((2, int(rng.integers(f, 10)), int(rng.integers(f, 10)),
-                             3)).astype("float32")
+    A = rng.standard_normal(
+        (2, int(rng.integers(f, 10)), int(rng.integers(f, 10)), 3)
+    ).astype("float32")
     W = rng.standard_normal((f, f, 3, 4)).astype("float32")
     b = rng.standard_normal(4).astype("float32")
     ours = reference.conv_forward(A, W, b, stride, pad)
@@ -136,15 +164,26 @@ def test_same_padding_equals_keras_same():
     layer.set_weights([W, b])
     np.testing.assert_allclose(
         reference.conv_forward(A, W, b, 1, arithmetic.same_padding(5)),
-        keras.ops.convert_to_numpy(layer(A)), rtol=1e-4, atol=1e-4)
+        keras.ops.convert_to_numpy(layer(A)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
-@pytest.mark.parametrize("mode,cls", [("max", keras.layers.MaxPooling2D),
-                                      ("average", keras.layers.AveragePooling2D)])
+@pytest.mark.parametrize(
+    "mode,cls",
+    [
+        ("max", keras.layers.MaxPooling2D),
+        ("average", keras.layers.AveragePooling2D),
+    ],
+)
 @pytest.mark.parametrize("f,stride", [(2, 2), (3, 2), (3, 1), (2, 3)])
 def test_pool_forward_equals_keras(mode, cls, f, stride):
-    A = np.random.default_rng(f * 10 + stride).standard_normal(
-        (2, 7, 8, 3)).astype("float32")
+    A = (
+        np.random.default_rng(f * 10 + stride)
+        .standard_normal((2, 7, 8, 3))
+        .astype("float32")
+    )
     theirs = keras.ops.convert_to_numpy(cls(f, strides=stride)(A))
     ours = reference.pool_forward(A, f, stride, mode)
     assert ours.shape == theirs.shape
@@ -152,12 +191,19 @@ def test_pool_forward_equals_keras(mode, cls, f, stride):
 
 
 def test_zero_pad_equals_numpy_and_keras():
-    A = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).astype("float32")
+    A = (
+        np.random.default_rng(0)
+        .standard_normal((2, 3, 4, 2))
+        .astype("float32")
+    )
     padded = reference.zero_pad(A, 2)
     assert padded.dtype == A.dtype
-    np.testing.assert_array_equal(padded, np.pad(A, ((0, 0), (2, 2), (2, 2), (0, 0))))
     np.testing.assert_array_equal(
-        padded, keras.ops.convert_to_numpy(keras.layers.ZeroPadding2D(2)(A)))
+        padded, np.pad(A, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    )
+    np.testing.assert_array_equal(
+        padded, keras.ops.convert_to_numpy(keras.layers.ZeroPadding2D(2)(A))
+    )
     assert reference.zero_pad(A, 0).shape == A.shape
 
 
@@ -177,13 +223,15 @@ def test_reference_rejects_bad_input():
     with pytest.raises(ValueError, match="same shape"):
         reference.conv_single_step(np.zeros((3, 3, 2)), np.zeros((3, 3, 1)), 0)
     with pytest.raises(ValueError, match="do not fit"):
-        reference.conv_forward(np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 1, 4)),
-                               np.zeros(4))
+        reference.conv_forward(
+            np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 1, 4)), np.zeros(4)
+        )
     with pytest.raises(ValueError, match="mode"):
         reference.pool_forward(np.zeros((1, 4, 4, 1)), 2, 2, "median")
     with pytest.raises(ValueError, match="does not fit"):
-        reference.conv_forward(np.zeros((1, 2, 2, 1)), np.zeros((3, 3, 1, 1)),
-                               np.zeros(1))
+        reference.conv_forward(
+            np.zeros((1, 2, 2, 1)), np.zeros((3, 3, 1, 1)), np.zeros(1)
+        )
 
 
 def test_translation_equivariance():
@@ -195,7 +243,8 @@ def test_translation_equivariance():
     moved = np.roll(x, (2, 1), axis=(1, 2))
     np.testing.assert_allclose(
         reference.conv_forward(moved, W, b, 1, 1),
-        np.roll(reference.conv_forward(x, W, b, 1, 1), (2, 1), axis=(1, 2)))
+        np.roll(reference.conv_forward(x, W, b, 1, 1), (2, 1), axis=(1, 2)),
+    )
 
 
 def test_basics_module_exports():
@@ -222,19 +271,33 @@ WRONG = {
     "1.2": (lambda f, c_prev, c: f * f * c_prev * c, "bias"),
     "1.3": (lambda X, pad: np.pad(X, pad), "not the examples or the channels"),
     "1.4": (lambda a, W, b: float(np.sum(a * W)), "add the bias"),
-    "1.5": (lambda A, W, b, stride, pad: reference.conv_forward(
-        A, W, b, 1, pad)[:, :arithmetic.conv_output_size(
-            A.shape[1], W.shape[0], pad, stride),
-            :arithmetic.conv_output_size(A.shape[2], W.shape[0], pad, stride)],
-        "differs at"),
-    "1.6": (lambda A, f, stride, mode="max": reference.pool_forward(
-        A, f, stride, "max"), "other mode"),
+    "1.5": (
+        lambda A, W, b, stride, pad: reference.conv_forward(A, W, b, 1, pad)[
+            :,
+            : arithmetic.conv_output_size(A.shape[1], W.shape[0], pad, stride),
+            : arithmetic.conv_output_size(A.shape[2], W.shape[0], pad, stride),
+        ],
+        "differs at",
+    ),
+    "1.6": (
+        lambda A, f, stride, mode="max": reference.pool_forward(
+            A, f, stride, "max"
+        ),
+        "other mode",
+    ),
 }
 
 
 def test_six_exercises_with_points():
     found = {e.key: e.points for e in exercises("ch01")}
-    assert found == {"1.1": 1, "1.2": 1, "1.3": 1, "1.4": 1, "1.5": 3, "1.6": 2}
+    assert found == {
+        "1.1": 1,
+        "1.2": 1,
+        "1.3": 1,
+        "1.4": 1,
+        "1.5": 3,
+        "1.6": 2,
+    }
 
 
 @pytest.mark.parametrize("key", sorted(ANSWERS))
@@ -258,10 +321,23 @@ def test_blank_and_wrong_answers_fail_with_a_message(key):
 
 def test_hard_coded_visible_answers_fail_the_hidden_check():
     ex = {e.key: e for e in exercises("ch01")}["1.1"]
-    table = {(39, 3, 0, 1): 37, (37, 5, 0, 2): 17, (17, 5, 0, 2): 7,
-             (6, 3, 1, 1): 6, (8, 3, 0, 2): 3, (28, 5, 2, 1): 28}
-    result = run_exercise(ex, {"conv_output_size": lambda n, f, p=0, s=1:
-                               table.get((n, f, p, s), 0)}, hidden=True)
+    table = {
+        (39, 3, 0, 1): 37,
+        (37, 5, 0, 2): 17,
+        (17, 5, 0, 2): 7,
+        (6, 3, 1, 1): 6,
+        (8, 3, 0, 2): 3,
+        (28, 5, 2, 1): 28,
+    }
+    result = run_exercise(
+        ex,
+        {
+            "conv_output_size": lambda n, f, p=0, s=1: table.get(
+                (n, f, p, s), 0
+            )
+        },
+        hidden=True,
+    )
     assert result.visible_passed and result.points == 0
     assert "hidden" in result.message
 
@@ -270,24 +346,45 @@ def test_hard_coded_visible_answers_fail_the_hidden_check():
 def test_page_states_the_computed_numbers(lenet):
     text = PAGE.read_text()
     assert text.startswith("(ch01-layer-arithmetic)=\n# ")
-    conv_total = arithmetic.conv_params(5, 3, 8) + arithmetic.conv_params(5, 8, 16)
-    for number in ("37×37×10", "17×17×20", "7×7×40", "1,960", "490", "280",
-                   f"{lenet.count_params():,}", f"{19_273_856:,}",
-                   f"{simple_convnet().count_params():,}",
-                   f"{arithmetic.conv_params(5, 10, 20):,}",
-                   f"{arithmetic.conv_params(5, 20, 40):,}",
-                   f"{arithmetic.dense_params(1960, 10):,}",
-                   f"{conv_total:,}",
-                   f"{5 * 5 * 8} of the 6,272", "31,700"):
+    conv_total = arithmetic.conv_params(5, 3, 8) + arithmetic.conv_params(
+        5, 8, 16
+    )
+    for number in (
+        "37×37×10",
+        "17×17×20",
+        "7×7×40",
+        "1,960",
+        "490",
+        "280",
+        f"{lenet.count_params():,}",
+        f"{19_273_856:,}",
+        f"{simple_convnet().count_params():,}",
+        f"{arithmetic.conv_params(5, 10, 20):,}",
+        f"{arithmetic.conv_params(5, 20, 40):,}",
+        f"{arithmetic.dense_params(1960, 10):,}",
+        f"{conv_total:,}",
+        f"{5 * 5 * 8} of the 6,272",
+        "31,700",
+    ):
         assert number in text, number
-    simple_part = text[text.index("(ch01-simple-convnet)="):
-                       text.index("(ch01-pooling)=")]
-    lenet_part = text[text.index("(ch01-lenet-like)="):
-                      text.index("(ch01-why-convolutions)=")]
+    simple_part = text[
+        text.index("(ch01-simple-convnet)=") : text.index("(ch01-pooling)=")
+    ]
+    lenet_part = text[
+        text.index("(ch01-lenet-like)=") : text.index(
+            "(ch01-why-convolutions)="
+        )
+    ]
     for part, model in [(simple_part, simple_convnet()), (lenet_part, lenet)]:
         for row in arithmetic.layer_table(model):
-            line = next((l for l in part.splitlines()
-                         if l.startswith(f"| {row.name} ")), None)
+            line = next(
+                (
+                    l
+                    for l in part.splitlines()
+                    if l.startswith(f"| {row.name} ")
+                ),
+                None,
+            )
             assert line is not None, f"no table row for {row.name}"
             shape = "×".join(str(d) for d in row.output_shape[1:])
             size = int(np.prod(row.output_shape[1:]))
@@ -295,7 +392,9 @@ def test_page_states_the_computed_numbers(lenet):
             assert shape in line or f"{size:,}" in line, line
             if model is lenet:
                 assert f"{size:,}" in line, line
-    total = next(l for l in lenet_part.splitlines() if l.startswith("| total "))
+    total = next(
+        l for l in lenet_part.splitlines() if l.startswith("| total ")
+    )
     assert f"{lenet.count_params():,}" in total
     assert text.index("## Summary") < text.index("## Exercises")
     assert "exercises/ch01-layer-arithmetic.ipynb" in text

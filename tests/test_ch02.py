@@ -1,4 +1,5 @@
 """Chapter 2 (LeNet-5): models, tables, C3, padding, checks, page numbers."""
+
 import pathlib
 import re
 
@@ -9,10 +10,16 @@ from cnnbook import arithmetic
 from cnnbook.arithmetic import layer_table
 from cnnbook.checks import ch02
 from cnnbook.grading import CheckFailure, exercises, run_exercise
-from cnnbook.models import lenet
-from cnnbook.models import (c3_connection_table, lenet5, lenet5_1998_params,
-                            lenet5_classic, lenet5_spec, pad_digits,
-                            partial_conv_params)
+from cnnbook.models import (
+    c3_connection_table,
+    lenet,
+    lenet5,
+    lenet5_1998_params,
+    lenet5_classic,
+    lenet5_spec,
+    pad_digits,
+    partial_conv_params,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch02-lenet.md"
@@ -37,13 +44,25 @@ def test_parameter_counts(modern, classic):
 
 def test_modern_and_classic_differ_in_activation_and_pooling(modern, classic):
     kinds = [type(l).__name__ for l in modern.layers]
-    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
-                     "Flatten", "Dense", "Dense", "Dense"]
+    assert kinds == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+        "Dense",
+    ]
     assert [type(l).__name__ for l in classic.layers] == [
-        k.replace("Max", "Average") for k in kinds]
+        k.replace("Max", "Average") for k in kinds
+    ]
     for form, hidden in ((modern, "relu"), (classic, "tanh")):
-        acts = [l.activation.__name__ for l in form.layers
-                if hasattr(l, "activation")]
+        acts = [
+            l.activation.__name__
+            for l in form.layers
+            if hasattr(l, "activation")
+        ]
         assert acts == [hidden] * 4 + ["softmax"]
     assert modern.input_shape == classic.input_shape == (None, 32, 32, 1)
 
@@ -64,8 +83,9 @@ def test_table_equals_formulas_and_summary(build):
     summary = _summary_text(model)
     for row in table:
         line = next(l for l in summary.splitlines() if f" {row.name} (" in l)
-        shape = ", ".join("None" if d is None else str(d)
-                          for d in row.output_shape)
+        shape = ", ".join(
+            "None" if d is None else str(d) for d in row.output_shape
+        )
         assert f"({shape})" in line, (row.name, line)
         assert re.search(rf"\b{row.params:,}\b|\b{row.params}\b", line)
     total = re.search(r"Total params:\s*([\d,]+)", summary).group(1)
@@ -74,8 +94,10 @@ def test_table_equals_formulas_and_summary(build):
 
 @pytest.mark.parametrize("size,classes", [(28, 3), (40, 10), (64, 100)])
 def test_spec_follows_input_size(size, classes):
-    rows = [(r.name, r.output_shape[1:], r.params)
-            for r in layer_table(lenet5(classes, size))]
+    rows = [
+        (r.name, r.output_shape[1:], r.params)
+        for r in layer_table(lenet5(classes, size))
+    ]
     assert rows == lenet5_spec(size, classes)
 
 
@@ -97,8 +119,14 @@ def test_c3_parameter_count():
 
 def test_1998_network_has_sixty_thousand_parameters():
     params = lenet5_1998_params()
-    assert params == {"C1": 156, "S2": 12, "C3": 1516, "S4": 32,
-                      "C5": 48120, "F6": 10164}
+    assert params == {
+        "C1": 156,
+        "S2": 12,
+        "C3": 1516,
+        "S4": 32,
+        "C5": 48120,
+        "F6": 10164,
+    }
     assert sum(params.values()) == 60000
 
 
@@ -108,8 +136,9 @@ def test_pad_digits_centres_the_digit():
     digits = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
     padded = pad_digits(digits)
     assert padded.shape == (5, 32, 32, 1) and padded.dtype == np.float32
-    np.testing.assert_allclose(padded[:, 2:30, 2:30, 0], digits / 255.0,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        padded[:, 2:30, 2:30, 0], digits / 255.0, rtol=1e-6
+    )
     border = np.ones((32, 32), bool)
     border[2:30, 2:30] = False
     assert (padded[:, border] == 0).all()
@@ -130,21 +159,32 @@ def _solutions():
     from keras import layers
 
     def build_lenet5(num_classes=10):
-        return keras.Sequential([
-            keras.Input((32, 32, 1)),
-            layers.Conv2D(6, 5, activation="relu"), layers.MaxPooling2D(2),
-            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
-            layers.Flatten(), layers.Dense(120, activation="relu"),
-            layers.Dense(84, activation="relu"),
-            layers.Dense(num_classes, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((32, 32, 1)),
+                layers.Conv2D(6, 5, activation="relu"),
+                layers.MaxPooling2D(2),
+                layers.Conv2D(16, 5, activation="relu"),
+                layers.MaxPooling2D(2),
+                layers.Flatten(),
+                layers.Dense(120, activation="relu"),
+                layers.Dense(84, activation="relu"),
+                layers.Dense(num_classes, activation="softmax"),
+            ]
+        )
 
     def lenet5_table(input_size=32, num_classes=10):
-        return [(shape, params) for _, shape, params
-                in lenet5_spec(input_size, num_classes)]
+        return [
+            (shape, params)
+            for _, shape, params in lenet5_spec(input_size, num_classes)
+        ]
 
-    return dict(build_lenet5=build_lenet5, lenet5_table=lenet5_table,
-                c3_table=c3_connection_table,
-                partial_conv_params=partial_conv_params)
+    return dict(
+        build_lenet5=build_lenet5,
+        lenet5_table=lenet5_table,
+        c3_table=c3_connection_table,
+        partial_conv_params=partial_conv_params,
+    )
 
 
 def _exercise(key):
@@ -177,14 +217,19 @@ def test_wrong_model_names_the_first_differing_layer():
     from keras import layers
 
     def average_pooling(num_classes=10):
-        return keras.Sequential([
-            keras.Input((32, 32, 1)),
-            layers.Conv2D(6, 5, activation="relu", name="first"),
-            layers.AveragePooling2D(2, name="pool_a"),
-            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
-            layers.Flatten(), layers.Dense(120, activation="relu"),
-            layers.Dense(84, activation="relu"),
-            layers.Dense(num_classes, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((32, 32, 1)),
+                layers.Conv2D(6, 5, activation="relu", name="first"),
+                layers.AveragePooling2D(2, name="pool_a"),
+                layers.Conv2D(16, 5, activation="relu"),
+                layers.MaxPooling2D(2),
+                layers.Flatten(),
+                layers.Dense(120, activation="relu"),
+                layers.Dense(84, activation="relu"),
+                layers.Dense(num_classes, activation="softmax"),
+            ]
+        )
 
     def tanh_model(num_classes=10):
         model = _solutions()["build_lenet5"](num_classes)
@@ -211,8 +256,9 @@ def test_wrong_table_row_is_named():
 
     result = run_exercise(_exercise("2.2"), {"lenet5_table": off_by_one})
     assert result.points == 0 and "'c3'" in result.message
-    result = run_exercise(_exercise("2.2"), {"lenet5_table": fixed_size},
-                          hidden=True)
+    result = run_exercise(
+        _exercise("2.2"), {"lenet5_table": fixed_size}, hidden=True
+    )
     assert result.visible_passed and result.points == 0
 
 
@@ -225,19 +271,23 @@ def test_c3_mistakes_are_caught():
     def no_bias(connections, f):
         return int(f * f * np.asarray(connections, bool).sum())
 
-    result = run_exercise(_exercise("2.3"),
-                          {**answers, "c3_table": full_table})
+    result = run_exercise(
+        _exercise("2.3"), {**answers, "c3_table": full_table}
+    )
     assert result.points == 0 and "C3 map 0" in result.message
-    result = run_exercise(_exercise("2.3"),
-                          {**answers, "partial_conv_params": no_bias})
+    result = run_exercise(
+        _exercise("2.3"), {**answers, "partial_conv_params": no_bias}
+    )
     assert result.points == 0 and "1516" in result.message
 
     def hard_coded(connections, f):
         return 1516 if np.asarray(connections).sum() == 60 else 2416
 
-    result = run_exercise(_exercise("2.3"),
-                          {**answers, "partial_conv_params": hard_coded},
-                          hidden=True)
+    result = run_exercise(
+        _exercise("2.3"),
+        {**answers, "partial_conv_params": hard_coded},
+        hidden=True,
+    )
     assert result.visible_passed and result.points == 0
 
 
@@ -246,8 +296,10 @@ def test_training_exercise_threshold():
     import keras
 
     def good(model, x, y):
-        model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss="sparse_categorical_crossentropy")
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="sparse_categorical_crossentropy",
+        )
         model.fit(x, y, epochs=8, batch_size=32, verbose=0)
 
     def weak(model, x, y):
@@ -271,8 +323,9 @@ def test_page_numbers_are_the_computed_ones():
     assert text.startswith("(ch02-lenet)=\n# LeNet-5")
     for name, shape, params in lenet5_spec():
         shape_text = "×".join(map(str, shape))
-        row = next((l for l in text.splitlines()
-                    if l.startswith(f"| {name} ")), None)
+        row = next(
+            (l for l in text.splitlines() if l.startswith(f"| {name} ")), None
+        )
         assert row is not None, f"no table row for {name}"
         assert shape_text in row and f"{params:,}" in row, row
     for number in (61706, 60000, 1516, 2416, 48120, 10164):
@@ -286,9 +339,12 @@ def test_page_states_where_parameters_and_work_sit():
     table = layer_table(lenet5())
     convs = [r for r in table if r.kind == "Conv2D"]
     dense = next(r for r in table if r.name == "f5")
-    for number in (sum(r.params for r in convs),
-                   sum(r.multiplications for r in convs),
-                   table.total_multiplications, dense.multiplications):
+    for number in (
+        sum(r.params for r in convs),
+        sum(r.multiplications for r in convs),
+        table.total_multiplications,
+        dense.multiplications,
+    ):
         assert f"{number:,}" in text, number
 
 
@@ -297,11 +353,19 @@ def _stored_results():
     import nbformat
 
     nb = nbformat.read(ROOT / "notebooks" / "ch02-lenet.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
+    text = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     banner = re.search(r"profile: (\w+)", text).group(1)
-    rows = re.findall(r"^(modern|classic)\s+(\d+)\s+([\d.]+)\s+([\d,]+)"
-                      r"\s+([\d.]+%)$", text, re.M)
+    rows = re.findall(
+        r"^(modern|classic)\s+(\d+)\s+([\d.]+)\s+([\d,]+)"
+        r"\s+([\d.]+%)$",
+        text,
+        re.M,
+    )
     return banner, rows
 
 
@@ -319,8 +383,11 @@ def test_page_lists_the_exercises_with_their_points():
     listed = exercises("ch02")
     assert f"{sum(e.points for e in listed)} points in all" in text
     for e in listed:
-        assert re.search(rf"\*\*{re.escape(e.key)} .+\*\* \({e.points} "
-                         r"points?\)", text), e.key
+        assert re.search(
+            rf"\*\*{re.escape(e.key)} .+\*\* \({e.points} "
+            r"points?\)",
+            text,
+        ), e.key
 
 
 def test_page_figures_exist():

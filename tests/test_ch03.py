@@ -1,4 +1,5 @@
 """Chapter 3 (AlexNet): counts, shapes, LRN, variant, checks, page."""
+
 import pathlib
 import re
 
@@ -28,8 +29,11 @@ def test_canonical_count(table):
 
 
 def test_shapes_equal_arithmetic(table):
-    built = [r.output_shape[1:] for r in table
-             if r.kind in ("Conv2D", "MaxPooling2D")]
+    built = [
+        r.output_shape[1:]
+        for r in table
+        if r.kind in ("Conv2D", "MaxPooling2D")
+    ]
     assert built == ch03.reference_shapes(227)
     assert built[0] == (55, 55, 96) and built[-1] == (6, 6, 256)
     flatten = next(r for r in table if r.kind == "Flatten")
@@ -50,16 +54,21 @@ def test_224_does_not_divide():
 
 def test_num_classes_and_lrn_change_only_what_they_should():
     small = models.alexnet(num_classes=10, input_shape=(67, 67, 3))
-    with_lrn = models.alexnet(num_classes=10, input_shape=(67, 67, 3),
-                              lrn=True)
-    assert small.count_params() == with_lrn.count_params() == sum(
-        ch03.reference_parameters(10, 67).values())
+    with_lrn = models.alexnet(
+        num_classes=10, input_shape=(67, 67, 3), lrn=True
+    )
+    assert (
+        small.count_params()
+        == with_lrn.count_params()
+        == sum(ch03.reference_parameters(10, 67).values())
+    )
     kinds = [type(l).__name__ for l in with_lrn.layers]
     assert kinds.count("LocalResponseNormalization") == 2
 
 
 def test_builder_not_hidden_by_its_module():
     import cnnbook.models.alexnet as module  # noqa: F401 - binds the name
+
     assert callable(models.alexnet)
     assert models.alexnet(input_shape=(67, 67, 3)).name == "alexnet"
 
@@ -70,8 +79,9 @@ def _lrn_loop(a, n, k, alpha, beta):
     c_total = a.shape[-1]
     for c in range(c_total):
         lo, hi = max(0, c - n // 2), min(c_total, c + n // 2 + 1)
-        out[..., c] = a[..., c] / (k + alpha * (a[..., lo:hi] ** 2).sum(-1)) \
-            ** beta
+        out[..., c] = (
+            a[..., c] / (k + alpha * (a[..., lo:hi] ** 2).sum(-1)) ** beta
+        )
     return out
 
 
@@ -79,8 +89,7 @@ def _lrn_loop(a, n, k, alpha, beta):
 def test_lrn_matches_definition(n):
     a = np.random.default_rng(n).normal(0, 2, (2, 3, 3, 9)).astype(np.float32)
     got = np.asarray(local_response_normalization(a, n // 2, 2.0, 0.3, 0.75))
-    np.testing.assert_allclose(got, _lrn_loop(a, n, 2.0, 0.3, 0.75),
-                               rtol=1e-5)
+    np.testing.assert_allclose(got, _lrn_loop(a, n, 2.0, 0.3, 0.75), rtol=1e-5)
 
 
 # ------------------------------------------------------------ variant
@@ -89,8 +98,11 @@ def test_fashion_variant_shapes(size):
     net = models.alexnet_fashion(input_size=size)
     assert net.input_shape == (None, 28, 28, 1)
     assert net.output_shape == (None, 10)
-    built = [tuple(l.output.shape[1:]) for l in net.layers
-             if type(l).__name__ in ("Conv2D", "MaxPooling2D")]
+    built = [
+        tuple(l.output.shape[1:])
+        for l in net.layers
+        if type(l).__name__ in ("Conv2D", "MaxPooling2D")
+    ]
     assert built == ch03.reference_shapes(size, channels=1)
 
 
@@ -107,8 +119,10 @@ def test_diagram_rows_and_figures(table):
     assert rows[0][2] == (227, 227, 3)
     assert [r[0] for r in rows][-3:] == ["fc6", "fc7", "fc8"]
     assert all(kind != "Dropout" for _, kind, _, _ in rows)
-    for fig in (diagrams.architecture_diagram(table),
-                diagrams.parameter_distribution(table)):
+    for fig in (
+        diagrams.architecture_diagram(table),
+        diagrams.parameter_distribution(table),
+    ):
         assert fig.axes
         plt.close(fig)
 
@@ -124,8 +138,11 @@ def _solution_namespace():
     def lrn(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
         return _lrn_loop(a, n, k, alpha, beta)
 
-    return dict(alexnet_shapes=alexnet_shapes,
-                alexnet_parameters=alexnet_parameters, lrn=lrn)
+    return dict(
+        alexnet_shapes=alexnet_shapes,
+        alexnet_parameters=alexnet_parameters,
+        lrn=lrn,
+    )
 
 
 def test_reference_answers_pass_visible_and_hidden():
@@ -140,12 +157,18 @@ def test_wrong_answers_fail():
     ns = _solution_namespace()
     wrong = dict(ns)
     # the 224 mistake: the shapes of the paper's text
-    wrong["alexnet_shapes"] = lambda n: ch03.reference_shapes(227) \
-        if n == 227 else ch03.reference_shapes(n + 3)
+    wrong["alexnet_shapes"] = lambda n: (
+        ch03.reference_shapes(227)
+        if n == 227
+        else ch03.reference_shapes(n + 3)
+    )
     wrong["alexnet_parameters"] = lambda c=1000, s=227: {
-        **ch03.reference_parameters(c, s), "fc8": 4096 * c}  # no biases
-    wrong["lrn"] = lambda a, k=2.0, n=5, alpha=1e-4, beta=0.75: \
-        _lrn_loop(a, n + 2, k, alpha, beta)
+        **ch03.reference_parameters(c, s),
+        "fc8": 4096 * c,
+    }  # no biases
+    wrong["lrn"] = lambda a, k=2.0, n=5, alpha=1e-4, beta=0.75: _lrn_loop(
+        a, n + 2, k, alpha, beta
+    )
     by_key = {ex.key: ex for ex in exercises("ch03")}
     assert not run_exercise(by_key["3.1"], wrong, hidden=True).passed
     assert "hidden" in run_exercise(by_key["3.1"], wrong, hidden=True).message
@@ -155,9 +178,12 @@ def test_wrong_answers_fail():
 
 def test_hard_coded_parameters_fail_hidden_check():
     fixed = ch03.reference_parameters()
-    ns = dict(_solution_namespace(),
-              alexnet_parameters=lambda c=1000, s=227: dict(
-                  fixed, fc8=arithmetic.dense_params(4096, c)))
+    ns = dict(
+        _solution_namespace(),
+        alexnet_parameters=lambda c=1000, s=227: dict(
+            fixed, fc8=arithmetic.dense_params(4096, c)
+        ),
+    )
     ex = {e.key: e for e in exercises("ch03")}["3.2"]
     assert run_exercise(ex, ns).passed
     assert not run_exercise(ex, ns, hidden=True, seed=1).passed
@@ -170,12 +196,20 @@ def test_page_numbers_are_computed(table):
     text = PAGE.read_text()
     assert text.startswith("(ch03-alexnet)=")
     counts = {r.name: r.params for r in table if r.params}
-    lenet = (arithmetic.conv_params(5, 1, 6) + arithmetic.conv_params(5, 6, 16)
-             + arithmetic.dense_params(400, 120)
-             + arithmetic.dense_params(120, 84)
-             + arithmetic.dense_params(84, 10))
-    for number in (ALEXNET_PARAMS, *counts.values(), 9216, lenet,
-                   table.total_multiplications):
+    lenet = (
+        arithmetic.conv_params(5, 1, 6)
+        + arithmetic.conv_params(5, 6, 16)
+        + arithmetic.dense_params(400, 120)
+        + arithmetic.dense_params(120, 84)
+        + arithmetic.dense_params(84, 10)
+    )
+    for number in (
+        ALEXNET_PARAMS,
+        *counts.values(),
+        9216,
+        lenet,
+        table.total_multiplications,
+    ):
         assert f"{number:,}" in text, number
     share = counts["fc6"] / ALEXNET_PARAMS
     assert f"{share:.0%}" in text
@@ -188,17 +222,20 @@ def test_page_quotes_the_stored_run():
     """Accuracy, epochs, time and rate on the page are those of the run."""
     from conftest import page_text, stored_output
 
-    line = re.search(r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
-                     r"input, (\d+) epochs, (\d+) s, ([\d,]+) images/s, "
-                     r"test accuracy ([\d.]+)%",
-                     stored_output("ch03-alexnet.ipynb"))
+    line = re.search(
+        r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
+        r"input, (\d+) epochs, (\d+) s, ([\d,]+) images/s, "
+        r"test accuracy ([\d.]+)%",
+        stored_output("ch03-alexnet.ipynb"),
+    )
     assert line, "the stored run has no summary line"
     profile, images, size, epochs, seconds, rate, acc = line.groups()
     assert profile in ("cpu", "full")
     page = page_text(PAGE.name)
     assert f"**{acc}%**" in page
-    assert f"{epochs} epochs in {seconds} s, at {rate} images per second" \
-        in page
+    assert (
+        f"{epochs} epochs in {seconds} s, at {rate} images per second" in page
+    )
     assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
     quoted = re.search(r"([\d,]+)-parameter network", page)
     assert quoted and quoted.group(1) in stored_output("ch03-alexnet.ipynb")

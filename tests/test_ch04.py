@@ -1,5 +1,6 @@
 """Chapter 4 (VGG): counts against keras.applications, blocks, the narrow
 variant, stacked 3x3 arithmetic, checks and the numbers of the page."""
+
 import gc
 import pathlib
 import re
@@ -32,10 +33,14 @@ def vgg16_table():
     return diagrams.describe(models.vgg16)
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (models.vgg16, lambda: keras.applications.VGG16(weights=None)),
-    (models.vgg19, lambda: keras.applications.VGG19(weights=None)),
-], ids=["vgg16", "vgg19"])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (models.vgg16, lambda: keras.applications.VGG16(weights=None)),
+        (models.vgg19, lambda: keras.applications.VGG19(weights=None)),
+    ],
+    ids=["vgg16", "vgg19"],
+)
 def test_equal_to_keras_applications(ours, theirs):
     mine, count = _signature(ours)
     reference, reference_count = _signature(theirs)
@@ -56,7 +61,8 @@ def test_vgg16_shapes_follow_the_rule(vgg16_table):
     for row in vgg16_table:
         if row.kind == "Conv2D":
             size = arithmetic.conv_output_size(
-                size, 3, arithmetic.same_padding(3))
+                size, 3, arithmetic.same_padding(3)
+            )
             filters = row.output_shape[-1]
             assert row.params == arithmetic.conv_params(3, depth, filters)
             depth = filters
@@ -64,28 +70,38 @@ def test_vgg16_shapes_follow_the_rule(vgg16_table):
             size = arithmetic.pool_output_size(size, 2, 2)
         if row.kind in ("Conv2D", "MaxPooling2D"):
             assert row.output_shape[1:3] == (size, size)
-    pools = [r.output_shape[1:] for r in vgg16_table
-             if r.kind == "MaxPooling2D"]
-    assert pools == [(112, 112, 64), (56, 56, 128), (28, 28, 256),
-                     (14, 14, 512), (7, 7, 512)]
+    pools = [
+        r.output_shape[1:] for r in vgg16_table if r.kind == "MaxPooling2D"
+    ]
+    assert pools == [
+        (112, 112, 64),
+        (56, 56, 128),
+        (28, 28, 256),
+        (14, 14, 512),
+        (7, 7, 512),
+    ]
 
 
 def test_vgg19_count():
     vgg19 = diagrams.describe(models.vgg19)
-    extra = (arithmetic.conv_params(3, 256, 256)
-             + 2 * arithmetic.conv_params(3, 512, 512))
+    extra = arithmetic.conv_params(3, 256, 256) + 2 * arithmetic.conv_params(
+        3, 512, 512
+    )
     assert vgg19.total_params == VGG16_PARAMS + extra == 143_667_240
 
 
-@pytest.mark.parametrize("num_convs, filters, shape", [
-    (2, 64, (32, 32, 3)), (3, 256, (14, 14, 128)), (1, 8, (6, 6, 1))])
+@pytest.mark.parametrize(
+    "num_convs, filters, shape",
+    [(2, 64, (32, 32, 3)), (3, 256, (14, 14, 128)), (1, 8, (6, 6, 1))],
+)
 def test_vgg_block(num_convs, filters, shape):
     block = models.vgg_block(num_convs, filters)
     assert len(block) == num_convs + 1
     model = keras.Sequential([keras.Input(shape=shape), *block])
     assert model.output_shape == (None, shape[0] // 2, shape[1] // 2, filters)
     expected = arithmetic.conv_params(3, shape[2], filters) + (
-        num_convs - 1) * arithmetic.conv_params(3, filters, filters)
+        num_convs - 1
+    ) * arithmetic.conv_params(3, filters, filters)
     assert model.count_params() == expected
 
 
@@ -94,9 +110,12 @@ def test_fashion_variant(size, width):
     net = models.vgg_fashion(input_size=size, width=width)
     assert net.input_shape == (None, 28, 28, 1)
     assert net.output_shape == (None, 10)
-    pools = [l.output.shape[1:] for l in net.layers
-             if type(l).__name__ == "MaxPooling2D"]
-    assert [p[0] for p in pools] == [size // 2 ** k for k in range(1, 6)]
+    pools = [
+        l.output.shape[1:]
+        for l in net.layers
+        if type(l).__name__ == "MaxPooling2D"
+    ]
+    assert [p[0] for p in pools] == [size // 2**k for k in range(1, 6)]
     assert pools[-1][-1] == 8 * width
 
 
@@ -109,8 +128,9 @@ def test_stacked_3x3_arithmetic():
     for channels in (1, 64, 512):
         for k, f in ((2, 5), (3, 7)):
             assert ch04.reference_receptive_field(k) == f
-            assert k * arithmetic.conv_params(3, channels, channels) < \
-                arithmetic.conv_params(f, channels, channels)
+            assert k * arithmetic.conv_params(
+                3, channels, channels
+            ) < arithmetic.conv_params(f, channels, channels)
 
 
 # ------------------------------------------------------------ checks
@@ -123,7 +143,8 @@ def _solution_namespace():
         build_vgg16=build_vgg16,
         stacked_params=lambda k, c: k * arithmetic.conv_params(3, c, c),
         single_conv_params=lambda f, c: arithmetic.conv_params(f, c, c),
-        receptive_field=lambda k, f=3: ch04.reference_receptive_field(k, f))
+        receptive_field=lambda k, f=3: ch04.reference_receptive_field(k, f),
+    )
 
 
 def test_reference_answers_pass_visible_and_hidden():
@@ -139,12 +160,14 @@ def test_wrong_answers_fail():
     ns = _solution_namespace()
 
     def block_valid_padding(n, f):
-        return [keras.layers.Conv2D(f, 3, activation="relu")
-                for _ in range(n)] + [keras.layers.MaxPooling2D(2)]
+        return [
+            keras.layers.Conv2D(f, 3, activation="relu") for _ in range(n)
+        ] + [keras.layers.MaxPooling2D(2)]
 
     def block_no_relu(n, f):
-        return [keras.layers.Conv2D(f, 3, padding="same")
-                for _ in range(n)] + [keras.layers.MaxPooling2D(2)]
+        return [
+            keras.layers.Conv2D(f, 3, padding="same") for _ in range(n)
+        ] + [keras.layers.MaxPooling2D(2)]
 
     for wrong in (block_valid_padding, block_no_relu):
         result = run_exercise(by_key["4.1"], dict(ns, vgg_block=wrong))
@@ -180,13 +203,18 @@ def test_page_numbers_are_computed(vgg16_table):
     text = PAGE.read_text()
     assert text.startswith("(ch04-vgg)=")
     fc1 = next(r.params for r in vgg16_table if r.name == "fc1")
-    numbers = [VGG16_PARAMS, 143_667_240, fc1,
-               vgg16_table.total_multiplications,
-               2 * arithmetic.conv_params(3, 64, 64),
-               arithmetic.conv_params(5, 64, 64),
-               3 * arithmetic.conv_params(3, 64, 64),
-               arithmetic.conv_params(7, 64, 64),
-               7 * 7 * 512, 143_667_240 - VGG16_PARAMS]
+    numbers = [
+        VGG16_PARAMS,
+        143_667_240,
+        fc1,
+        vgg16_table.total_multiplications,
+        2 * arithmetic.conv_params(3, 64, 64),
+        arithmetic.conv_params(5, 64, 64),
+        3 * arithmetic.conv_params(3, 64, 64),
+        arithmetic.conv_params(7, 64, 64),
+        7 * 7 * 512,
+        143_667_240 - VGG16_PARAMS,
+    ]
     for number in numbers:
         assert f"{number:,}" in text, number
     assert f"{fc1 / VGG16_PARAMS:.0%}" in text
@@ -197,18 +225,21 @@ def test_page_quotes_the_stored_run():
     """Accuracy, epochs, time and rate on the page are those of the run."""
     from conftest import page_text, stored_output
 
-    line = re.search(r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
-                     r"input, width \d+, ([\d,]+) parameters, (\d+) epochs, "
-                     r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
-                     stored_output("ch04-vgg.ipynb"))
+    line = re.search(
+        r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
+        r"input, width \d+, ([\d,]+) parameters, (\d+) epochs, "
+        r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
+        stored_output("ch04-vgg.ipynb"),
+    )
     assert line, "the stored run has no summary line"
     profile, images, size, params, epochs, seconds, rate, acc = line.groups()
     assert profile in ("cpu", "full")
     page = page_text(PAGE.name)
     assert f"**{acc}%**" in page
     assert f"{params}-parameter network" in page
-    assert f"{epochs} epochs in {seconds} s, at {rate} images per second" \
-        in page
+    assert (
+        f"{epochs} epochs in {seconds} s, at {rate} images per second" in page
+    )
     assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
 
 
@@ -216,15 +247,20 @@ def test_augmented_alters_training_batches_only():
     """``augmented(net)`` shares the weights and is the identity at test time."""
     from cnnbook.train import augmented
 
-    net = keras.Sequential([keras.Input((28, 28, 1)),
-                            keras.layers.Flatten(),
-                            keras.layers.Dense(3, name="out")])
+    net = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
     model = augmented(net)
     assert model.get_layer(net.name) is net
     assert model.count_params() == net.count_params()
     x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
     same = keras.ops.convert_to_numpy(model(x, training=False))
-    np.testing.assert_allclose(same, keras.ops.convert_to_numpy(net(x)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        same, keras.ops.convert_to_numpy(net(x)), rtol=1e-5, atol=1e-6
+    )
     seen = keras.ops.convert_to_numpy(model.layers[0](x, training=True))
     assert seen.shape == x.shape and not np.allclose(seen, x)

@@ -1,4 +1,5 @@
 """Chapter 5 (ResNet): model builders, the numbers of the page, the checks."""
+
 import keras
 import numpy as np
 import pytest
@@ -6,7 +7,11 @@ from keras import layers
 
 from cnnbook import arithmetic
 from cnnbook.checks import ch05
-from cnnbook.grading import CheckFailure, exercises, expect_same_layers, run_exercise
+from cnnbook.grading import (
+    exercises,
+    expect_same_layers,
+    run_exercise,
+)
 from cnnbook.models import resnet
 
 
@@ -23,25 +28,39 @@ def test_resnet50_matches_keras_layer_by_layer(keras_resnet50):
 
 
 def test_stage_table_of_resnet50(keras_resnet50):
-    ours, theirs = resnet.stage_table(resnet.resnet50()), \
-        resnet.stage_table(keras_resnet50)
+    ours, theirs = (
+        resnet.stage_table(resnet.resnet50()),
+        resnet.stage_table(keras_resnet50),
+    )
     assert ours == theirs
     assert ours.total_params == 25_636_712
-    assert [r.stage for r in ours] == ["conv1", "conv2", "conv3", "conv4",
-                                      "conv5", "head"]
+    assert [r.stage for r in ours] == [
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "head",
+    ]
     assert [r.blocks for r in ours[1:5]] == list(resnet.RESNET_STAGES[50])
     # 1 stem convolution + 3 per block + 1 projection per stage + 1 dense
     assert sum(r.layers for r in ours) - 4 == 50
     assert [r.output_shape for r in ours] == [
-        (None, 56, 56, 64), (None, 56, 56, 256), (None, 28, 28, 512),
-        (None, 14, 14, 1024), (None, 7, 7, 2048), (None, 1000)]
+        (None, 56, 56, 64),
+        (None, 56, 56, 256),
+        (None, 28, 28, 512),
+        (None, 14, 14, 1024),
+        (None, 7, 7, 2048),
+        (None, 1000),
+    ]
 
 
 def test_resnet50_conv_biases_are_redundant_parameters():
     """The page: Keras keeps a bias in every convolution of ResNet-50."""
     model = resnet.resnet50()
-    biases = sum(l.filters for l in model.layers
-                 if isinstance(l, layers.Conv2D))
+    biases = sum(
+        l.filters for l in model.layers if isinstance(l, layers.Conv2D)
+    )
     assert biases == 26_560
 
 
@@ -52,10 +71,16 @@ def _resnet18_imagenet_trainable():
     c_in = 64
     for stage, width in enumerate((64, 128, 256, 512)):
         for block in range(2):
-            total += arithmetic.conv_params(3, c_in, width, bias=False) + bn(width)
-            total += arithmetic.conv_params(3, width, width, bias=False) + bn(width)
+            total += arithmetic.conv_params(3, c_in, width, bias=False) + bn(
+                width
+            )
+            total += arithmetic.conv_params(3, width, width, bias=False) + bn(
+                width
+            )
             if block == 0 and stage > 0:
-                total += arithmetic.conv_params(1, c_in, width, bias=False) + bn(width)
+                total += arithmetic.conv_params(
+                    1, c_in, width, bias=False
+                ) + bn(width)
             c_in = width
     return total + arithmetic.dense_params(512, 1000)
 
@@ -64,8 +89,11 @@ def test_resnet18_counts():
     model = resnet.resnet18((224, 224, 3), 1000, stem="imagenet")
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == _resnet18_imagenet_trainable() == 11_689_512
-    bn_channels = sum(l.gamma.shape[0] for l in model.layers
-                      if isinstance(l, layers.BatchNormalization))
+    bn_channels = sum(
+        l.gamma.shape[0]
+        for l in model.layers
+        if isinstance(l, layers.BatchNormalization)
+    )
     assert model.count_params() == trainable + 2 * bn_channels == 11_699_112
     small = resnet.resnet18((28, 28, 1), 10)
     assert small.count_params() == 11_182_410
@@ -76,15 +104,19 @@ def test_resnet18_counts():
 
 @pytest.mark.parametrize("depth", [8, 20, 32, 56])
 def test_cifar_style_depth(depth):
-    weighted = lambda m: sum(isinstance(l, (layers.Conv2D, layers.Dense))  # noqa: E731
-                             for l in m.layers)
+    weighted = lambda m: sum(
+        isinstance(l, (layers.Conv2D, layers.Dense))  # noqa: E731
+        for l in m.layers
+    )
     plain = resnet.cifar_style_net(depth, residual=False)
     residual = resnet.cifar_style_net(depth, residual=True)
     assert weighted(plain) == depth
     assert weighted(residual) == depth + 2  # the two projection shortcuts
     assert not any(isinstance(l, layers.Add) for l in plain.layers)
-    assert sum(isinstance(l, layers.Add) for l in residual.layers) == \
-        3 * (depth - 2) // 6
+    assert (
+        sum(isinstance(l, layers.Add) for l in residual.layers)
+        == 3 * (depth - 2) // 6
+    )
 
 
 def test_cifar_style_rejects_bad_depth():
@@ -169,9 +201,12 @@ def _bn(x):
 def _conv_block_main_first(x, filters, kernel_size=3, strides=2, name="b"):
     """Correct, but builds the main path before the shortcut."""
     f1, f2, f3 = filters
-    y = layers.Activation("relu")(_bn(layers.Conv2D(f1, 1, strides=strides)(x)))
-    y = layers.Activation("relu")(_bn(layers.Conv2D(
-        f2, kernel_size, padding="same")(y)))
+    y = layers.Activation("relu")(
+        _bn(layers.Conv2D(f1, 1, strides=strides)(x))
+    )
+    y = layers.Activation("relu")(
+        _bn(layers.Conv2D(f2, kernel_size, padding="same")(y))
+    )
     y = _bn(layers.Conv2D(f3, 1)(y))
     s = _bn(layers.Conv2D(f3, 1, strides=strides)(x))
     return layers.Activation("relu")(layers.Add()([y, s]))
@@ -185,8 +220,9 @@ def test_branch_order_does_not_matter():
 def _identity_relu_before_add(x, filters, kernel_size=3, name="b"):
     f1, f2, f3 = filters
     y = layers.Activation("relu")(_bn(layers.Conv2D(f1, 1)(x)))
-    y = layers.Activation("relu")(_bn(layers.Conv2D(
-        f2, kernel_size, padding="same")(y)))
+    y = layers.Activation("relu")(
+        _bn(layers.Conv2D(f2, kernel_size, padding="same")(y))
+    )
     y = layers.Activation("relu")(_bn(layers.Conv2D(f3, 1)(y)))
     return layers.Add()([x, y])
 
@@ -194,8 +230,9 @@ def _identity_relu_before_add(x, filters, kernel_size=3, name="b"):
 def _identity_without_shortcut(x, filters, kernel_size=3, name="b"):
     f1, f2, f3 = filters
     y = layers.Activation("relu")(_bn(layers.Conv2D(f1, 1)(x)))
-    y = layers.Activation("relu")(_bn(layers.Conv2D(
-        f2, kernel_size, padding="same")(y)))
+    y = layers.Activation("relu")(
+        _bn(layers.Conv2D(f2, kernel_size, padding="same")(y))
+    )
     return layers.Activation("relu")(_bn(layers.Conv2D(f3, 1)(y)))
 
 
@@ -203,19 +240,24 @@ def _identity_adds_wrong_tensor(x, filters, kernel_size=3, name="b"):
     """Same layers, but the shortcut skips only the last convolution."""
     f1, f2, f3 = filters
     y = layers.Activation("relu")(_bn(layers.Conv2D(f1, 1)(x)))
-    y = layers.Activation("relu")(_bn(layers.Conv2D(
-        f2, kernel_size, padding="same")(y)))
+    y = layers.Activation("relu")(
+        _bn(layers.Conv2D(f2, kernel_size, padding="same")(y))
+    )
     z = _bn(layers.Conv2D(f3, 1)(y))
-    pad = layers.Add()([z, layers.Conv2D(f3, 1, use_bias=False,
-                                         trainable=False)(y)])
+    pad = layers.Add()(
+        [z, layers.Conv2D(f3, 1, use_bias=False, trainable=False)(y)]
+    )
     return layers.Activation("relu")(pad)
 
 
-@pytest.mark.parametrize("wrong, fragment", [
-    (_identity_relu_before_add, "layer 9 ("),
-    (_identity_without_shortcut, "the specification has Add"),
-    (_identity_adds_wrong_tensor, "layer"),
-])
+@pytest.mark.parametrize(
+    "wrong, fragment",
+    [
+        (_identity_relu_before_add, "layer 9 ("),
+        (_identity_without_shortcut, "the specification has Add"),
+        (_identity_adds_wrong_tensor, "layer"),
+    ],
+)
 def test_wrong_identity_blocks_fail(wrong, fragment):
     result = _grade("5.1", {"identity_block": wrong})
     assert result.points == 0
@@ -224,14 +266,17 @@ def test_wrong_identity_blocks_fail(wrong, fragment):
 
 def test_wrong_numbers_in_identity_block_fail():
     """Right layers, wrong wiring: caught by comparing outputs."""
+
     def valid_after_same(x, filters, kernel_size=3, name="b"):
         f1, f2, f3 = filters
         y = layers.Activation("relu")(_bn(layers.Conv2D(f1, 1)(x)))
-        y = layers.Activation("relu")(_bn(layers.Conv2D(
-            f2, kernel_size, padding="same")(y)))
+        y = layers.Activation("relu")(
+            _bn(layers.Conv2D(f2, kernel_size, padding="same")(y))
+        )
         y = _bn(layers.Conv2D(f3, 1)(y))
         # adds the input *after* the ReLU of a sum with itself
         return layers.Activation("relu")(layers.Add()([y, y]))
+
     result = _grade("5.1", {"identity_block": valid_after_same})
     assert result.points == 0
     assert "differs" in result.message
@@ -244,44 +289,70 @@ def test_resnet50_with_same_padding_stem_names_the_layer():
         x = layers.Activation("relu")(_bn(x))
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         for stage, (f, blocks) in enumerate(
-                [(64, 3), (128, 4), (256, 6), (512, 3)], start=2):
-            x = resnet.convolutional_block(x, (f, f, 4 * f),
-                                           strides=1 if stage == 2 else 2,
-                                           name=f"s{stage}b1")
+            [(64, 3), (128, 4), (256, 6), (512, 3)], start=2
+        ):
+            x = resnet.convolutional_block(
+                x,
+                (f, f, 4 * f),
+                strides=1 if stage == 2 else 2,
+                name=f"s{stage}b1",
+            )
             for b in range(2, blocks + 1):
-                x = resnet.identity_block(x, (f, f, 4 * f), name=f"s{stage}b{b}")
+                x = resnet.identity_block(
+                    x, (f, f, 4 * f), name=f"s{stage}b{b}"
+                )
         x = layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, layers.Dense(num_classes, "softmax")(x))
+
     result = _grade("5.3", {"resnet50": resnet50})
     assert result.points == 0
     assert "layer 1 (" in result.message and "ZeroPadding2D" in result.message
 
 
-@pytest.mark.parametrize("wrong", [
-    lambda a, W1, b1, W2, b2: np.maximum(np.maximum(a @ W1 + b1, 0) @ W2 + b2, 0) + a,
-    lambda a, W1, b1, W2, b2: np.maximum((a @ W1 + b1) @ W2 + b2 + a, 0),
-    lambda a, W1, b1, W2, b2: np.maximum(np.maximum(a @ W1 + b1, 0) @ W2 + b2, 0),
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda a, W1, b1, W2, b2: (
+            np.maximum(np.maximum(a @ W1 + b1, 0) @ W2 + b2, 0) + a
+        ),
+        lambda a, W1, b1, W2, b2: np.maximum((a @ W1 + b1) @ W2 + b2 + a, 0),
+        lambda a, W1, b1, W2, b2: np.maximum(
+            np.maximum(a @ W1 + b1, 0) @ W2 + b2, 0
+        ),
+    ],
+)
 def test_wrong_residual_forward_fails(wrong):
     assert _grade("5.4", {"residual_forward": wrong}).points == 0
 
 
-@pytest.mark.parametrize("wrong", [
-    lambda c: {k: -v for k, v in _degradation_gaps(c).items()},
-    lambda c: {k: 100 * v for k, v in _degradation_gaps(c).items()},
-    lambda c: {kind: c[keys[-1]][-1] - c[keys[0]][-1] for kind in ("plain", "residual")
-               for keys in [[k for k in c if k[0] == kind]]},  # insertion order
-    lambda c: {kind: min(c[kind, d][-1] for k, d in c if k == kind)
-               for kind in ("plain", "residual")},
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda c: {k: -v for k, v in _degradation_gaps(c).items()},
+        lambda c: {k: 100 * v for k, v in _degradation_gaps(c).items()},
+        lambda c: {
+            kind: c[keys[-1]][-1] - c[keys[0]][-1]
+            for kind in ("plain", "residual")
+            for keys in [[k for k in c if k[0] == kind]]
+        },  # insertion order
+        lambda c: {
+            kind: min(c[kind, d][-1] for k, d in c if k == kind)
+            for kind in ("plain", "residual")
+        },
+    ],
+)
 def test_wrong_degradation_gaps_fail(wrong):
     result = _grade("5.5", {"degradation_gaps": wrong})
     assert result.points == 0, result.message
 
 
 def test_degradation_reference_on_a_known_case():
-    curves = {("plain", 8): [0.3, 0.1], ("plain", 32): [0.4, 0.15],
-              ("residual", 8): [0.3, 0.1], ("residual", 32): [0.3, 0.08]}
+    curves = {
+        ("plain", 8): [0.3, 0.1],
+        ("plain", 32): [0.4, 0.15],
+        ("residual", 8): [0.3, 0.1],
+        ("residual", 32): [0.3, 0.08],
+    }
     gaps = ch05.degradation_gaps_reference(curves)
     assert gaps["plain"] == pytest.approx(0.05)
     assert gaps["residual"] == pytest.approx(-0.02)
@@ -289,15 +360,19 @@ def test_degradation_reference_on_a_known_case():
 
 # ------------------------------------------------ numbers stated on the page
 def test_depths_of_the_resnet_family():
-    depth = {n: (2 if n < 50 else 3) * sum(stages) + 2
-             for n, stages in resnet.RESNET_STAGES.items()}
+    depth = {
+        n: (2 if n < 50 else 3) * sum(stages) + 2
+        for n, stages in resnet.RESNET_STAGES.items()
+    }
     assert depth == {18: 18, 34: 34, 50: 50, 101: 101, 152: 152}
 
 
 def test_bottleneck_saves_weights():
-    bottleneck = (arithmetic.conv_params(1, 256, 64, bias=False)
-                  + arithmetic.conv_params(3, 64, 64, bias=False)
-                  + arithmetic.conv_params(1, 64, 256, bias=False))
+    bottleneck = (
+        arithmetic.conv_params(1, 256, 64, bias=False)
+        + arithmetic.conv_params(3, 64, 64, bias=False)
+        + arithmetic.conv_params(1, 64, 256, bias=False)
+    )
     basic = 2 * arithmetic.conv_params(3, 256, 256, bias=False)
     assert (bottleneck, basic) == (69_632, 1_179_648)
     assert basic // bottleneck == 16 and round(basic / bottleneck) == 17
@@ -331,10 +406,12 @@ def test_page_quotes_the_stored_resnet18_run():
     import re
 
     text = _outputs("ch05-resnet18.ipynb")
-    line = re.search(r"profile (\w+): ResNet-18 \(width (\d+), ([\d,]+) "
-                     r"parameters\), ([\d,]+) training images, (\d+) epochs, "
-                     r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
-                     text)
+    line = re.search(
+        r"profile (\w+): ResNet-18 \(width (\d+), ([\d,]+) "
+        r"parameters\), ([\d,]+) training images, (\d+) epochs, "
+        r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
+        text,
+    )
     assert line, "the stored run has no summary line"
     profile, width, params, images, epochs, seconds, rate, acc = line.groups()
     page = _page()
@@ -348,8 +425,11 @@ def test_page_quotes_the_stored_depth_run():
 
     text = _outputs("ch05-resnet-depth.ipynb")
     page = _page()
-    finals = re.findall(r"(plain|residual)-(\d+)\s+final training error\s+"
-                        r"([\d.]+) %", text)
+    finals = re.findall(
+        r"(plain|residual)-(\d+)\s+final training error\s+"
+        r"([\d.]+) %",
+        text,
+    )
     assert len(finals) == 4
     for kind, depth, err in finals:
         assert f"{kind}-{depth}: {err}%" in page, (kind, depth, err)
@@ -367,14 +447,23 @@ def test_page_quotes_the_depth_gaps():
 
     text = _outputs("ch05-resnet-depth.ipynb")
     page = _page()
-    gaps = dict(re.findall(r"(plain|residual): deep minus shallow = "
-                           r"([+-][\d.]+) points", text))
+    gaps = dict(
+        re.findall(
+            r"(plain|residual): deep minus shallow = "
+            r"([+-][\d.]+) points",
+            text,
+        )
+    )
     assert set(gaps) == {"plain", "residual"}
     for gap in gaps.values():
         word = "*above*" if float(gap) > 0 else "below"
         assert f"{gap[1:]} points {word}" in page, gap
-    finals = {(k, int(d)): float(e) for k, d, e in re.findall(
-        r"(plain|residual)-(\d+)\s+final training error\s+([\d.]+) %", text)}
+    finals = {
+        (k, int(d)): float(e)
+        for k, d, e in re.findall(
+            r"(plain|residual)-(\d+)\s+final training error\s+([\d.]+) %", text
+        )
+    }
     deep = max(d for _, d in finals)
     below = round(finals["plain", deep] - finals["residual", deep])
     assert below > 0
@@ -384,12 +473,12 @@ def test_page_quotes_the_depth_gaps():
 def test_exercise_curves_are_the_stored_run():
     """Exercise 5.5 shows the curves of the stored depth run."""
     import nbformat
-
     from conftest import ROOT
 
     text = _outputs("ch05-resnet-depth.ipynb")
-    solution = nbformat.read(ROOT / "solutions" / "ch05-resnet.ipynb",
-                             as_version=4)
+    solution = nbformat.read(
+        ROOT / "solutions" / "ch05-resnet.ipynb", as_version=4
+    )
     source = "\n".join(c.source for c in solution.cells)
     for line in text.splitlines():
         if line.startswith("('"):

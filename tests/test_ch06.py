@@ -1,5 +1,6 @@
 """Chapter 6 (Inception, GoogLeNet): the page's numbers, the builders, the
 checks, and the measured cost ratio quoted from the stored lab run."""
+
 import pathlib
 import re
 
@@ -11,8 +12,14 @@ import pytest
 from cnnbook import arithmetic
 from cnnbook.checks import ch06
 from cnnbook.grading import exercises, run_exercise
-from cnnbook.models import alexnet, auxiliary_head, googlenet, \
-    googlenet_small, inception_module, naive_inception_module
+from cnnbook.models import (
+    alexnet,
+    auxiliary_head,
+    googlenet,
+    googlenet_small,
+    inception_module,
+    naive_inception_module,
+)
 from cnnbook.models.inception import GOOGLENET_MODULES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -51,11 +58,14 @@ def test_layer_table_counts_the_same_branch():
 
 def test_first_inception_example_has_256_channels():
     x = keras.Input((28, 28, 192))
-    branches = [keras.layers.Conv2D(64, 1, padding="same")(x),
-                keras.layers.Conv2D(128, 3, padding="same")(x),
-                keras.layers.Conv2D(32, 5, padding="same")(x),
-                keras.layers.Conv2D(32, 1)(keras.layers.MaxPooling2D(
-                    3, strides=1, padding="same")(x))]
+    branches = [
+        keras.layers.Conv2D(64, 1, padding="same")(x),
+        keras.layers.Conv2D(128, 3, padding="same")(x),
+        keras.layers.Conv2D(32, 5, padding="same")(x),
+        keras.layers.Conv2D(32, 1)(
+            keras.layers.MaxPooling2D(3, strides=1, padding="same")(x)
+        ),
+    ]
     y = keras.layers.Concatenate()(branches)
     assert tuple(y.shape) == (None, 28, 28, 256)
 
@@ -65,12 +75,14 @@ def test_reduced_module_3a_shape_and_parameters():
     x = keras.Input((28, 28, 192))
     model = keras.Model(x, inception_module(x, 64, 96, 128, 16, 32, 32))
     assert tuple(model.output.shape) == (None, 28, 28, 256)
-    expected = (arithmetic.conv_params(1, 192, 64)
-                + arithmetic.conv_params(1, 192, 96)
-                + arithmetic.conv_params(3, 96, 128)
-                + arithmetic.conv_params(1, 192, 16)
-                + arithmetic.conv_params(5, 16, 32)
-                + arithmetic.conv_params(1, 192, 32))
+    expected = (
+        arithmetic.conv_params(1, 192, 64)
+        + arithmetic.conv_params(1, 192, 96)
+        + arithmetic.conv_params(3, 96, 128)
+        + arithmetic.conv_params(1, 192, 16)
+        + arithmetic.conv_params(5, 16, 32)
+        + arithmetic.conv_params(1, 192, 32)
+    )
     assert model.count_params() == expected == 163_696
 
 
@@ -99,21 +111,26 @@ def test_googlenet_module_channels_follow_the_paper(canonical):
 def test_googlenet_single_output_and_parameter_count(canonical):
     assert len(canonical.outputs) == 1
     assert tuple(canonical.output.shape) == (None, 1000)
-    assert canonical.count_params() == arithmetic.layer_table(
-        canonical).total_params == 6_998_552
+    assert (
+        canonical.count_params()
+        == arithmetic.layer_table(canonical).total_params
+        == 6_998_552
+    )
 
 
 def test_googlenet_has_far_fewer_parameters_than_alexnet(canonical):
     alex = alexnet().count_params()
     assert alex == 62_378_344
-    by_formula = (arithmetic.conv_params(11, 3, 96)
-                  + arithmetic.conv_params(5, 96, 256)
-                  + arithmetic.conv_params(3, 256, 384)
-                  + arithmetic.conv_params(3, 384, 384)
-                  + arithmetic.conv_params(3, 384, 256)
-                  + arithmetic.dense_params(6 * 6 * 256, 4096)
-                  + arithmetic.dense_params(4096, 4096)
-                  + arithmetic.dense_params(4096, 1000))
+    by_formula = (
+        arithmetic.conv_params(11, 3, 96)
+        + arithmetic.conv_params(5, 96, 256)
+        + arithmetic.conv_params(3, 256, 384)
+        + arithmetic.conv_params(3, 384, 384)
+        + arithmetic.conv_params(3, 384, 256)
+        + arithmetic.dense_params(6 * 6 * 256, 4096)
+        + arithmetic.dense_params(4096, 4096)
+        + arithmetic.dense_params(4096, 1000)
+    )
     assert by_formula == alex
     ratio = alex / canonical.count_params()
     # The paper's "12 times fewer" compares rounded figures (60 M against
@@ -124,8 +141,7 @@ def test_googlenet_has_far_fewer_parameters_than_alexnet(canonical):
 def test_googlenet_auxiliary_heads_are_extra_outputs():
     model = googlenet(num_classes=10, input_shape=(224, 224, 3))
     assert [tuple(o.shape) for o in model.outputs] == [(None, 10)] * 3
-    assert model.output_names == \
-        ["main", "aux1", "aux2"]
+    assert model.output_names == ["main", "aux1", "aux2"]
     features = keras.Input((14, 14, 512))
     head = keras.Model(features, auxiliary_head(features, 10))
     single = googlenet(num_classes=10, aux_classifiers=False)
@@ -149,8 +165,9 @@ def test_small_googlenet_runs_on_fashion_mnist_shapes(aux):
 # ---------------------------------------------------------------- checks
 def _reference_namespace():
     def branch_multiplications(n_h, n_w, n_c_prev, f, n_c, bottleneck=None):
-        return ch06.reference_branch_multiplications(n_h, n_w, n_c_prev, f,
-                                                     n_c, bottleneck)
+        return ch06.reference_branch_multiplications(
+            n_h, n_w, n_c_prev, f, n_c, bottleneck
+        )
 
     def build_reduced_model(input_shape=(28, 28, 192)):
         x = keras.Input(input_shape)
@@ -160,10 +177,12 @@ def _reference_namespace():
         aux = auxiliary_head(model.get_layer(layer_name).output, num_classes)
         return keras.Model(model.input, [model.output, aux])
 
-    return dict(branch_multiplications=branch_multiplications,
-                inception_module=inception_module,
-                build_reduced_model=build_reduced_model,
-                add_auxiliary_output=add_auxiliary_output)
+    return dict(
+        branch_multiplications=branch_multiplications,
+        inception_module=inception_module,
+        build_reduced_model=build_reduced_model,
+        add_auxiliary_output=add_auxiliary_output,
+    )
 
 
 def test_reference_answers_pass_visible_and_hidden_checks():
@@ -186,19 +205,18 @@ def test_wrong_answers_fail():
         return keras.Model(x, naive_inception_module(x, 64, 128, 32))
 
     def swapped_module(x, f1, f3_reduce, f3, f5_reduce, f5, pool_proj):
-        return inception_module(x, f1, f5_reduce, f3, f3_reduce, f5,
-                                pool_proj)
+        return inception_module(x, f1, f5_reduce, f3, f3_reduce, f5, pool_proj)
 
     def aux_replacing_main(model, layer_name, num_classes):
         aux = auxiliary_head(model.get_layer(layer_name).output, num_classes)
         return keras.Model(model.input, aux)
 
-    for key, name, wrong in (("6.1", "branch_multiplications",
-                              without_bottleneck),
-                             ("6.2", "inception_module", swapped_module),
-                             ("6.3", "build_reduced_model", naive_repair),
-                             ("6.4", "add_auxiliary_output",
-                              aux_replacing_main)):
+    for key, name, wrong in (
+        ("6.1", "branch_multiplications", without_bottleneck),
+        ("6.2", "inception_module", swapped_module),
+        ("6.3", "build_reduced_model", naive_repair),
+        ("6.4", "add_auxiliary_output", aux_replacing_main),
+    ):
         result = run_exercise(by_key[key], {**ns, name: wrong}, hidden=True)
         assert not result.passed and result.message, key
 
@@ -206,11 +224,16 @@ def test_wrong_answers_fail():
 # ------------------------------------------------- measured ratio quoted
 def _stored_ratio():
     nb = nbformat.read(COST_LAB, as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells
-                   if c.cell_type == "code" for o in c.outputs)
+    text = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert "profile: smoke" not in text
-    match = re.search(r"predicted ratio (\d\.\d+), measured ratio (\d\.\d+)",
-                      text)
+    match = re.search(
+        r"predicted ratio (\d\.\d+), measured ratio (\d\.\d+)", text
+    )
     assert match, "the cost lab must store the measured ratio"
     return match.groups()
 
@@ -226,19 +249,33 @@ def test_page_quotes_the_stored_measured_ratio():
 # ------------------------------------------------- numbers on the page
 def test_module_tables_quoted_on_the_page():
     x = keras.Input((28, 28, 192))
-    naive = arithmetic.layer_table(keras.Model(
-        x, naive_inception_module(x, 64, 128, 32)))
-    reduced = arithmetic.layer_table(keras.Model(
-        x, inception_module(x, 64, 96, 128, 16, 32, 32)))
-    assert (naive.total_params, naive.total_multiplications) == \
-        (387_296, 303_464_448)
-    assert (reduced.total_params, reduced.total_multiplications) == \
-        (163_696, 128_049_152)
+    naive = arithmetic.layer_table(
+        keras.Model(x, naive_inception_module(x, 64, 128, 32))
+    )
+    reduced = arithmetic.layer_table(
+        keras.Model(x, inception_module(x, 64, 96, 128, 16, 32, 32))
+    )
+    assert (naive.total_params, naive.total_multiplications) == (
+        387_296,
+        303_464_448,
+    )
+    assert (reduced.total_params, reduced.total_multiplications) == (
+        163_696,
+        128_049_152,
+    )
     assert arithmetic.conv_params(1, 192, 32) == 6_176
     page = PAGE.read_text()
-    for number in ("387,296", "303,464,448", "163,696", "128,049,152",
-                   "6{,}176", "120{,}422{,}400", "2{,}408{,}448",
-                   "10{,}035{,}200", "12{,}443{,}648"):
+    for number in (
+        "387,296",
+        "303,464,448",
+        "163,696",
+        "128,049,152",
+        "6{,}176",
+        "120{,}422{,}400",
+        "2{,}408{,}448",
+        "10{,}035{,}200",
+        "12{,}443{,}648",
+    ):
         assert number in page, number
 
 
@@ -254,9 +291,12 @@ def test_googlenet_counts_quoted_on_the_page(canonical):
 
 
 def test_page_table_matches_the_builder():
-    rows = re.findall(r"^\s*\| (\d[a-e]) \|(.*)\|\s*$", PAGE.read_text(),
-                      re.MULTILINE)
-    table = {key: tuple(int(v) for v in cells.split("|")) for key, cells in rows}
+    rows = re.findall(
+        r"^\s*\| (\d[a-e]) \|(.*)\|\s*$", PAGE.read_text(), re.MULTILINE
+    )
+    table = {
+        key: tuple(int(v) for v in cells.split("|")) for key, cells in rows
+    }
     assert list(table) == list(GOOGLENET_MODULES)
     for key, filters in GOOGLENET_MODULES.items():
         f1, _, f3, _, f5, proj = filters
@@ -266,11 +306,19 @@ def test_page_table_matches_the_builder():
 def test_page_quotes_the_stored_training_run():
     lab = ROOT / "notebooks" / "ch06-googlenet.ipynb"
     nb = nbformat.read(lab, as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells
-                   if c.cell_type == "code" for o in c.outputs)
+    text = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert "profile: smoke" not in text
-    rows = re.findall(r"^(with aux classifiers|without)\s+(\d+)\s+([\d.]+)"
-                      r"\s+([\d,]+)\s+([\d.]+%)$", text, re.MULTILINE)
+    rows = re.findall(
+        r"^(with aux classifiers|without)\s+(\d+)\s+([\d.]+)"
+        r"\s+([\d,]+)\s+([\d.]+%)$",
+        text,
+        re.MULTILINE,
+    )
     assert [r[0] for r in rows] == ["with aux classifiers", "without"]
     page = PAGE.read_text()
     for _, epochs, seconds, rate, accuracy in rows:
@@ -282,11 +330,14 @@ def test_page_quotes_the_stored_ablation():
     from conftest import page_text, stored_output
 
     text = stored_output("ch06-googlenet.ipynb")
-    rows = re.findall(r"(with aux classifiers|without)\s+(\d+)\s+([\d.]+)\s+"
-                      r"([\d,]+)\s+([\d.]+)%", text)
+    rows = re.findall(
+        r"(with aux classifiers|without)\s+(\d+)\s+([\d.]+)\s+"
+        r"([\d,]+)\s+([\d.]+)%",
+        text,
+    )
     assert [r[0] for r in rows] == ["with aux classifiers", "without"], rows
     page = page_text(PAGE.name)
     for (label, epochs, seconds, rate, acc), name in zip(
-            rows, ("with auxiliary classifiers",
-                   "without auxiliary classifiers")):
+        rows, ("with auxiliary classifiers", "without auxiliary classifiers")
+    ):
         assert f"| {name} | {epochs} | {seconds} | {rate} | {acc}% |" in page

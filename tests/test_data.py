@@ -1,4 +1,5 @@
 """The dataset loader: sources, checksums, cache repair and clear errors."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,11 @@ def test_mnist_and_fashion_load_and_verify():
 
 def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNBOOK_DATA", str(tmp_path))
-    monkeypatch.setattr(data, "_sources", lambda name, cache: iter(
-        [("test copy", lambda: _arrays(name))]))
+    monkeypatch.setattr(
+        data,
+        "_sources",
+        lambda name, cache: iter([("test copy", lambda: _arrays(name))]),
+    )
     (tmp_path / "mnist.npz").write_bytes(b"this is not a zip file")
     (x, _), _ = data.load_mnist()
     assert x.shape == (60000, 28, 28)
@@ -35,8 +39,13 @@ def test_tampered_source_is_rejected_with_instructions(tmp_path, monkeypatch):
         arrays["y_train"][0] ^= 1
         return arrays
 
-    monkeypatch.setattr(data, "_sources", lambda name, cache: iter(
-        [("tampered copy", tampered), ("nothing", lambda: None)]))
+    monkeypatch.setattr(
+        data,
+        "_sources",
+        lambda name, cache: iter(
+            [("tampered copy", tampered), ("nothing", lambda: None)]
+        ),
+    )
     with pytest.raises(data.DatasetUnavailable) as err:
         data.load_mnist()
     message = str(err.value)

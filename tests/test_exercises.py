@@ -2,14 +2,14 @@
 
 Both go through the grade CLI, as a learner's notebook would.
 """
+
 import json
-import pathlib
 
 import nbformat
 import pytest
+from conftest import ROOT, run_cli
 
 from cnnbook import grading, notebooks
-from conftest import ROOT, run_cli
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -23,13 +23,20 @@ def _grade(path, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
 def test_blank_scores_zero_and_solution_full(solution, tmp_path):
-    chapter = nbformat.read(solution, as_version=4).metadata["cnnbook"]["chapter"]
+    chapter = nbformat.read(solution, as_version=4).metadata["cnnbook"][
+        "chapter"
+    ]
     expected = {e.key: e.points for e in grading.exercises(chapter)}
     assert len(expected) >= 3
 
     blank = tmp_path / solution.name
-    blank.write_text(notebooks.render(notebooks.exercise_from_solution(
-        nbformat.read(solution, as_version=4))))
+    blank.write_text(
+        notebooks.render(
+            notebooks.exercise_from_solution(
+                nbformat.read(solution, as_version=4)
+            )
+        )
+    )
     before = blank.read_bytes()
     result, report = _grade(blank, tmp_path)
     assert result.returncode == 1, result.stdout

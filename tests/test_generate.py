@@ -1,4 +1,5 @@
 """The exercise generator: markers, locking, sync, and learners' work kept."""
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -21,11 +22,17 @@ def test_strip_solution_keeps_indentation():
     assert stub.startswith('def double(x):\n    """Twice x."""')
 
 
-@pytest.mark.parametrize("source,message", [
-    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
-    ("x = 1\n### END SOLUTION\n", "END without BEGIN"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "BEGIN inside"),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("x = 1\n### END SOLUTION\n", "END without BEGIN"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+            "BEGIN inside",
+        ),
+    ],
+)
 def test_unbalanced_markers_are_errors(source, message):
     with pytest.raises(notebooks.MarkerError, match=message):
         notebooks.strip_solution(source)
@@ -35,8 +42,9 @@ def _solution_notebook():
     check = new_code_cell('check("9.1")', metadata={"tags": ["check"]})
     check.outputs = [nbformat.v4.new_output("stream", text="ok\n")]
     check.execution_count = 3
-    return new_notebook(cells=[new_markdown_cell("# Title"),
-                               new_code_cell(SOLUTION), check])
+    return new_notebook(
+        cells=[new_markdown_cell("# Title"), new_code_cell(SOLUTION), check]
+    )
 
 
 def test_exercise_is_blank_locked_and_clean():
@@ -64,7 +72,9 @@ def test_learner_edits_are_never_overwritten(tmp_path):
     new = _solution_notebook()
     new.cells[0].source = "# A new title"
     nbformat.write(new, sol / "ch09-demo.ipynb")
-    assert notebooks.generate(sol, ex, check_only=True) == [ex / "ch09-demo.ipynb"]
+    assert notebooks.generate(sol, ex, check_only=True) == [
+        ex / "ch09-demo.ipynb"
+    ]
     with pytest.raises(notebooks.LearnerEditsFound, match="--backup"):
         notebooks.generate(sol, ex)
     assert (ex / "ch09-demo.ipynb").read_bytes() == learner_bytes
@@ -88,10 +98,12 @@ def test_pristine_exercise_is_refreshed(tmp_path):
 
 
 def test_repository_exercises_are_in_sync(root):
-    stale = notebooks.generate(root / "solutions", root / "exercises",
-                               check_only=True)
-    assert stale == [], (f"exercises/ is out of date for {stale}: "
-                         "run `make exercises`")
+    stale = notebooks.generate(
+        root / "solutions", root / "exercises", check_only=True
+    )
+    assert stale == [], (
+        f"exercises/ is out of date for {stale}: run `make exercises`"
+    )
     solutions = sorted(p.name for p in (root / "solutions").glob("*.ipynb"))
     exercises = sorted(p.name for p in (root / "exercises").glob("*.ipynb"))
     assert solutions == exercises

@@ -1,14 +1,15 @@
 """Batch grading for instructors: one JSON per submission, a summary CSV,
 progress on stderr, bounded workers, and a clear line for what failed."""
+
 import csv
 import json
 
 import nbformat
 import pytest
+from conftest import ROOT, run_cli
 from nbformat.v4 import new_code_cell
 
 from cnnbook import grader, notebooks
-from conftest import ROOT, run_cli
 
 SOLUTION = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
 KEYS = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6"]
@@ -26,15 +27,19 @@ def _class_folder(tmp_path):
     solved = nbformat.read(SOLUTION, as_version=4)
     _write(subs / "alice.ipynb", solved)
     _write(subs / "bob.ipynb", notebooks.exercise_from_solution(solved))
-    (subs / "carol.ipynb").write_text('{"cells": [')       # broken JSON
+    (subs / "carol.ipynb").write_text('{"cells": [')  # broken JSON
     partly = nbformat.read(SOLUTION, as_version=4)
-    for cell in partly.cells:                                # 1.6 wrong
+    for cell in partly.cells:  # 1.6 wrong
         if cell.source.startswith("def pool_forward("):
             cell.source = cell.source.replace("window.max(", "window.min(")
     _write(subs / "dave" / "ch01-layer-arithmetic.ipynb", partly)
-    hostile = nbformat.read(SOLUTION, as_version=4)          # kills its grader
-    hostile.cells.insert(3, new_code_cell(
-        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"))
+    hostile = nbformat.read(SOLUTION, as_version=4)  # kills its grader
+    hostile.cells.insert(
+        3,
+        new_code_cell(
+            "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+        ),
+    )
     _write(subs / "eve.ipynb", hostile)
     (subs / ".ipynb_checkpoints").mkdir()
     _write(subs / ".ipynb_checkpoints" / "alice-checkpoint.ipynb", solved)
@@ -45,9 +50,21 @@ def test_grade_batch_cli(tmp_path):
     subs = _class_folder(tmp_path)
     before = {p: p.read_bytes() for p in subs.rglob("*.ipynb")}
     out = tmp_path / "grades"
-    result = run_cli("grade-batch", subs, "--out", out, "--workers", 2,
-                     "--chapter", "ch01", "--cell-timeout", 60,
-                     "--timeout", 180, timeout=600)
+    result = run_cli(
+        "grade-batch",
+        subs,
+        "--out",
+        out,
+        "--workers",
+        2,
+        "--chapter",
+        "ch01",
+        "--cell-timeout",
+        60,
+        "--timeout",
+        180,
+        timeout=600,
+    )
     err = result.stderr
     assert result.returncode == 1, err  # two could not be graded
     names = ["alice", "bob", "carol", "dave__ch01-layer-arithmetic", "eve"]
@@ -63,13 +80,16 @@ def test_grade_batch_cli(tmp_path):
     assert list(rows) == names
     header = list(rows["alice"])
     assert header == ["name", *KEYS, "total", "max_points", "status"]
-    assert rows["alice"]["total"] == "9" and rows["alice"]["status"] == "graded"
+    assert (
+        rows["alice"]["total"] == "9" and rows["alice"]["status"] == "graded"
+    )
     assert rows["bob"]["total"] == "0" and rows["bob"]["1.5"] == "0"
     dave = rows["dave__ch01-layer-arithmetic"]
     assert dave["1.6"] == "0" and dave["1.5"] == "3" and dave["total"] == "7"
     for bad in ("carol", "eve"):
         assert rows[bad]["total"] == "" and rows[bad]["status"].startswith(
-            "not graded: "), rows[bad]
+            "not graded: "
+        ), rows[bad]
 
     alice = json.loads((out / "alice.json").read_text())
     assert alice["schema_version"] == grader.SCHEMA_VERSION and alice["graded"]
@@ -90,10 +110,14 @@ def test_submissions_are_named_by_their_path(tmp_path):
 
 def _marked_processes(mark):
     import pathlib
+
     found = []
     for proc in pathlib.Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and mark.encode() in (proc / "environ").read_bytes():
+            if (
+                proc.name.isdigit()
+                and mark.encode() in (proc / "environ").read_bytes()
+            ):
                 found.append(int(proc.name))
         except OSError:
             pass
@@ -112,8 +136,11 @@ def test_a_hung_grade_is_stopped_with_its_kernel(tmp_path, monkeypatch):
     _write(path, nb)
     start = time.monotonic()
     report, why = grader._grade_in_subprocess(  # noqa: SLF001
-        path, tmp_path / "hangs.json",
-        ["--cell-timeout", "600", "--timeout", "900"], hard_timeout=10)
+        path,
+        tmp_path / "hangs.json",
+        ["--cell-timeout", "600", "--timeout", "900"],
+        hard_timeout=10,
+    )
     assert report is None and "ran past 10 s" in why
     assert time.monotonic() - start < 40
     for _ in range(20):  # the kernel goes with its grader

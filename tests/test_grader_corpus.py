@@ -6,16 +6,17 @@ points every exercise must get and words the report must contain, and
 every case checks that the submitted file is byte-identical afterwards.
 The loop and limit cases run with small timeouts to keep the corpus fast.
 """
+
 import hashlib
 import json
 import time
 
 import nbformat
 import pytest
+from conftest import ROOT
 from nbformat.v4 import new_code_cell
 
 from cnnbook import grader, notebooks
-from conftest import ROOT
 
 SOLUTION = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
 FULL = {"1.1": 1, "1.2": 1, "1.3": 1, "1.4": 1, "1.5": 3, "1.6": 2}
@@ -80,19 +81,23 @@ def reorder(nb):
 
 def break_metadata(nb):
     for c in nb.cells:
-        c.metadata = {"editable": True, "deletable": True, "tags": "nonsense",
-                      "execution": 42}
+        c.metadata = {
+            "editable": True,
+            "deletable": True,
+            "tags": "nonsense",
+            "execution": 42,
+        }
     nb.metadata["kernelspec"] = {"name": "no-such-kernel"}
     return nb
 
 
-HARDCODED = '''def conv_layer_params(f, n_c_prev, n_c):
+HARDCODED = """def conv_layer_params(f, n_c_prev, n_c):
     # the answers the visible check asks for, typed in
     return {(3, 3, 10): 280, (5, 10, 20): 5020, (5, 20, 40): 20040,
             (1, 192, 32): 6176}[(f, n_c_prev, n_c)]
-'''
+"""
 
-PATCHES = '''import builtins, json, sys
+PATCHES = """import builtins, json, sys
 import numpy
 import cnnbook.grading as g
 g.run_exercise = lambda ex, ns, **kw: g.Result(ex.key, ex.title, ex.points,
@@ -110,24 +115,24 @@ os.makedirs("cnnbook", exist_ok=True)
 open("cnnbook/__init__.py", "w").write("")
 open("cnnbook/grading.py", "w").write("raise SystemExit('fake')\\n")
 sys.path.insert(0, os.getcwd())
-'''
+"""
 
-ZEROS_POOL = '''def pool_forward(A_prev, f, stride, mode="max"):
+ZEROS_POOL = """def pool_forward(A_prev, f, stride, mode="max"):
     m, n_H_prev, n_W_prev, n_C = A_prev.shape
     n = (n_H_prev - f) // stride + 1, (n_W_prev - f) // stride + 1
     return np.zeros((m, *n, n_C))  # wrong values, right shape
-'''
+"""
 
-LOOP_SWALLOW = '''def conv_layer_params(f, n_c_prev, n_c):
+LOOP_SWALLOW = """def conv_layer_params(f, n_c_prev, n_c):
     import time
     while True:  # swallows the grader's alarm and KeyboardInterrupt
         try:
             time.sleep(0.2)
         except BaseException:
             pass
-'''
+"""
 
-FILES = '''import os, pathlib, shutil
+FILES = """import os, pathlib, shutil
 pathlib.Path("notes.txt").write_text("scratch")
 os.makedirs("out", exist_ok=True)
 for name in os.listdir("."):
@@ -136,136 +141,308 @@ target = pathlib.Path({path!r})
 target.write_text("overwritten by the notebook")
 target.unlink()
 shutil.rmtree(os.getcwd())
-'''
+"""
 
 CONV_FWD = solution().cells[index_of(solution(), "def conv_forward(")].source
 POOL_FWD = solution().cells[index_of(solution(), "def pool_forward(")].source
-FAST = dict(cell_timeout=60, total_timeout=240, check_timeout=20, check_slack=30)
+FAST = dict(
+    cell_timeout=60, total_timeout=240, check_timeout=20, check_slack=30
+)
 # 12 s per cell: enough for the set-up cell (it imports Keras) on a busy machine
-LOOP = dict(cell_timeout=12, total_timeout=240, check_timeout=4, check_slack=12)
+LOOP = dict(
+    cell_timeout=12, total_timeout=240, check_timeout=4, check_slack=12
+)
 
 # name: (build(path) -> bytes, points per exercise, {where: [words]}, limits)
 # where is an exercise key, "cells" (the cell errors) or "problems".
 CASES = {
     "solution": (solution, FULL, {}, FAST),
     "blank": (blank, ZERO, {k: ["not answered yet"] for k in FULL}, FAST),
-    "syntax-error": (lambda: define(
-        solution(), "conv_forward",
-        "def conv_forward(A_prev, W, b, stride, pad):\n    return A_prev +\n"),
-        zero("1.5"), {"1.5": ["conv_forward is not defined", "SyntaxError"]}, FAST),
-    "name-error-in-function": (lambda: define(
-        solution(), "zero_pad",
-        "def zero_pad(X, pad):\n    return np.pad(X, padding)\n"),
-        zero("1.3", "1.5"), {"1.3": ["NameError", "padding"]}, FAST),
-    "name-error-at-top-level": (lambda: insert_after(
-        solution(), "def conv_output_size(", "print(undefined_variable)"),
-        FULL, {"cells": ["NameError"]}, FAST),
-    "exception-in-one-exercise": (lambda: define(
-        solution(), "conv_layer_params",
-        "def conv_layer_params(f, n_c_prev, n_c):\n"
-        "    raise ValueError('I give up')\n"),
-        zero("1.2"), {"1.2": ["ValueError", "I give up"]}, FAST),
-    "endless-loop-cell": (lambda: insert_after(
-        solution(), "def zero_pad(", "while True:\n    pass"),
-        FULL, {"cells": ["CellTimeout", "12 s"]}, LOOP),
+    "syntax-error": (
+        lambda: define(
+            solution(),
+            "conv_forward",
+            "def conv_forward(A_prev, W, b, stride, pad):\n    return A_prev +\n",
+        ),
+        zero("1.5"),
+        {"1.5": ["conv_forward is not defined", "SyntaxError"]},
+        FAST,
+    ),
+    "name-error-in-function": (
+        lambda: define(
+            solution(),
+            "zero_pad",
+            "def zero_pad(X, pad):\n    return np.pad(X, padding)\n",
+        ),
+        zero("1.3", "1.5"),
+        {"1.3": ["NameError", "padding"]},
+        FAST,
+    ),
+    "name-error-at-top-level": (
+        lambda: insert_after(
+            solution(), "def conv_output_size(", "print(undefined_variable)"
+        ),
+        FULL,
+        {"cells": ["NameError"]},
+        FAST,
+    ),
+    "exception-in-one-exercise": (
+        lambda: define(
+            solution(),
+            "conv_layer_params",
+            "def conv_layer_params(f, n_c_prev, n_c):\n"
+            "    raise ValueError('I give up')\n",
+        ),
+        zero("1.2"),
+        {"1.2": ["ValueError", "I give up"]},
+        FAST,
+    ),
+    "endless-loop-cell": (
+        lambda: insert_after(
+            solution(), "def zero_pad(", "while True:\n    pass"
+        ),
+        FULL,
+        {"cells": ["CellTimeout", "12 s"]},
+        LOOP,
+    ),
     # (the two cases below drop the check cells: in the notebook each of
     # them would loop too and cost one more cell timeout, nothing new)
-    "endless-loop-in-function": (lambda: define(
-        delete_checks(solution()), "conv_single_step",
-        "def conv_single_step(a_slice_prev, W, b):\n    while True:\n"
-        "        pass\n"),
-        zero("1.4", "1.5"), {"1.4": ["too long"], "1.5": ["too long"],
-                             "cells": ["CellTimeout"]}, LOOP),
-    "endless-loop-swallowing-interrupts": (lambda: define(
-        delete_checks(solution()), "conv_layer_params", LOOP_SWALLOW),
-        zero("1.2"), {"1.2": ["too long"]}, LOOP),
-    "sleep-past-notebook-limit": (lambda: insert_after(
-        solution(), 'check("1.3")', "import time\ntime.sleep(600)"),
+    "endless-loop-in-function": (
+        lambda: define(
+            delete_checks(solution()),
+            "conv_single_step",
+            "def conv_single_step(a_slice_prev, W, b):\n    while True:\n"
+            "        pass\n",
+        ),
+        zero("1.4", "1.5"),
+        {"1.4": ["too long"], "1.5": ["too long"], "cells": ["CellTimeout"]},
+        LOOP,
+    ),
+    "endless-loop-swallowing-interrupts": (
+        lambda: define(
+            delete_checks(solution()), "conv_layer_params", LOOP_SWALLOW
+        ),
+        zero("1.2"),
+        {"1.2": ["too long"]},
+        LOOP,
+    ),
+    "sleep-past-notebook-limit": (
+        lambda: insert_after(
+            solution(), 'check("1.3")', "import time\ntime.sleep(600)"
+        ),
         zero("1.4", "1.5", "1.6"),
-        {"1.4": ["conv_single_step is not defined", "NotRun"],
-         "problems": ["ran past its 20 s limit"]},
-        dict(cell_timeout=300, total_timeout=20, check_timeout=20,
-             check_slack=30)),
-    "wrong-shape": (lambda: define(
-        solution(), "conv_forward",
-        CONV_FWD.replace("return Z", "return Z.transpose(0, 3, 1, 2)")),
-        zero("1.5"), {"1.5": ["has shape", "order of the axes"]}, FAST),
-    "wrong-dtype": (lambda: define(
-        solution(), "conv_forward",
-        CONV_FWD.replace("np.zeros((m, n_H, n_W, n_C))",
-                         "np.zeros((m, n_H, n_W, n_C), dtype=int)")),
-        zero("1.5"), {"1.5": ["dtype int64", "expected floats"]}, FAST),
-    "nan-output": (lambda: define(
-        solution(), "pool_forward",
-        POOL_FWD.replace("    return A", "    A[0, 0, 0, 0] = np.nan\n    return A")),
-        zero("1.6"), {"1.6": ["contains NaN"]}, FAST),
-    "right-values-wrong-layout": (lambda: define(
-        solution(), "pool_forward",
-        POOL_FWD.replace("    return A", "    return A[:, ::-1]")),
-        zero("1.6"), {"1.6": ["wrong places"]}, FAST),
-    "function-renamed": (lambda: define(
-        solution(), "conv_forward",
-        CONV_FWD.replace("def conv_forward(", "def conv_fwd(")),
-        zero("1.5"), {"1.5": ["conv_forward is not defined"]}, FAST),
-    "function-deleted": (lambda: define(solution(), "pool_forward", ""),
-                         zero("1.6"), {"1.6": ["pool_forward is not defined"]},
-                         FAST),
+        {
+            "1.4": ["conv_single_step is not defined", "NotRun"],
+            "problems": ["ran past its 20 s limit"],
+        },
+        dict(
+            cell_timeout=300,
+            total_timeout=20,
+            check_timeout=20,
+            check_slack=30,
+        ),
+    ),
+    "wrong-shape": (
+        lambda: define(
+            solution(),
+            "conv_forward",
+            CONV_FWD.replace("return Z", "return Z.transpose(0, 3, 1, 2)"),
+        ),
+        zero("1.5"),
+        {"1.5": ["has shape", "order of the axes"]},
+        FAST,
+    ),
+    "wrong-dtype": (
+        lambda: define(
+            solution(),
+            "conv_forward",
+            CONV_FWD.replace(
+                "np.zeros((m, n_H, n_W, n_C))",
+                "np.zeros((m, n_H, n_W, n_C), dtype=int)",
+            ),
+        ),
+        zero("1.5"),
+        {"1.5": ["dtype int64", "expected floats"]},
+        FAST,
+    ),
+    "nan-output": (
+        lambda: define(
+            solution(),
+            "pool_forward",
+            POOL_FWD.replace(
+                "    return A", "    A[0, 0, 0, 0] = np.nan\n    return A"
+            ),
+        ),
+        zero("1.6"),
+        {"1.6": ["contains NaN"]},
+        FAST,
+    ),
+    "right-values-wrong-layout": (
+        lambda: define(
+            solution(),
+            "pool_forward",
+            POOL_FWD.replace("    return A", "    return A[:, ::-1]"),
+        ),
+        zero("1.6"),
+        {"1.6": ["wrong places"]},
+        FAST,
+    ),
+    "function-renamed": (
+        lambda: define(
+            solution(),
+            "conv_forward",
+            CONV_FWD.replace("def conv_forward(", "def conv_fwd("),
+        ),
+        zero("1.5"),
+        {"1.5": ["conv_forward is not defined"]},
+        FAST,
+    ),
+    "function-deleted": (
+        lambda: define(solution(), "pool_forward", ""),
+        zero("1.6"),
+        {"1.6": ["pool_forward is not defined"]},
+        FAST,
+    ),
     "check-cells-edited": (lambda: edit_checks(solution()), FULL, {}, FAST),
-    "check-cells-edited-blank": (lambda: edit_checks(blank()), ZERO,
-                                 {"1.1": ["not answered yet"]}, FAST),
+    "check-cells-edited-blank": (
+        lambda: edit_checks(blank()),
+        ZERO,
+        {"1.1": ["not answered yet"]},
+        FAST,
+    ),
     "check-cells-deleted": (lambda: delete_checks(solution()), FULL, {}, FAST),
-    "check-cells-deleted-blank": (lambda: delete_checks(blank()), ZERO, {}, FAST),
-    "cells-reordered": (lambda: reorder(solution()), FULL,
-                        {"cells": ["NameError"]}, FAST),
-    "cell-metadata-broken": (lambda: break_metadata(solution()), FULL, {}, FAST),
-    "visible-answers-hard-coded": (lambda: define(
-        solution(), "conv_layer_params", HARDCODED),
-        zero("1.2"), {"1.2": ["visible check passed",
-                              "hidden randomised checks failed"]}, FAST),
-    "monkeypatched-checks": (lambda: insert_after(
-        define(blank(), "pool_forward", ZEROS_POOL), "def pool_forward(",
-        PATCHES), ZERO, {"1.6": ["differs at"]}, FAST),
-    "sys-exit": (lambda: define(insert_after(
-        solution(), "def zero_pad(", "import sys\nsys.exit(3)"),
-        "conv_layer_params",
-        "def conv_layer_params(f, n_c_prev, n_c):\n    import sys\n"
-        "    sys.exit('bye')\n"),
-        zero("1.2"), {"1.2": ["SystemExit"], "cells": ["SystemExit"]}, FAST),
-    "os-exit": (lambda: insert_after(
-        solution(), "def conv_single_step(", "import os\nos._exit(0)"),
-        FULL, {"cells": ["KernelDied"]}, FAST),
-    "kernel-killed": (lambda: insert_after(
-        solution(), "def conv_output_size(",
-        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
-        FULL, {"cells": ["KernelDied"]}, FAST),
-    "kernel-killed-while-checked": (lambda: define(
-        solution(), "pool_forward",
-        POOL_FWD.replace('    """Max', '    import os\n    os._exit(1)\n    """Max')),
-        zero("1.6"), {"1.6": ["stopped the Python kernel"]}, FAST),
-    "huge-output": (lambda: insert_after(
-        solution(), "def zero_pad(",
-        'print("x" * 5_000_000)\nfor i in range(100_000):\n'
-        '    print(i, "y" * 40)'), FULL, {}, FAST),
-    "huge-allocation": (lambda: insert_after(insert_after(
-        solution(), "def zero_pad(", "big = np.ones((100_000, 100_000))"),
-        "def conv_single_step(", "big = np.empty(8 * 2**30, dtype=np.uint8)"),
-        FULL, {"cells": ["MemoryError", "8.00 GiB"]}, FAST),  # the memory limit
-    "files-written-and-deleted": (None, FULL,
-                                  {"problems": ["restored"]}, FAST),
-    "invalid-json": (lambda: b'{"cells": [{"cell_type": "code", ', ZERO,
-                     {"problems": ["not valid JSON"],
-                      "1.1": ["could not be run"]}, FAST),
+    "check-cells-deleted-blank": (
+        lambda: delete_checks(blank()),
+        ZERO,
+        {},
+        FAST,
+    ),
+    "cells-reordered": (
+        lambda: reorder(solution()),
+        FULL,
+        {"cells": ["NameError"]},
+        FAST,
+    ),
+    "cell-metadata-broken": (
+        lambda: break_metadata(solution()),
+        FULL,
+        {},
+        FAST,
+    ),
+    "visible-answers-hard-coded": (
+        lambda: define(solution(), "conv_layer_params", HARDCODED),
+        zero("1.2"),
+        {"1.2": ["visible check passed", "hidden randomised checks failed"]},
+        FAST,
+    ),
+    "monkeypatched-checks": (
+        lambda: insert_after(
+            define(blank(), "pool_forward", ZEROS_POOL),
+            "def pool_forward(",
+            PATCHES,
+        ),
+        ZERO,
+        {"1.6": ["differs at"]},
+        FAST,
+    ),
+    "sys-exit": (
+        lambda: define(
+            insert_after(
+                solution(), "def zero_pad(", "import sys\nsys.exit(3)"
+            ),
+            "conv_layer_params",
+            "def conv_layer_params(f, n_c_prev, n_c):\n    import sys\n"
+            "    sys.exit('bye')\n",
+        ),
+        zero("1.2"),
+        {"1.2": ["SystemExit"], "cells": ["SystemExit"]},
+        FAST,
+    ),
+    "os-exit": (
+        lambda: insert_after(
+            solution(), "def conv_single_step(", "import os\nos._exit(0)"
+        ),
+        FULL,
+        {"cells": ["KernelDied"]},
+        FAST,
+    ),
+    "kernel-killed": (
+        lambda: insert_after(
+            solution(),
+            "def conv_output_size(",
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        ),
+        FULL,
+        {"cells": ["KernelDied"]},
+        FAST,
+    ),
+    "kernel-killed-while-checked": (
+        lambda: define(
+            solution(),
+            "pool_forward",
+            POOL_FWD.replace(
+                '    """Max', '    import os\n    os._exit(1)\n    """Max'
+            ),
+        ),
+        zero("1.6"),
+        {"1.6": ["stopped the Python kernel"]},
+        FAST,
+    ),
+    "huge-output": (
+        lambda: insert_after(
+            solution(),
+            "def zero_pad(",
+            'print("x" * 5_000_000)\nfor i in range(100_000):\n'
+            '    print(i, "y" * 40)',
+        ),
+        FULL,
+        {},
+        FAST,
+    ),
+    "huge-allocation": (
+        lambda: insert_after(
+            insert_after(
+                solution(),
+                "def zero_pad(",
+                "big = np.ones((100_000, 100_000))",
+            ),
+            "def conv_single_step(",
+            "big = np.empty(8 * 2**30, dtype=np.uint8)",
+        ),
+        FULL,
+        {"cells": ["MemoryError", "8.00 GiB"]},
+        FAST,
+    ),  # the memory limit
+    "files-written-and-deleted": (
+        None,
+        FULL,
+        {"problems": ["restored"]},
+        FAST,
+    ),
+    "invalid-json": (
+        lambda: b'{"cells": [{"cell_type": "code", ',
+        ZERO,
+        {"problems": ["not valid JSON"], "1.1": ["could not be run"]},
+        FAST,
+    ),
     "empty-file": (lambda: b"", ZERO, {"problems": ["is empty"]}, FAST),
-    "json-but-not-a-notebook": (lambda: b'[1, 2, 3]', ZERO,
-                                {"problems": ["not a Jupyter notebook"]}, FAST),
+    "json-but-not-a-notebook": (
+        lambda: b"[1, 2, 3]",
+        ZERO,
+        {"problems": ["not a Jupyter notebook"]},
+        FAST,
+    ),
 }
 
 
 def _bytes(case, path):
     build = CASES[case][0]
     if case == "files-written-and-deleted":
-        nb = insert_after(solution(), "def zero_pad(",
-                          FILES.format(path=str(path)) + "\nos._exit(0)")
+        nb = insert_after(
+            solution(),
+            "def zero_pad(",
+            FILES.format(path=str(path)) + "\nos._exit(0)",
+        )
         return notebooks.render(nb).encode()
     made = build()
     return made if isinstance(made, bytes) else notebooks.render(made).encode()
@@ -304,9 +481,13 @@ def test_corpus(case, tmp_path):
     for where, expected in words.items():
         text = _text(report, where)
         for word in expected:
-            assert word in text, f"{where}: {word!r} not in {text!r}\n{summary}"
+            assert word in text, (
+                f"{where}: {word!r} not in {text!r}\n{summary}"
+            )
     json.dumps(report)  # serialisable as it stands
-    print(f"{case}: {report['points']}/{report['max_points']} in {seconds:.1f} s")
+    print(
+        f"{case}: {report['points']}/{report['max_points']} in {seconds:.1f} s"
+    )
 
 
 def test_check_cells_are_locked_in_every_exercise(root):

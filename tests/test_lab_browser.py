@@ -8,6 +8,7 @@ full points; a wrong answer gets the failure message; the locked check
 cell cannot be deleted. Screenshots go to test-artifacts/. The server is
 stopped by its process id and no kernel is left running.
 """
+
 import json
 import os
 import pathlib
@@ -20,18 +21,21 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.xdist_group("lab-browser")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.xdist_group("lab-browser"),
+]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "ch01-layer-arithmetic.ipynb"
 SHOTS = ROOT / "test-artifacts"
-CORRECT = ("def conv_output_size(n, f, p=0, s=1):\n"
-           "    return (n + 2 * p - f) // s + 1\n")
-WRONG = ("def conv_output_size(n, f, p=0, s=1):\n"
-         "    return n - f + 1\n")
+CORRECT = (
+    "def conv_output_size(n, f, p=0, s=1):\n"
+    "    return (n + 2 * p - f) // s + 1\n"
+)
+WRONG = "def conv_output_size(n, f, p=0, s=1):\n    return n - f + 1\n"
 
 
 def _free_port():
@@ -41,8 +45,11 @@ def _free_port():
 
 
 def _api(base, token, path, method="GET"):
-    req = urllib.request.Request(f"{base}{path}", method=method,
-                                 headers={"Authorization": f"token {token}"})
+    req = urllib.request.Request(
+        f"{base}{path}",
+        method=method,
+        headers={"Authorization": f"token {token}"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         body = resp.read()
     return json.loads(body) if body else None
@@ -73,22 +80,36 @@ def lab(tmp_path):
         shutil.copy(ROOT / "exercises" / name, root / name)
     runtime = tmp_path / "runtime"
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-               TF_CPP_MIN_LOG_LEVEL="3", CNNBOOK_PROFILE="smoke")
+    env = dict(
+        os.environ,
+        JUPYTER_RUNTIME_DIR=str(runtime),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CNNBOOK_PROFILE="smoke",
+    )
     jupyter = ROOT / ".venv" / "bin" / "jupyter"
     log = open(tmp_path / "lab.log", "wb")
     server = subprocess.Popen(
-        [str(jupyter if jupyter.exists() else "jupyter"), "lab", "--no-browser",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}",
-         f"--LabApp.app_settings_dir={ROOT / '.lab-settings'}",
-         "--LabApp.default_url=/lab/tree/README.md",  # as `make lab` does
-         f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            str(jupyter if jupyter.exists() else "jupyter"),
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.app_settings_dir={ROOT / '.lab-settings'}",
+            "--LabApp.default_url=/lab/tree/README.md",  # as `make lab` does
+            f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -98,8 +119,10 @@ def lab(tmp_path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (
-                        tmp_path / "lab.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n"
+                        + (tmp_path / "lab.log").read_text()[-3000:]
+                    )
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -118,7 +141,9 @@ def lab(tmp_path):
         left = _processes_using(runtime)  # kernels have their files there
         for pid in left:
             os.kill(pid, signal.SIGKILL)
-        assert not left, f"kernels left running after the server stopped: {left}"
+        assert not left, (
+            f"kernels left running after the server stopped: {left}"
+        )
 
 
 CELLS = ".jp-NotebookPanel .jp-Notebook .jp-Cell"
@@ -136,8 +161,10 @@ def _run(tab, index, timeout=90_000):
     tab.keyboard.press("Control+Enter")
     prompt = cell.locator(".jp-InputArea-prompt")
     tab.wait_for_function(
-        "el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt.element_handle(),
-        timeout=timeout)
+        "el => /\\[\\d+\\]/.test(el.textContent)",
+        arg=prompt.element_handle(),
+        timeout=timeout,
+    )
     return cell
 
 
@@ -149,8 +176,11 @@ def _replace_source(tab, index, text):
     tab.keyboard.press("Control+a")
     tab.keyboard.press("Delete")
     tab.keyboard.insert_text(text)  # one insertion: no auto-indent or brackets
-    tab.wait_for_function("([el, want]) => el.innerText.trim() === want.trim()",
-                          arg=[editor.element_handle(), text], timeout=10_000)
+    tab.wait_for_function(
+        "([el, want]) => el.innerText.trim() === want.trim()",
+        arg=[editor.element_handle(), text],
+        timeout=10_000,
+    )
 
 
 def test_answer_and_check_in_jupyterlab(lab):
@@ -160,18 +190,29 @@ def test_answer_and_check_in_jupyterlab(lab):
     nb = json.loads((ROOT / "exercises" / NOTEBOOK).read_text())
     sources = ["".join(c["source"]) for c in nb["cells"]]
     setup = next(i for i, s in enumerate(sources) if "checker(" in s)
-    answer = next(i for i, s in enumerate(sources)
-                  if s.startswith("def conv_output_size("))
+    answer = next(
+        i
+        for i, s in enumerate(sources)
+        if s.startswith("def conv_output_size(")
+    )
     check = answer + 1
     assert sources[check] == 'check("1.1")'
     SHOTS.mkdir(exist_ok=True)
     start = time.monotonic()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
         try:
             tab = browser.new_page(viewport={"width": 1400, "height": 900})
             tab.set_default_timeout(30_000)
@@ -181,7 +222,10 @@ def test_answer_and_check_in_jupyterlab(lab):
             heading = tab.locator(".jp-RenderedMarkdown h1")
             heading.first.wait_for(timeout=60_000)
             assert "exercises" in heading.first.inner_text()
-            assert "How to work" in tab.locator(".jp-RenderedMarkdown").first.inner_text()
+            assert (
+                "How to work"
+                in tab.locator(".jp-RenderedMarkdown").first.inner_text()
+            )
             tab.screenshot(path=str(SHOTS / "lab-landing.png"))
 
             tab.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
@@ -195,10 +239,11 @@ def test_answer_and_check_in_jupyterlab(lab):
             tab.keyboard.press("d")
             tab.keyboard.press("d")
             time.sleep(0.5)
-            assert tab.locator(
-                CELLS).count() == count
-            assert 'check("1.1")' in _cell(tab, check).locator(
-                ".cm-content").inner_text()
+            assert tab.locator(CELLS).count() == count
+            assert (
+                'check("1.1")'
+                in _cell(tab, check).locator(".cm-content").inner_text()
+            )
 
             # a correct answer: full points
             _replace_source(tab, answer, CORRECT)
@@ -208,7 +253,9 @@ def test_answer_and_check_in_jupyterlab(lab):
             success = out.first.inner_text()
             _cell(tab, check).scroll_into_view_if_needed()
             tab.screenshot(path=str(SHOTS / "lab-correct-answer.png"))
-            assert "\u2714 Exercise 1.1" in success and "1/1 points" in success, success
+            assert (
+                "\u2714 Exercise 1.1" in success and "1/1 points" in success
+            ), success
 
             # a wrong answer: no points and what is wrong
             _replace_source(tab, answer, WRONG)
@@ -216,7 +263,9 @@ def test_answer_and_check_in_jupyterlab(lab):
             out = _run(tab, check).locator(".jp-OutputArea-output")
             tab.wait_for_function(
                 "el => el.innerText.includes('0/1')",
-                arg=out.first.element_handle(), timeout=30_000)
+                arg=out.first.element_handle(),
+                timeout=30_000,
+            )
             failure = out.first.inner_text()
             tab.screenshot(path=str(SHOTS / "lab-wrong-answer.png"))
             assert "\u2718 Exercise 1.1" in failure and "0/1 points" in failure

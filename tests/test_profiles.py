@@ -1,10 +1,15 @@
 """Profile selection and the banner every notebook starts with."""
+
 import keras
 import pytest
 
 from cnnbook import profiles
 
-SETTINGS = {"smoke": {"epochs": 1}, "cpu": {"epochs": 3}, "full": {"epochs": 20}}
+SETTINGS = {
+    "smoke": {"epochs": 1},
+    "cpu": {"epochs": 3},
+    "full": {"epochs": 20},
+}
 
 
 @pytest.mark.parametrize("name", profiles.PROFILES)
@@ -41,4 +46,7 @@ def test_setup_seeds_reproducibly(monkeypatch):
     a = keras.random.normal((3,), seed=None)
     profiles.setup(seed=7)
     b = keras.random.normal((3,), seed=None)
-    assert keras.ops.convert_to_numpy(a).tolist() == keras.ops.convert_to_numpy(b).tolist()
+    assert (
+        keras.ops.convert_to_numpy(a).tolist()
+        == keras.ops.convert_to_numpy(b).tolist()
+    )

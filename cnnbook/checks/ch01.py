@@ -6,6 +6,7 @@ draw random shapes, strides and paddings and compare with
 Keras layers (``Conv2D``, ``MaxPooling2D``, ``AveragePooling2D``), so an
 answer that hard-codes the visible examples earns nothing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,11 @@ def _expect_number(got, what):
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if isinstance(got, bool) or not isinstance(got, (int, float, np.number)):
-        raise CheckFailure(f"{what} should return a number, got "
-                           f"{type(got).__name__} {got!r}"[:200])
+        raise CheckFailure(
+            f"{what} should return a number, got {type(got).__name__} {got!r}"[
+                :200
+            ]
+        )
 
 
 # ------------------------------------------------------------ 1.1 output size
@@ -35,24 +39,39 @@ def _check_output_size(func, n, f, p, s):
     what = f"conv_output_size(n={n}, f={f}, p={p}, s={s})"
     _expect_number(got, what)
     if isinstance(got, (float, np.floating)) and not float(got).is_integer():
-        raise CheckFailure(f"{what} returned {got!r}, a fraction, expected "
-                           f"{expected}: round (n + 2p - f) / s down (floor) "
-                           "before adding 1")
+        raise CheckFailure(
+            f"{what} returned {got!r}, a fraction, expected "
+            f"{expected}: round (n + 2p - f) / s down (floor) "
+            "before adding 1"
+        )
     if got != expected and got == -(-(n + 2 * p - f) // s) + 1:
-        raise CheckFailure(f"{what} returned {got!r}, expected {expected}: "
-                           "(n + 2p - f) / s must be rounded down, not up "
-                           "(use // or math.floor)")
+        raise CheckFailure(
+            f"{what} returned {got!r}, expected {expected}: "
+            "(n + 2p - f) / s must be rounded down, not up "
+            "(use // or math.floor)"
+        )
     expect_equal(got, expected, what)
 
 
-@exercise(CHAPTER, "1.1", "output size of a convolution", points=1,
-          names=["conv_output_size"])
+@exercise(
+    CHAPTER,
+    "1.1",
+    "output size of a convolution",
+    points=1,
+    names=["conv_output_size"],
+)
 def output_size_visible(ns):
     func = ns["conv_output_size"]
     # the 39x39x3 example, a 'same' convolution, and a stride that leaves
     # a pixel over (the floor matters)
-    for n, f, p, s in [(39, 3, 0, 1), (37, 5, 0, 2), (17, 5, 0, 2),
-                       (6, 3, 1, 1), (8, 3, 0, 2), (28, 5, 2, 1)]:
+    for n, f, p, s in [
+        (39, 3, 0, 1),
+        (37, 5, 0, 2),
+        (17, 5, 0, 2),
+        (6, 3, 1, 1),
+        (8, 3, 0, 2),
+        (28, 5, 2, 1),
+    ]:
         _check_output_size(func, n, f, p, s)
 
 
@@ -74,19 +93,33 @@ def _check_params(func, f, n_c_prev, n_c):
     what = f"conv_layer_params(f={f}, n_c_prev={n_c_prev}, n_c={n_c})"
     _expect_number(got, what)
     if got == f * f * n_c_prev * n_c and got != expected:
-        raise CheckFailure(f"{what} returned {got}, expected {expected}: each "
-                           "of the n_c filters also has one bias")
+        raise CheckFailure(
+            f"{what} returned {got}, expected {expected}: each "
+            "of the n_c filters also has one bias"
+        )
     if got == (f * f * n_c + 1) * n_c and got != expected:
-        raise CheckFailure(f"{what} returned {got}, expected {expected}: a "
-                           "filter is f x f x n_c_prev (the depth of the input)")
+        raise CheckFailure(
+            f"{what} returned {got}, expected {expected}: a "
+            "filter is f x f x n_c_prev (the depth of the input)"
+        )
     expect_equal(got, expected, what)
 
 
-@exercise(CHAPTER, "1.2", "parameters of a convolution layer", points=1,
-          names=["conv_layer_params"])
+@exercise(
+    CHAPTER,
+    "1.2",
+    "parameters of a convolution layer",
+    points=1,
+    names=["conv_layer_params"],
+)
 def params_visible(ns):
     func = ns["conv_layer_params"]
-    for f, n_c_prev, n_c in [(3, 3, 10), (5, 10, 20), (5, 20, 40), (1, 192, 32)]:
+    for f, n_c_prev, n_c in [
+        (3, 3, 10),
+        (5, 10, 20),
+        (5, 20, 40),
+        (1, 192, 32),
+    ]:
         _check_params(func, f, n_c_prev, n_c)
 
 
@@ -103,9 +136,12 @@ def params_hidden(ns, rng):
         if k < 3:  # the count Keras itself reports for such a layer
             layer = keras.layers.Conv2D(n_c, f)
             layer.build((None, f + 4, f + 4, n_c_prev))
-            expect_equal(func(f, n_c_prev, n_c), layer.count_params(),
-                         f"conv_layer_params(f={f}, n_c_prev={n_c_prev}, "
-                         f"n_c={n_c}) against keras.layers.Conv2D")
+            expect_equal(
+                func(f, n_c_prev, n_c),
+                layer.count_params(),
+                f"conv_layer_params(f={f}, n_c_prev={n_c_prev}, "
+                f"n_c={n_c}) against keras.layers.Conv2D",
+            )
 
 
 # ------------------------------------------------------------ 1.3 zero padding
@@ -114,11 +150,16 @@ def _check_zero_pad(func, X, pad):
     got = func(X, pad)
     expected = np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     what = f"zero_pad(X of shape {X.shape}, pad={pad})"
-    if got is not None and np.shape(got) == np.pad(
-            X, [(pad, pad)] * 4).shape and np.shape(got) != expected.shape:
-        raise CheckFailure(f"{what} has shape {np.shape(got)}, expected "
-                           f"{expected.shape}: pad only the height and width "
-                           "(axes 1 and 2), not the examples or the channels")
+    if (
+        got is not None
+        and np.shape(got) == np.pad(X, [(pad, pad)] * 4).shape
+        and np.shape(got) != expected.shape
+    ):
+        raise CheckFailure(
+            f"{what} has shape {np.shape(got)}, expected "
+            f"{expected.shape}: pad only the height and width "
+            "(axes 1 and 2), not the examples or the channels"
+        )
     expect_array(got, expected, what, rtol=0, atol=0)
     if not np.array_equal(X, original):
         raise CheckFailure(f"{what} changed its input X; return a new array")
@@ -147,36 +188,55 @@ def _check_single_step(func, a_slice, W, b):
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if np.ndim(got) != 0:
-        raise CheckFailure(f"{what} should return one number, got an array of "
-                           f"shape {np.shape(got)}: sum over all entries")
+        raise CheckFailure(
+            f"{what} should return one number, got an array of "
+            f"shape {np.shape(got)}: sum over all entries"
+        )
     try:
         value = float(got)
     except (TypeError, ValueError):
         raise CheckFailure(f"{what} should return a number, got {got!r}")
-    if np.isclose(value, expected - b, rtol=1e-6, atol=1e-9) and not np.isclose(
-            b, 0):
-        raise CheckFailure(f"{what} returned {value:.6g}, expected "
-                           f"{expected:.6g}: add the bias b")
+    if np.isclose(
+        value, expected - b, rtol=1e-6, atol=1e-9
+    ) and not np.isclose(b, 0):
+        raise CheckFailure(
+            f"{what} returned {value:.6g}, expected "
+            f"{expected:.6g}: add the bias b"
+        )
     if not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
-        raise CheckFailure(f"{what} returned {value:.6g}, expected "
-                           f"{expected:.6g} (the sum of a_slice_prev * W, plus b)")
+        raise CheckFailure(
+            f"{what} returned {value:.6g}, expected "
+            f"{expected:.6g} (the sum of a_slice_prev * W, plus b)"
+        )
 
 
-@exercise(CHAPTER, "1.4", "one convolution step", points=1,
-          names=["conv_single_step"])
+@exercise(
+    CHAPTER,
+    "1.4",
+    "one convolution step",
+    points=1,
+    names=["conv_single_step"],
+)
 def single_step_visible(ns):
     rng = np.random.default_rng(2)
-    _check_single_step(ns["conv_single_step"], rng.standard_normal((3, 3, 4)),
-                       rng.standard_normal((3, 3, 4)), float(rng.standard_normal()))
+    _check_single_step(
+        ns["conv_single_step"],
+        rng.standard_normal((3, 3, 4)),
+        rng.standard_normal((3, 3, 4)),
+        float(rng.standard_normal()),
+    )
 
 
 @single_step_visible.hidden_check
 def single_step_hidden(ns, rng):
     for _ in range(5):
         f, c = int(rng.integers(1, 6)), int(rng.integers(1, 5))
-        _check_single_step(ns["conv_single_step"], rng.standard_normal((f, f, c)),
-                           rng.standard_normal((f, f, c)),
-                           float(rng.standard_normal()))
+        _check_single_step(
+            ns["conv_single_step"],
+            rng.standard_normal((f, f, c)),
+            rng.standard_normal((f, f, c)),
+            float(rng.standard_normal()),
+        )
 
 
 # -------------------------------------------------------- 1.5 convolution forward
@@ -188,41 +248,62 @@ def _conv_case(rng, m, n_h, n_w, c_prev, f, n_c):
 
 
 def _check_conv(func, A, W, b, stride, pad, expected, against):
-    what = (f"conv_forward(A_prev {_shape(A)}, W {_shape(W)}, stride={stride}, "
-            f"pad={pad})")
+    what = (
+        f"conv_forward(A_prev {_shape(A)}, W {_shape(W)}, stride={stride}, "
+        f"pad={pad})"
+    )
     got = func(A.copy(), W.copy(), b.copy(), stride, pad)
     if got is not None and np.shape(got) == np.shape(expected):
         bias_free = np.asarray(expected) - b
         if np.allclose(got, bias_free, rtol=1e-4, atol=1e-4):
-            raise CheckFailure(f"{what}: the values lack the bias b[c] of each "
-                               "filter c")
+            raise CheckFailure(
+                f"{what}: the values lack the bias b[c] of each filter c"
+            )
         flipped = reference.conv_forward(A, W[::-1, ::-1], b, stride, pad)
         if np.allclose(got, flipped, rtol=1e-4, atol=1e-4) and not np.allclose(
-                flipped, expected, rtol=1e-4, atol=1e-4):
-            raise CheckFailure(f"{what}: your filter is flipped; a CNN layer "
-                               "multiplies each window by W as it is, without "
-                               "turning W around")
-    expect_array(got, expected, f"{what} (compared with {against})",
-                 rtol=1e-4, atol=1e-4)
+            flipped, expected, rtol=1e-4, atol=1e-4
+        ):
+            raise CheckFailure(
+                f"{what}: your filter is flipped; a CNN layer "
+                "multiplies each window by W as it is, without "
+                "turning W around"
+            )
+    expect_array(
+        got,
+        expected,
+        f"{what} (compared with {against})",
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
-@exercise(CHAPTER, "1.5", "convolution forward", points=3,
-          names=["conv_forward"])
+@exercise(
+    CHAPTER, "1.5", "convolution forward", points=3, names=["conv_forward"]
+)
 def conv_visible(ns):
     rng = np.random.default_rng(3)
     A, W, b = _conv_case(rng, 2, 5, 7, 3, 3, 4)
     for stride, pad in [(1, 0), (2, 1)]:
         expected = reference.conv_forward(A, W, b, stride, pad)
-        _check_conv(ns["conv_forward"], A, W, b, stride, pad, expected,
-                    "cnnbook.reference.conv_forward")
+        _check_conv(
+            ns["conv_forward"],
+            A,
+            W,
+            b,
+            stride,
+            pad,
+            expected,
+            "cnnbook.reference.conv_forward",
+        )
 
 
 def keras_conv(A, W, b, stride, pad):
     """Keras Conv2D with weights (W, b) on A zero-padded by ``pad``. Ch. 1."""
     import keras
 
-    layer = keras.layers.Conv2D(W.shape[-1], W.shape[0], strides=stride,
-                                padding="valid")
+    layer = keras.layers.Conv2D(
+        W.shape[-1], W.shape[0], strides=stride, padding="valid"
+    )
     padded = np.pad(A, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     layer.build(padded.shape)
     layer.set_weights([W, b])
@@ -237,10 +318,25 @@ def conv_hidden(ns, rng):
         stride = int(rng.integers(1, 4))
         n_h = int(rng.integers(max(1, f - 2 * pad), 9))
         n_w = int(rng.integers(max(1, f - 2 * pad), 9))
-        A, W, b = _conv_case(rng, int(rng.integers(1, 3)), n_h, n_w,
-                             int(rng.integers(1, 4)), f, int(rng.integers(1, 5)))
-        _check_conv(ns["conv_forward"], A, W, b, stride, pad,
-                    keras_conv(A, W, b, stride, pad), "keras.layers.Conv2D")
+        A, W, b = _conv_case(
+            rng,
+            int(rng.integers(1, 3)),
+            n_h,
+            n_w,
+            int(rng.integers(1, 4)),
+            f,
+            int(rng.integers(1, 5)),
+        )
+        _check_conv(
+            ns["conv_forward"],
+            A,
+            W,
+            b,
+            stride,
+            pad,
+            keras_conv(A, W, b, stride, pad),
+            "keras.layers.Conv2D",
+        )
 
 
 # ------------------------------------------------------------ 1.6 pooling forward
@@ -249,32 +345,55 @@ def _check_pool(func, A, f, stride, mode, expected, against):
     got = func(A.copy(), f, stride, mode)
     if got is not None and np.shape(got) == np.shape(expected):
         other = reference.pool_forward(
-            A, f, stride, "average" if mode == "max" else "max")
+            A, f, stride, "average" if mode == "max" else "max"
+        )
         if not np.allclose(expected, other) and np.allclose(got, other):
-            raise CheckFailure(f"{what} computed the other mode: "
-                               f"mode={mode!r} should take the "
-                               f"{'maximum' if mode == 'max' else 'mean'}")
-    expect_array(got, expected, f"{what} (compared with {against})",
-                 rtol=1e-5, atol=1e-5)
+            raise CheckFailure(
+                f"{what} computed the other mode: "
+                f"mode={mode!r} should take the "
+                f"{'maximum' if mode == 'max' else 'mean'}"
+            )
+    expect_array(
+        got,
+        expected,
+        f"{what} (compared with {against})",
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
-@exercise(CHAPTER, "1.6", "pooling forward (max and average)", points=2,
-          names=["pool_forward"])
+@exercise(
+    CHAPTER,
+    "1.6",
+    "pooling forward (max and average)",
+    points=2,
+    names=["pool_forward"],
+)
 def pool_visible(ns):
     rng = np.random.default_rng(4)
     A = rng.standard_normal((2, 5, 5, 3))
     for f, stride in [(3, 2), (2, 2)]:
         for mode in ("max", "average"):
-            _check_pool(ns["pool_forward"], A, f, stride, mode,
-                        reference.pool_forward(A, f, stride, mode),
-                        "cnnbook.reference.pool_forward")
+            _check_pool(
+                ns["pool_forward"],
+                A,
+                f,
+                stride,
+                mode,
+                reference.pool_forward(A, f, stride, mode),
+                "cnnbook.reference.pool_forward",
+            )
 
 
 def keras_pool(A, f, stride, mode):
     """Keras MaxPooling2D / AveragePooling2D ('valid') on A. Chapter 1."""
     import keras
 
-    cls = keras.layers.MaxPooling2D if mode == "max" else keras.layers.AveragePooling2D
+    cls = (
+        keras.layers.MaxPooling2D
+        if mode == "max"
+        else keras.layers.AveragePooling2D
+    )
     layer = cls(pool_size=f, strides=stride, padding="valid")
     return keras.ops.convert_to_numpy(layer(np.asarray(A, np.float32)))
 
@@ -284,9 +403,21 @@ def pool_hidden(ns, rng):
     for k in range(6):
         f = int(rng.integers(1, 4))
         stride = int(rng.integers(1, 4))
-        A = rng.standard_normal((int(rng.integers(1, 3)),
-                                 int(rng.integers(f, 9)), int(rng.integers(f, 9)),
-                                 int(rng.integers(1, 4)))).astype(np.float32)
+        A = rng.standard_normal(
+            (
+                int(rng.integers(1, 3)),
+                int(rng.integers(f, 9)),
+                int(rng.integers(f, 9)),
+                int(rng.integers(1, 4)),
+            )
+        ).astype(np.float32)
         mode = ("max", "average")[k % 2]
-        _check_pool(ns["pool_forward"], A, f, stride, mode,
-                    keras_pool(A, f, stride, mode), f"keras {mode} pooling")
+        _check_pool(
+            ns["pool_forward"],
+            A,
+            f,
+            stride,
+            mode,
+            keras_pool(A, f, stride, mode),
+            f"keras {mode} pooling",
+        )

@@ -10,12 +10,17 @@ Every expected value comes from reference code: the Keras models of
 :mod:`cnnbook.models.lenet`, :func:`cnnbook.arithmetic.layer_table`, and a
 C3 connection table that this module derives from the rule in the paper.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from cnnbook.grading import CheckFailure, exercise, expect_equal, \
-    expect_same_layers
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_equal,
+    expect_same_layers,
+)
 
 CHAPTER = "ch02"
 
@@ -33,7 +38,8 @@ def _call(func, *args, what):
         raise
     except Exception as exc:  # noqa: BLE001 - report the learner's error
         raise CheckFailure(
-            f"{what} raised {type(exc).__name__}: {exc}") from exc
+            f"{what} raised {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 # ------------------------------------------------------------------ 2.1
@@ -54,11 +60,17 @@ def _check_lenet(build, num_classes):
         if got != want:
             raise CheckFailure(
                 f"{what}: layer {i + 1} ('{layer.name}') uses the activation "
-                f"{got!r}, the specification has {want!r}")
+                f"{got!r}, the specification has {want!r}"
+            )
 
 
-@exercise(CHAPTER, "2.1", "build LeNet-5 to its specification", points=3,
-          names=["build_lenet5"])
+@exercise(
+    CHAPTER,
+    "2.1",
+    "build LeNet-5 to its specification",
+    points=3,
+    names=["build_lenet5"],
+)
 def build_lenet5_visible(ns):
     _check_lenet(ns["build_lenet5"], 10)
 
@@ -82,8 +94,10 @@ def _as_shape(value, what):
     try:
         return tuple(int(d) for d in value)
     except (TypeError, ValueError):
-        raise CheckFailure(f"{what} should be a tuple of sizes such as "
-                           f"(28, 28, 6), got {value!r}") from None
+        raise CheckFailure(
+            f"{what} should be a tuple of sizes such as "
+            f"(28, 28, 6), got {value!r}"
+        ) from None
 
 
 def _check_table(func, input_size, num_classes):
@@ -94,22 +108,33 @@ def _check_table(func, input_size, num_classes):
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     rows = list(rows)
     if len(rows) != len(expected):
-        raise CheckFailure(f"{what} has {len(rows)} rows; LeNet-5 has "
-                           f"{len(expected)} layers (c1, s2, c3, s4, flatten, "
-                           "f5, f6, output)")
+        raise CheckFailure(
+            f"{what} has {len(rows)} rows; LeNet-5 has "
+            f"{len(expected)} layers (c1, s2, c3, s4, flatten, "
+            "f5, f6, output)"
+        )
     for row, (name, shape, params) in zip(rows, expected):
         if len(row) != 2:
-            raise CheckFailure(f"{what}: the row of layer '{name}' should be "
-                               f"(output shape, parameters), got {row!r}")
+            raise CheckFailure(
+                f"{what}: the row of layer '{name}' should be "
+                f"(output shape, parameters), got {row!r}"
+            )
         got_shape = _as_shape(row[0], f"{what}: the output shape of '{name}'")
         if got_shape != shape:
-            raise CheckFailure(f"{what}: layer '{name}' has output shape "
-                               f"{got_shape}, expected {shape}")
+            raise CheckFailure(
+                f"{what}: layer '{name}' has output shape "
+                f"{got_shape}, expected {shape}"
+            )
         expect_equal(row[1], params, f"{what}: parameters of layer '{name}'")
 
 
-@exercise(CHAPTER, "2.2", "activation shapes and parameters", points=3,
-          names=["lenet5_table"])
+@exercise(
+    CHAPTER,
+    "2.2",
+    "activation shapes and parameters",
+    points=3,
+    names=["lenet5_table"],
+)
 def lenet5_table_visible(ns):
     _check_table(ns["lenet5_table"], 32, 10)
 
@@ -117,8 +142,11 @@ def lenet5_table_visible(ns):
 @lenet5_table_visible.hidden_check
 def lenet5_table_hidden(ns, rng):
     for _ in range(3):
-        _check_table(ns["lenet5_table"], int(rng.integers(20, 97)),
-                     int(rng.integers(2, 50)))
+        _check_table(
+            ns["lenet5_table"],
+            int(rng.integers(20, 97)),
+            int(rng.integers(2, 50)),
+        )
 
 
 # ------------------------------------------------------------------ 2.3
@@ -141,36 +169,49 @@ def paper_c3_table():
 
 def _reference_partial_params(table, f):
     table = np.asarray(table, bool)
-    return int(sum(f * f * table[:, j].sum() + 1
-                   for j in range(table.shape[1])))
+    return int(
+        sum(f * f * table[:, j].sum() + 1 for j in range(table.shape[1]))
+    )
 
 
 def _check_partial(func, table, f):
     rows, cols = table.shape
     what = f"partial_conv_params(<{rows}x{cols} table>, {f})"
-    expect_equal(_call(func, table.copy(), f, what=what),
-                 _reference_partial_params(table, f), what)
+    expect_equal(
+        _call(func, table.copy(), f, what=what),
+        _reference_partial_params(table, f),
+        what,
+    )
 
 
-@exercise(CHAPTER, "2.3", "C3 with partial connections", points=3,
-          names=["c3_table", "partial_conv_params"])
+@exercise(
+    CHAPTER,
+    "2.3",
+    "C3 with partial connections",
+    points=3,
+    names=["c3_table", "partial_conv_params"],
+)
 def c3_visible(ns):
     expected = paper_c3_table()
     got = _call(ns["c3_table"], what="c3_table()")
     if got is None:
         raise CheckFailure(
-            "c3_table() returned None: did you forget `return`?")
+            "c3_table() returned None: did you forget `return`?"
+        )
     got = np.asarray(got)
     if got.shape != expected.shape:
-        raise CheckFailure(f"c3_table() has shape {got.shape}, expected "
-                           f"{expected.shape} (S2 maps, C3 maps)")
+        raise CheckFailure(
+            f"c3_table() has shape {got.shape}, expected "
+            f"{expected.shape} (S2 maps, C3 maps)"
+        )
     got = got.astype(bool)
     for j in range(expected.shape[1]):
         if not np.array_equal(got[:, j], expected[:, j]):
             raise CheckFailure(
                 f"c3_table(): C3 map {j} should see the S2 maps "
                 f"{np.flatnonzero(expected[:, j]).tolist()}, yours sees "
-                f"{np.flatnonzero(got[:, j]).tolist()}")
+                f"{np.flatnonzero(got[:, j]).tolist()}"
+            )
     _check_partial(ns["partial_conv_params"], expected, 5)
     _check_partial(ns["partial_conv_params"], np.ones((6, 16), bool), 5)
 
@@ -180,8 +221,9 @@ def c3_hidden(ns, rng):
     for _ in range(4):
         shape = (int(rng.integers(1, 20)), int(rng.integers(1, 40)))
         table = rng.random(shape) < rng.uniform(0.2, 0.9)
-        _check_partial(ns["partial_conv_params"], table,
-                       int(rng.choice([1, 3, 5, 7])))
+        _check_partial(
+            ns["partial_conv_params"], table, int(rng.choice([1, 3, 5, 7]))
+        )
 
 
 # ------------------------------------------------------------------ 2.4
@@ -206,8 +248,9 @@ def fit_accuracy(fit, seed):
     (x_train, y_train), (x_test, y_test) = fit_data(seed)
     keras.utils.set_random_seed(seed)
     model = lenet5()
-    _call(fit, model, x_train, y_train,
-          what="fit_lenet(model, x_train, y_train)")
+    _call(
+        fit, model, x_train, y_train, what="fit_lenet(model, x_train, y_train)"
+    )
     if getattr(model, "optimizer", None) is None or not model.compiled:
         raise CheckFailure("fit_lenet did not compile the model it was given")
     return float(np.mean(predict_classes(model, x_test) == y_test))
@@ -220,11 +263,17 @@ def _check_fit(func, seed):
             f"after fit_lenet, LeNet-5 classifies {accuracy:.1%} of "
             f"{FIT_TEST_SIZE:,} test digits correctly (seed {seed}); it "
             f"should reach {FIT_THRESHOLD:.0%}. Try another optimizer, "
-            "learning rate, batch size or number of epochs.")
+            "learning rate, batch size or number of epochs."
+        )
 
 
-@exercise(CHAPTER, "2.4", "train LeNet-5 on a small subset", points=3,
-          names=["fit_lenet"])
+@exercise(
+    CHAPTER,
+    "2.4",
+    "train LeNet-5 on a small subset",
+    points=3,
+    names=["fit_lenet"],
+)
 def fit_lenet_visible(ns):
     _check_fit(ns["fit_lenet"], FIT_SEEDS["visible"])
 

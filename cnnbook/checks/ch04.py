@@ -1,12 +1,17 @@
 """Checks of Chapter 4 (VGG). Expected values come from the arithmetic
 module and from :mod:`cnnbook.models.vgg`, never typed in."""
+
 from __future__ import annotations
 
 import gc
 
 from cnnbook import arithmetic as ar
-from cnnbook.grading import (CheckFailure, exercise, expect_equal,
-                             expect_same_layers)
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_equal,
+    expect_same_layers,
+)
 
 
 def _free():
@@ -22,12 +27,16 @@ def _block_model(block, input_shape, what):
     if block is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if isinstance(block, keras.Model) or not isinstance(block, (list, tuple)):
-        raise CheckFailure(f"{what} should return a list of layers, got "
-                           f"{type(block).__name__}")
+        raise CheckFailure(
+            f"{what} should return a list of layers, got "
+            f"{type(block).__name__}"
+        )
     for layer in block:
         if not isinstance(layer, keras.layers.Layer):
-            raise CheckFailure(f"{what} should hold only Keras layers, got "
-                               f"{type(layer).__name__}")
+            raise CheckFailure(
+                f"{what} should hold only Keras layers, got "
+                f"{type(layer).__name__}"
+            )
     model = keras.Sequential([keras.Input(shape=input_shape), *block])
     return model
 
@@ -43,9 +52,11 @@ def _compare_block(func, num_convs, filters, input_shape):
         if type(layer).__name__ == "Conv2D":
             config = layer.get_config()
             if config["activation"] != "relu":
-                raise CheckFailure(f"{what}: the convolutions should use the "
-                                   f"ReLU activation, not "
-                                   f"{config['activation']!r}")
+                raise CheckFailure(
+                    f"{what}: the convolutions should use the "
+                    f"ReLU activation, not "
+                    f"{config['activation']!r}"
+                )
             if tuple(config["strides"]) != (1, 1):
                 raise CheckFailure(f"{what}: the convolutions have stride 1")
 
@@ -61,9 +72,12 @@ def block_visible(ns):
 def block_hidden(ns, rng):
     for _ in range(4):
         size = 2 * int(rng.integers(2, 20))
-        _compare_block(ns["vgg_block"], int(rng.integers(1, 5)),
-                       int(rng.integers(1, 40)),
-                       (size, size, int(rng.integers(1, 9))))
+        _compare_block(
+            ns["vgg_block"],
+            int(rng.integers(1, 5)),
+            int(rng.integers(1, 40)),
+            (size, size, int(rng.integers(1, 9))),
+        )
     _free()
 
 
@@ -75,8 +89,9 @@ def _compare_vgg16(func, num_classes, input_shape):
     what = f"build_vgg16({num_classes}, {input_shape})"
     mine = func(num_classes, input_shape)
     if not isinstance(mine, keras.Model):
-        raise CheckFailure(f"{what} should return a keras Model, got "
-                           f"{type(mine).__name__}")
+        raise CheckFailure(
+            f"{what} should return a keras Model, got {type(mine).__name__}"
+        )
     reference = vgg16(num_classes, input_shape)
     try:
         expect_same_layers(mine, reference, what)
@@ -85,8 +100,9 @@ def _compare_vgg16(func, num_classes, input_shape):
         _free()
 
 
-@exercise("ch04", "4.2", "VGG-16 to the parameter", points=3,
-          names=["build_vgg16"])
+@exercise(
+    "ch04", "4.2", "VGG-16 to the parameter", points=3, names=["build_vgg16"]
+)
 def vgg16_visible(ns):
     _compare_vgg16(ns["build_vgg16"], 1000, (224, 224, 3))
 
@@ -95,8 +111,11 @@ def vgg16_visible(ns):
 def vgg16_hidden(ns, rng):
     for _ in range(2):
         size = 32 * int(rng.integers(1, 4))
-        _compare_vgg16(ns["build_vgg16"], int(rng.integers(2, 200)),
-                       (size, size, int(rng.choice([1, 3]))))
+        _compare_vgg16(
+            ns["build_vgg16"],
+            int(rng.integers(2, 200)),
+            (size, size, int(rng.choice([1, 3]))),
+        )
 
 
 def reference_receptive_field(num_layers, f=3):
@@ -106,21 +125,36 @@ def reference_receptive_field(num_layers, f=3):
 
 def _compare_stack(ns, num_layers, channels, f):
     stacked = ns["stacked_params"](num_layers, channels)
-    expect_equal(stacked, num_layers * ar.conv_params(3, channels, channels),
-                 f"stacked_params({num_layers}, {channels})")
+    expect_equal(
+        stacked,
+        num_layers * ar.conv_params(3, channels, channels),
+        f"stacked_params({num_layers}, {channels})",
+    )
     single = ns["single_conv_params"](f, channels)
-    expect_equal(single, ar.conv_params(f, channels, channels),
-                 f"single_conv_params({f}, {channels})")
-    expect_equal(ns["receptive_field"](num_layers),
-                 reference_receptive_field(num_layers),
-                 f"receptive_field({num_layers})")
-    expect_equal(ns["receptive_field"](num_layers, f),
-                 reference_receptive_field(num_layers, f),
-                 f"receptive_field({num_layers}, {f})")
+    expect_equal(
+        single,
+        ar.conv_params(f, channels, channels),
+        f"single_conv_params({f}, {channels})",
+    )
+    expect_equal(
+        ns["receptive_field"](num_layers),
+        reference_receptive_field(num_layers),
+        f"receptive_field({num_layers})",
+    )
+    expect_equal(
+        ns["receptive_field"](num_layers, f),
+        reference_receptive_field(num_layers, f),
+        f"receptive_field({num_layers}, {f})",
+    )
 
 
-@exercise("ch04", "4.3", "Stacked 3x3 versus one large filter", points=2,
-          names=["stacked_params", "single_conv_params", "receptive_field"])
+@exercise(
+    "ch04",
+    "4.3",
+    "Stacked 3x3 versus one large filter",
+    points=2,
+    names=["stacked_params", "single_conv_params", "receptive_field"],
+)
 def stack_visible(ns):
     _compare_stack(ns, 2, 64, 5)
     _compare_stack(ns, 3, 256, 7)
@@ -129,5 +163,9 @@ def stack_visible(ns):
 @stack_visible.hidden_check
 def stack_hidden(ns, rng):
     for _ in range(6):
-        _compare_stack(ns, int(rng.integers(1, 8)), int(rng.integers(1, 600)),
-                       int(rng.choice([1, 3, 5, 7, 9, 11])))
+        _compare_stack(
+            ns,
+            int(rng.integers(1, 8)),
+            int(rng.integers(1, 600)),
+            int(rng.choice([1, 3, 5, 7, 9, 11])),
+        )

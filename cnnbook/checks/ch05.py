@@ -10,14 +10,19 @@ The numpy block is compared with a reference computed here, and the
 depth-curve question with the value computed here from the curves the
 check hands over. Hidden checks draw other shapes, weights and curves.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from cnnbook.grading import (CheckFailure, exercise, expect_array,
-                             expect_same_layers)
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_array,
+    expect_same_layers,
+)
 from cnnbook.models import resnet as reference
 
 CHAPTER = "ch05"
@@ -37,14 +42,28 @@ class _InputOrder:
     def __init__(self, model):
         depth, keys = {}, []
         for index, layer in enumerate(model.layers):
-            parents = [p.operation for node in layer._inbound_nodes
-                       for p in node.parent_nodes]
-            depth[id(layer)] = 1 + max((depth.get(id(p), 0) for p in parents),
-                                       default=-1)
+            parents = [
+                p.operation
+                for node in layer._inbound_nodes
+                for p in node.parent_nodes
+            ]
+            depth[id(layer)] = 1 + max(
+                (depth.get(id(p), 0) for p in parents), default=-1
+            )
             out = layer.output
             shape = tuple(out.shape) if hasattr(out, "shape") else ()
-            keys.append(((depth[id(layer)], type(layer).__name__,
-                          str(shape), layer.count_params(), index), layer))
+            keys.append(
+                (
+                    (
+                        depth[id(layer)],
+                        type(layer).__name__,
+                        str(shape),
+                        layer.count_params(),
+                        index,
+                    ),
+                    layer,
+                )
+            )
         self.layers = [layer for _, layer in sorted(keys, key=lambda k: k[0])]
         self._model = model
 
@@ -63,12 +82,15 @@ def _block_model(func, input_shape, *args, **kwargs):
     except Exception as exc:  # noqa: BLE001 - report the learner's error
         raise CheckFailure(
             f"calling it on an input of shape {(None, *input_shape)} "
-            f"raised {type(exc).__name__}: {exc}") from exc
+            f"raised {type(exc).__name__}: {exc}"
+        ) from exc
     if outputs is None:
         raise CheckFailure("it returned None: did you forget `return`?")
     if not hasattr(outputs, "shape") or not hasattr(outputs, "_keras_history"):
-        raise CheckFailure("it should return the Keras tensor that comes out "
-                           f"of the block, got {type(outputs).__name__}")
+        raise CheckFailure(
+            "it should return the Keras tensor that comes out "
+            f"of the block, got {type(outputs).__name__}"
+        )
     return keras.Model(inputs, outputs)
 
 
@@ -84,11 +106,14 @@ def _randomise(model, rng):
             layer.set_weights([w.astype("float32") for w in new])
         elif kind == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                rng.normal(0, 0.2, beta.shape).astype("float32"),
-                rng.normal(0, 0.2, mean.shape).astype("float32"),
-                rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                    rng.normal(0, 0.2, beta.shape).astype("float32"),
+                    rng.normal(0, 0.2, mean.shape).astype("float32"),
+                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
+                ]
+            )
 
 
 def _copy_weights(source, target):
@@ -96,8 +121,10 @@ def _copy_weights(source, target):
         try:
             b.set_weights(a.get_weights())
         except ValueError as exc:
-            raise CheckFailure(f"layer '{b.name}' cannot take the weights of "
-                               f"the specification's layer: {exc}") from exc
+            raise CheckFailure(
+                f"layer '{b.name}' cannot take the weights of "
+                f"the specification's layer: {exc}"
+            ) from exc
 
 
 def _compare_blocks(learner, ref, what, rng, batch=3):
@@ -110,26 +137,32 @@ def _compare_blocks(learner, ref, what, rng, batch=3):
 
     expected = keras.ops.convert_to_numpy(ref(x, training=False))
     got = keras.ops.convert_to_numpy(learner(x, training=False))
-    expect_array(got, expected, f"the output of {what} (inference mode, "
-                 "same weights as the reference)", rtol=1e-4, atol=1e-4)
+    expect_array(
+        got,
+        expected,
+        f"the output of {what} (inference mode, "
+        "same weights as the reference)",
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 # ------------------------------------------------------- 5.1 identity block
 def _check_identity(func, rng, input_shape, filters, kernel_size):
-    what = (f"identity_block(x, filters={filters}, "
-            f"kernel_size={kernel_size})")
+    what = f"identity_block(x, filters={filters}, kernel_size={kernel_size})"
     try:
-        learner = _block_model(func, input_shape, filters, kernel_size,
-                               name="learner")
+        learner = _block_model(
+            func, input_shape, filters, kernel_size, name="learner"
+        )
     except CheckFailure as exc:
         raise CheckFailure(f"{what}: {exc}") from exc
-    ref = _block_model(reference.identity_block, input_shape, filters,
-                       kernel_size, name="ref")
+    ref = _block_model(
+        reference.identity_block, input_shape, filters, kernel_size, name="ref"
+    )
     _compare_blocks(learner, ref, what, rng)
 
 
-@exercise(CHAPTER, "5.1", "identity block", points=3,
-          names=["identity_block"])
+@exercise(CHAPTER, "5.1", "identity block", points=3, names=["identity_block"])
 def identity_visible(ns):
     rng = np.random.default_rng(51)
     _check_identity(ns["identity_block"], rng, (8, 8, 16), (4, 6, 16), 3)
@@ -142,26 +175,41 @@ def identity_hidden(ns, rng):
         filters = (int(rng.integers(2, 9)), int(rng.integers(2, 9)), f3)
         size = int(rng.integers(4, 10))
         kernel = int(rng.choice([1, 3, 5]))
-        _check_identity(ns["identity_block"], rng, (size, size, f3), filters,
-                        kernel)
+        _check_identity(
+            ns["identity_block"], rng, (size, size, f3), filters, kernel
+        )
 
 
 # -------------------------------------------------- 5.2 convolutional block
 def _check_conv(func, rng, input_shape, filters, kernel_size, strides):
-    what = (f"convolutional_block(x, filters={filters}, "
-            f"kernel_size={kernel_size}, strides={strides})")
+    what = (
+        f"convolutional_block(x, filters={filters}, "
+        f"kernel_size={kernel_size}, strides={strides})"
+    )
     try:
-        learner = _block_model(func, input_shape, filters, kernel_size,
-                               strides, name="learner")
+        learner = _block_model(
+            func, input_shape, filters, kernel_size, strides, name="learner"
+        )
     except CheckFailure as exc:
         raise CheckFailure(f"{what}: {exc}") from exc
-    ref = _block_model(reference.convolutional_block, input_shape, filters,
-                       kernel_size, strides, name="ref")
+    ref = _block_model(
+        reference.convolutional_block,
+        input_shape,
+        filters,
+        kernel_size,
+        strides,
+        name="ref",
+    )
     _compare_blocks(learner, ref, what, rng)
 
 
-@exercise(CHAPTER, "5.2", "convolutional block (projection shortcut)",
-          points=3, names=["convolutional_block"])
+@exercise(
+    CHAPTER,
+    "5.2",
+    "convolutional block (projection shortcut)",
+    points=3,
+    names=["convolutional_block"],
+)
 def conv_visible(ns):
     rng = np.random.default_rng(52)
     func = ns["convolutional_block"]
@@ -174,9 +222,14 @@ def conv_hidden(ns, rng):
     for _ in range(2):
         filters = tuple(int(v) for v in rng.integers(2, 12, 3))
         size = int(rng.integers(5, 12))
-        _check_conv(ns["convolutional_block"], rng,
-                    (size, size, int(rng.integers(1, 10))), filters,
-                    int(rng.choice([1, 3])), int(rng.choice([1, 2, 3])))
+        _check_conv(
+            ns["convolutional_block"],
+            rng,
+            (size, size, int(rng.integers(1, 10))),
+            filters,
+            int(rng.choice([1, 3])),
+            int(rng.choice([1, 2, 3])),
+        )
 
 
 # ------------------------------------------------------------ 5.3 ResNet-50
@@ -193,14 +246,21 @@ def _check_resnet50(func, input_shape=None, num_classes=None):
         raise
     except Exception as exc:  # noqa: BLE001
         raise CheckFailure(
-            f"{what} raised {type(exc).__name__}: {exc}") from exc
+            f"{what} raised {type(exc).__name__}: {exc}"
+        ) from exc
     ref = keras.applications.ResNet50(
-        weights=None, input_shape=input_shape, classes=num_classes or 1000)
+        weights=None, input_shape=input_shape, classes=num_classes or 1000
+    )
     expect_same_layers(_InputOrder(model), _InputOrder(ref), what)
 
 
-@exercise(CHAPTER, "5.3", "ResNet-50 to the exact parameter count", points=3,
-          names=["resnet50"])
+@exercise(
+    CHAPTER,
+    "5.3",
+    "ResNet-50 to the exact parameter count",
+    points=3,
+    names=["resnet50"],
+)
 def resnet50_visible(ns):
     _check_resnet50(ns["resnet50"])
 
@@ -225,8 +285,13 @@ def _check_forward(func, a, W1, b1, W2, b2, what, exact=False):
     expect_array(got, expected, what, **tol)
 
 
-@exercise(CHAPTER, "5.4", "a residual block with zero weights", points=2,
-          names=["residual_forward"])
+@exercise(
+    CHAPTER,
+    "5.4",
+    "a residual block with zero weights",
+    points=2,
+    names=["residual_forward"],
+)
 def zero_visible(ns):
     func = ns["residual_forward"]
     rng = np.random.default_rng(54)
@@ -234,16 +299,27 @@ def zero_visible(ns):
     a = rng.normal(size=(m, n))
     W1, b1 = rng.normal(size=(n, k)), rng.normal(size=k)
     W2, b2 = rng.normal(size=(k, n)), rng.normal(size=n)
-    _check_forward(func, a, W1, b1, W2, b2,
-                   "residual_forward with random weights")
+    _check_forward(
+        func, a, W1, b1, W2, b2, "residual_forward with random weights"
+    )
     zeros = (np.zeros((n, k)), np.zeros(k), np.zeros((k, n)), np.zeros(n))
     non_negative = np.abs(a)
-    _check_forward(func, non_negative, *zeros,
-                   "residual_forward with zero weights on a non-negative "
-                   "input (should return the input itself)", exact=True)
-    _check_forward(func, a, *zeros,
-                   "residual_forward with zero weights on an input with "
-                   "negative entries (should return relu(a))", exact=True)
+    _check_forward(
+        func,
+        non_negative,
+        *zeros,
+        "residual_forward with zero weights on a non-negative "
+        "input (should return the input itself)",
+        exact=True,
+    )
+    _check_forward(
+        func,
+        a,
+        *zeros,
+        "residual_forward with zero weights on an input with "
+        "negative entries (should return relu(a))",
+        exact=True,
+    )
 
 
 @zero_visible.hidden_check
@@ -252,12 +328,20 @@ def zero_hidden(ns, rng):
     for _ in range(10):
         m, n, k = (int(v) for v in rng.integers(1, 12, 3))
         a = rng.normal(size=(m, n))
-        params = (rng.normal(size=(n, k)), rng.normal(size=k),
-                  rng.normal(size=(k, n)), rng.normal(size=n))
+        params = (
+            rng.normal(size=(n, k)),
+            rng.normal(size=k),
+            rng.normal(size=(k, n)),
+            rng.normal(size=n),
+        )
         _check_forward(func, a, *params, f"residual_forward ({m}x{n} input)")
-        _check_forward(func, np.abs(a),
-                       *(np.zeros_like(p) for p in params),
-                       "residual_forward with zero weights", exact=True)
+        _check_forward(
+            func,
+            np.abs(a),
+            *(np.zeros_like(p) for p in params),
+            "residual_forward with zero weights",
+            exact=True,
+        )
 
 
 # ------------------------------------------------ 5.5 reading the curves
@@ -266,8 +350,9 @@ def degradation_gaps_reference(curves):
     gaps = {}
     for kind in sorted({kind for kind, _ in curves}):
         depths = sorted(d for k, d in curves if k == kind)
-        gaps[kind] = (float(curves[kind, depths[-1]][-1])
-                      - float(curves[kind, depths[0]][-1]))
+        gaps[kind] = float(curves[kind, depths[-1]][-1]) - float(
+            curves[kind, depths[0]][-1]
+        )
     return gaps
 
 
@@ -293,33 +378,49 @@ def _check_gaps(func, curves, what):
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if not isinstance(got, dict):
-        raise CheckFailure(f"{what} should return a dict, got "
-                           f"{type(got).__name__}")
+        raise CheckFailure(
+            f"{what} should return a dict, got {type(got).__name__}"
+        )
     if set(got) != set(expected):
-        raise CheckFailure(f"{what} should have the keys "
-                           f"{sorted(expected)}, got {sorted(got)}")
+        raise CheckFailure(
+            f"{what} should have the keys "
+            f"{sorted(expected)}, got {sorted(got)}"
+        )
     for kind, value in expected.items():
         number = got[kind]
         if isinstance(number, bool) or not isinstance(
-                number, (int, float, np.number)):
-            raise CheckFailure(f"{what}[{kind!r}] should be a number, got "
-                               f"{type(number).__name__}")
+            number, (int, float, np.number)
+        ):
+            raise CheckFailure(
+                f"{what}[{kind!r}] should be a number, got "
+                f"{type(number).__name__}"
+            )
         if not math.isclose(float(number), value, rel_tol=1e-9, abs_tol=1e-12):
             hint = ""
             if math.isclose(float(number), -value, rel_tol=1e-9):
                 hint = " (the sign is reversed: deep minus shallow)"
             elif math.isclose(float(number), 100 * value, rel_tol=1e-9):
                 hint = " (keep the units of the curves: fractions, not %)"
-            raise CheckFailure(f"{what}[{kind!r}] is {float(number)!r}, "
-                               f"expected {value!r}{hint}")
+            raise CheckFailure(
+                f"{what}[{kind!r}] is {float(number)!r}, "
+                f"expected {value!r}{hint}"
+            )
 
 
-@exercise(CHAPTER, "5.5", "reading the depth-experiment curves", points=2,
-          names=["degradation_gaps"])
+@exercise(
+    CHAPTER,
+    "5.5",
+    "reading the depth-experiment curves",
+    points=2,
+    names=["degradation_gaps"],
+)
 def gaps_visible(ns):
     rng = np.random.default_rng(55)
-    _check_gaps(ns["degradation_gaps"], _example_curves(rng, (20, 56), 8),
-                "degradation_gaps(curves of 20 and 56 layers)")
+    _check_gaps(
+        ns["degradation_gaps"],
+        _example_curves(rng, (20, 56), 8),
+        "degradation_gaps(curves of 20 and 56 layers)",
+    )
 
 
 @gaps_visible.hidden_check
@@ -327,7 +428,11 @@ def gaps_hidden(ns, rng):
     for _ in range(5):
         shallow = int(rng.choice([8, 14, 20]))
         deep = shallow + 6 * int(rng.integers(1, 10))
-        curves = _example_curves(rng, (deep, shallow),
-                                 int(rng.integers(2, 30)))
-        _check_gaps(ns["degradation_gaps"], curves,
-                    f"degradation_gaps(curves of {shallow} and {deep} layers)")
+        curves = _example_curves(
+            rng, (deep, shallow), int(rng.integers(2, 30))
+        )
+        _check_gaps(
+            ns["degradation_gaps"],
+            curves,
+            f"degradation_gaps(curves of {shallow} and {deep} layers)",
+        )

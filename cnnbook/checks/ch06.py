@@ -13,14 +13,19 @@ builders of :mod:`cnnbook.models.inception`. Functional models may create
 their branches in any order, so layers are compared as a multiset of
 (type, output shape, parameters), which pins down every branch.
 """
+
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
 
-from cnnbook.grading import CheckFailure, exercise, expect_equal, \
-    layer_signature
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_equal,
+    layer_signature,
+)
 
 CHAPTER = "ch06"
 CHAPTER_INPUT = (28, 28, 192)
@@ -35,7 +40,9 @@ def _call(func, *args, what, **kwargs):
     except (CheckFailure, NotImplementedError):
         raise
     except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+        raise CheckFailure(
+            f"{what} raised {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _shape(tensor):
@@ -52,58 +59,83 @@ def _layer_differences(mine, reference):
     parts = []
     if missing:
         kind, shape, params = missing[0]
-        parts.append(f"a {kind} with output shape {shape} and {params:,} "
-                     "parameters is missing")
+        parts.append(
+            f"a {kind} with output shape {shape} and {params:,} "
+            "parameters is missing"
+        )
     if extra:
         kind, shape, params = extra[0]
-        parts.append(f"there is an unexpected {kind} with output shape "
-                     f"{shape} and {params:,} parameters")
+        parts.append(
+            f"there is an unexpected {kind} with output shape "
+            f"{shape} and {params:,} parameters"
+        )
     return "; ".join(parts)
 
 
 def _expect_same_branches(model, reference, what):
     if model is None or not hasattr(model, "layers"):
-        raise CheckFailure(f"{what} should give a keras Model, got "
-                           f"{type(model).__name__}")
+        raise CheckFailure(
+            f"{what} should give a keras Model, got {type(model).__name__}"
+        )
     if len(model.outputs) != 1:
-        raise CheckFailure(f"{what} should have one output, it has "
-                           f"{len(model.outputs)}")
-    expect_equal(_shape(model.output), _shape(reference.output),
-                 f"{what}: output shape")
-    problem = _layer_differences(layer_signature(model),
-                                 layer_signature(reference))
+        raise CheckFailure(
+            f"{what} should have one output, it has {len(model.outputs)}"
+        )
+    expect_equal(
+        _shape(model.output), _shape(reference.output), f"{what}: output shape"
+    )
+    problem = _layer_differences(
+        layer_signature(model), layer_signature(reference)
+    )
     if problem:
         raise CheckFailure(f"{what}: {problem}")
-    expect_equal(model.count_params(), reference.count_params(),
-                 f"{what}: number of parameters")
+    expect_equal(
+        model.count_params(),
+        reference.count_params(),
+        f"{what}: number of parameters",
+    )
 
 
 # ------------------------------------------------------------------ 6.1
-def reference_branch_multiplications(n_h, n_w, n_c_prev, f, n_c,
-                                     bottleneck=None):
+def reference_branch_multiplications(
+    n_h, n_w, n_c_prev, f, n_c, bottleneck=None
+):
     from cnnbook.arithmetic import conv_multiplications
 
     if bottleneck is None:
         return conv_multiplications(n_h, n_w, n_c, f, n_c_prev)
-    return (conv_multiplications(n_h, n_w, bottleneck, 1, n_c_prev)
-            + conv_multiplications(n_h, n_w, n_c, f, bottleneck))
+    return conv_multiplications(
+        n_h, n_w, bottleneck, 1, n_c_prev
+    ) + conv_multiplications(n_h, n_w, n_c, f, bottleneck)
 
 
 def _check_multiplications(func, case):
     args, bottleneck = case[:5], case[5]
-    what = (f"branch_multiplications({', '.join(map(str, args))}, "
-            f"bottleneck={bottleneck})")
+    what = (
+        f"branch_multiplications({', '.join(map(str, args))}, "
+        f"bottleneck={bottleneck})"
+    )
     got = _call(func, *args, bottleneck=bottleneck, what=what)
-    expect_equal(got, reference_branch_multiplications(*args, bottleneck),
-                 what)
+    expect_equal(
+        got, reference_branch_multiplications(*args, bottleneck), what
+    )
 
 
-@exercise(CHAPTER, "6.1", "multiplications with and without a bottleneck",
-          points=2, names=["branch_multiplications"])
+@exercise(
+    CHAPTER,
+    "6.1",
+    "multiplications with and without a bottleneck",
+    points=2,
+    names=["branch_multiplications"],
+)
 def multiplications_visible(ns):
     func = ns["branch_multiplications"]
-    for case in [(28, 28, 192, 5, 32, None), (28, 28, 192, 5, 32, 16),
-                 (28, 28, 192, 3, 128, None), (28, 28, 192, 3, 128, 96)]:
+    for case in [
+        (28, 28, 192, 5, 32, None),
+        (28, 28, 192, 5, 32, 16),
+        (28, 28, 192, 3, 128, None),
+        (28, 28, 192, 3, 128, 96),
+    ]:
         _check_multiplications(func, case)
 
 
@@ -129,19 +161,27 @@ def _module_models(func, input_shape, filters):
     inputs = keras.Input(input_shape)
     out = _call(func, inputs, *filters, what=what)
     if out is None or not hasattr(out, "shape"):
-        raise CheckFailure(f"{what} should return the concatenated tensor, "
-                           f"got {type(out).__name__}")
+        raise CheckFailure(
+            f"{what} should return the concatenated tensor, "
+            f"got {type(out).__name__}"
+        )
     mine = _call(keras.Model, inputs, out, what=f"a Model around {what}")
     ref_inputs = keras.Input(input_shape)
     reference = keras.Model(ref_inputs, inception_module(ref_inputs, *filters))
     return mine, reference, f"{what} on a {input_shape} input"
 
 
-@exercise(CHAPTER, "6.2", "inception module with dimension reduction",
-          points=3, names=["inception_module"])
+@exercise(
+    CHAPTER,
+    "6.2",
+    "inception module with dimension reduction",
+    points=3,
+    names=["inception_module"],
+)
 def module_visible(ns):
-    _expect_same_branches(*_module_models(ns["inception_module"],
-                                          CHAPTER_INPUT, MODULE_3A))
+    _expect_same_branches(
+        *_module_models(ns["inception_module"], CHAPTER_INPUT, MODULE_3A)
+    )
 
 
 @module_visible.hidden_check
@@ -150,8 +190,9 @@ def module_hidden(ns, rng):
         size = int(rng.integers(5, 20))
         shape = (size, size, int(rng.integers(3, 80)))
         filters = tuple(int(v) for v in rng.integers(1, 48, size=6))
-        _expect_same_branches(*_module_models(ns["inception_module"], shape,
-                                              filters))
+        _expect_same_branches(
+            *_module_models(ns["inception_module"], shape, filters)
+        )
 
 
 # ------------------------------------------------------------------ 6.3
@@ -167,29 +208,39 @@ def _reduced_reference(input_shape):
 def _expect_outputs(model, count, what, hint):
     """Fail unless ``model`` is a Keras model with ``count`` outputs."""
     if model is None or not hasattr(model, "outputs"):
-        raise CheckFailure(f"{what} should return a keras Model, got "
-                           f"{type(model).__name__}")
+        raise CheckFailure(
+            f"{what} should return a keras Model, got {type(model).__name__}"
+        )
     if len(model.outputs) != count:
-        raise CheckFailure(f"{what} has {len(model.outputs)} output(s); "
-                           f"{hint}")
+        raise CheckFailure(
+            f"{what} has {len(model.outputs)} output(s); {hint}"
+        )
 
 
 def _check_repaired(build, input_shape):
     what = f"build_reduced_model({input_shape})"
     model = _call(build, input_shape, what=what)
-    _expect_outputs(model, 1, what, "the snippet builds one module with one "
-                    "output")
+    _expect_outputs(
+        model, 1, what, "the snippet builds one module with one output"
+    )
     naive = {"MaxPooling2D", "Concatenate"}
     kinds = Counter(type(l).__name__ for l in model.layers)
     if kinds["Conv2D"] == 3 and naive <= set(kinds):
-        raise CheckFailure(f"{what} still calls the naive block: the "
-                           "dimension-reduction example needs the module "
-                           "with 1x1 reductions and a pool projection")
+        raise CheckFailure(
+            f"{what} still calls the naive block: the "
+            "dimension-reduction example needs the module "
+            "with 1x1 reductions and a pool projection"
+        )
     _expect_same_branches(model, _reduced_reference(input_shape), what)
 
 
-@exercise(CHAPTER, "6.3", "repair the broken inception snippet", points=2,
-          names=["build_reduced_model"])
+@exercise(
+    CHAPTER,
+    "6.3",
+    "repair the broken inception snippet",
+    points=2,
+    names=["build_reduced_model"],
+)
 def repaired_visible(ns):
     _check_repaired(ns["build_reduced_model"], CHAPTER_INPUT)
 
@@ -198,8 +249,9 @@ def repaired_visible(ns):
 def repaired_hidden(ns, rng):
     for _ in range(2):
         size = int(rng.integers(6, 32))
-        _check_repaired(ns["build_reduced_model"],
-                        (size, size, int(rng.integers(3, 256))))
+        _check_repaired(
+            ns["build_reduced_model"], (size, size, int(rng.integers(3, 256)))
+        )
 
 
 # ------------------------------------------------------------------ 6.4
@@ -232,10 +284,14 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     trunk = _trunk(input_shape, num_classes)
     what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
     model = _call(func, trunk, branch, num_classes, what=what)
-    _expect_outputs(model, 2, what, "it should have two: [main output, "
-                    "auxiliary output]")
-    expect_equal([_shape(o) for o in model.outputs],
-                 [(None, num_classes)] * 2, f"{what}: output shapes")
+    _expect_outputs(
+        model, 2, what, "it should have two: [main output, auxiliary output]"
+    )
+    expect_equal(
+        [_shape(o) for o in model.outputs],
+        [(None, num_classes)] * 2,
+        f"{what}: output shapes",
+    )
     trunk_layers = {id(l) for l in trunk.layers}
     for layer in trunk.layers:
         try:
@@ -247,42 +303,62 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
                 f"{what}: the layer '{layer.name}' of the model passed in is "
                 "not part of the new model; build the new model on "
                 "model.input and the existing tensors, so that both outputs "
-                "share the trunk's weights")
+                "share the trunk's weights"
+            )
     head = [l for l in model.layers if id(l) not in trunk_layers]
     feature_shape = _shape(trunk.get_layer(branch).output)[1:]
     reference = _head_reference(feature_shape, num_classes)
-    mine = [(type(l).__name__, _shape(l.output), l.count_params())
-            for l in head]
+    mine = [
+        (type(l).__name__, _shape(l.output), l.count_params()) for l in head
+    ]
     problem = _layer_differences(mine, layer_signature(reference))
     if problem:
-        raise CheckFailure(f"{what}: the auxiliary head differs from the "
-                           f"specification: {problem}")
-    rates = sorted(getattr(l, "rate", None) for l in head
-                   if type(l).__name__ == "Dropout")
+        raise CheckFailure(
+            f"{what}: the auxiliary head differs from the "
+            f"specification: {problem}"
+        )
+    rates = sorted(
+        getattr(l, "rate", None) for l in head if type(l).__name__ == "Dropout"
+    )
     if rates != [0.7]:
-        raise CheckFailure(f"{what}: the head's dropout rate should be 0.7, "
-                           f"got {rates}")
+        raise CheckFailure(
+            f"{what}: the head's dropout rate should be 0.7, got {rates}"
+        )
     x = rng.standard_normal((2, *input_shape)).astype("float32")
     main, aux = (np.asarray(v) for v in model.predict(x, verbose=0))
-    if not np.allclose(main, np.asarray(trunk.predict(x, verbose=0)),
-                       atol=1e-5):
-        raise CheckFailure(f"{what}: the first output should be the model's "
-                           "own output, unchanged")
+    if not np.allclose(
+        main, np.asarray(trunk.predict(x, verbose=0)), atol=1e-5
+    ):
+        raise CheckFailure(
+            f"{what}: the first output should be the model's "
+            "own output, unchanged"
+        )
     if not np.allclose(aux.sum(axis=1), 1.0, atol=1e-4) or (aux < 0).any():
-        raise CheckFailure(f"{what}: the auxiliary output should be a "
-                           "softmax (probabilities that sum to 1)")
+        raise CheckFailure(
+            f"{what}: the auxiliary output should be a "
+            "softmax (probabilities that sum to 1)"
+        )
 
 
-@exercise(CHAPTER, "6.4", "attach an auxiliary classifier", points=3,
-          names=["add_auxiliary_output"])
+@exercise(
+    CHAPTER,
+    "6.4",
+    "attach an auxiliary classifier",
+    points=3,
+    names=["add_auxiliary_output"],
+)
 def auxiliary_visible(ns):
-    _check_auxiliary(ns["add_auxiliary_output"], (14, 14, 480), 10,
-                     np.random.default_rng(0))
+    _check_auxiliary(
+        ns["add_auxiliary_output"], (14, 14, 480), 10, np.random.default_rng(0)
+    )
 
 
 @auxiliary_visible.hidden_check
 def auxiliary_hidden(ns, rng):
     size = int(rng.integers(8, 18))
-    _check_auxiliary(ns["add_auxiliary_output"],
-                     (size, size, int(rng.integers(16, 200))),
-                     int(rng.integers(2, 50)), rng)
+    _check_auxiliary(
+        ns["add_auxiliary_output"],
+        (size, size, int(rng.integers(16, 200))),
+        int(rng.integers(2, 50)),
+        rng,
+    )

@@ -5,6 +5,7 @@
 A builder may share its name with its module (``alexnet``): the builders are
 bound after all modules are imported, so the name means the builder.
 """
+
 import importlib
 import pkgutil
 

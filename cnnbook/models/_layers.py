@@ -1,4 +1,5 @@
 """Pieces shared by several model builders."""
+
 from keras import layers
 
 

@@ -5,6 +5,7 @@ Sutskever and Hinton (2012) with the two GPU halves merged: 227x227x3 in,
 1000 classes out, 62,378,344 parameters. :func:`alexnet_fashion` is the same
 stack of layers adapted to 28x28 grey images (resized inside the model).
 """
+
 from __future__ import annotations
 
 import keras
@@ -12,20 +13,27 @@ from keras import layers, ops
 
 from cnnbook.models._layers import add_dense_classifier
 
-__all__ = ["alexnet", "alexnet_fashion", "LocalResponseNormalization",
-           "local_response_normalization"]
+__all__ = [
+    "alexnet",
+    "alexnet_fashion",
+    "LocalResponseNormalization",
+    "local_response_normalization",
+]
 
 # (filters, kernel, stride, padding, pool after?) of the five convolutions.
-CONV_SPEC = ((96, 11, 4, "valid", True),
-             (256, 5, 1, "same", True),
-             (384, 3, 1, "same", False),
-             (384, 3, 1, "same", False),
-             (256, 3, 1, "same", True))
+CONV_SPEC = (
+    (96, 11, 4, "valid", True),
+    (256, 5, 1, "same", True),
+    (384, 3, 1, "same", False),
+    (384, 3, 1, "same", False),
+    (256, 3, 1, "same", True),
+)
 DENSE_UNITS = (4096, 4096)
 
 
-def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4,
-                                 beta=0.75):
+def local_response_normalization(
+    x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75
+):
     """Divide each activation by its neighbours across channels. Chapter 3.
 
     ``b[..., c] = a[..., c] / (bias + alpha * sum(a[..., j]**2))**beta`` with
@@ -37,31 +45,40 @@ def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4,
     pad = [[0, 0]] * (len(squared.shape) - 1) + [[depth_radius, depth_radius]]
     padded = ops.pad(squared, pad)
     channels = squared.shape[-1]
-    window = sum(padded[..., i:i + channels]
-                 for i in range(2 * depth_radius + 1))
+    window = sum(
+        padded[..., i : i + channels] for i in range(2 * depth_radius + 1)
+    )
     return x / ops.power(bias + alpha * window, beta)
 
 
 class LocalResponseNormalization(layers.Layer):
     """Keras layer for :func:`local_response_normalization`. Chapter 3."""
 
-    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75,
-                 **kwargs):
+    def __init__(
+        self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs
+    ):
         super().__init__(**kwargs)
         self.depth_radius, self.bias = depth_radius, bias
         self.alpha, self.beta = alpha, beta
 
     def call(self, x):
         return local_response_normalization(
-            x, self.depth_radius, self.bias, self.alpha, self.beta)
+            x, self.depth_radius, self.bias, self.alpha, self.beta
+        )
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius,
-                "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
-def alexnet(num_classes=1000, input_shape=(227, 227, 3), lrn=False,
-            dropout=0.5):
+def alexnet(
+    num_classes=1000, input_shape=(227, 227, 3), lrn=False, dropout=0.5
+):
     """The canonical single-tower AlexNet. Chapter 3.
 
     Five convolutions (96 11x11/4, 256 5x5, 384, 384, 256 3x3) with three
@@ -72,9 +89,16 @@ def alexnet(num_classes=1000, input_shape=(227, 227, 3), lrn=False,
     model = keras.Sequential(name="alexnet")
     model.add(keras.Input(shape=input_shape))
     for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
-        model.add(layers.Conv2D(filters, size, strides=stride,
-                                padding=padding, activation="relu",
-                                name=f"conv{i}"))
+        model.add(
+            layers.Conv2D(
+                filters,
+                size,
+                strides=stride,
+                padding=padding,
+                activation="relu",
+                name=f"conv{i}",
+            )
+        )
         if lrn and i <= 2:
             model.add(LocalResponseNormalization(name=f"lrn{i}"))
         if pool:
@@ -88,8 +112,14 @@ def alexnet(num_classes=1000, input_shape=(227, 227, 3), lrn=False,
     return model
 
 
-def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
-                    dropout=0.5, dense_units=DENSE_UNITS, bn_momentum=0.9):
+def alexnet_fashion(
+    input_size=112,
+    num_classes=10,
+    batch_norm=True,
+    dropout=0.5,
+    dense_units=DENSE_UNITS,
+    bn_momentum=0.9,
+):
     """AlexNet for 28x28x1 images: resized inside the model. Chapter 3.
 
     The same five convolutions and three pools as :func:`alexnet` on one
@@ -104,22 +134,34 @@ def alexnet_fashion(input_size=112, num_classes=10, batch_norm=True,
     (no softmax): train with ``from_logits=True``.
     """
     if input_size < 67:
-        raise ValueError("AlexNet's stride-4 stem and three 3x3/2 pools need "
-                         f"an input of at least 67 pixels, got {input_size}")
+        raise ValueError(
+            "AlexNet's stride-4 stem and three 3x3/2 pools need "
+            f"an input of at least 67 pixels, got {input_size}"
+        )
 
     def activation(name):
         if batch_norm:
-            model.add(layers.BatchNormalization(momentum=bn_momentum,
-                                                name=f"{name}_bn"))
+            model.add(
+                layers.BatchNormalization(
+                    momentum=bn_momentum, name=f"{name}_bn"
+                )
+            )
         model.add(layers.Activation("relu", name=f"{name}_relu"))
 
     model = keras.Sequential(name="alexnet_fashion")
     model.add(keras.Input(shape=(28, 28, 1)))
     model.add(layers.Resizing(input_size, input_size, name="resize"))
     for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
-        model.add(layers.Conv2D(filters, size, strides=stride,
-                                padding=padding, use_bias=not batch_norm,
-                                name=f"conv{i}"))
+        model.add(
+            layers.Conv2D(
+                filters,
+                size,
+                strides=stride,
+                padding=padding,
+                use_bias=not batch_norm,
+                name=f"conv{i}",
+            )
+        )
         activation(f"conv{i}")
         if pool:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))

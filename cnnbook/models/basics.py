@@ -8,6 +8,7 @@
 Both are used for their shapes and parameter counts; nothing in Chapter 1
 trains them.
 """
+
 from __future__ import annotations
 
 import keras
@@ -18,14 +19,17 @@ __all__ = ["simple_convnet", "lenet_like"]
 
 def simple_convnet(input_shape=(39, 39, 3), num_classes=10):
     """39x39x3 -> 37x37x10 -> 17x17x20 -> 7x7x40 -> 1960 -> softmax. Ch. 1."""
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        layers.Conv2D(10, 3, strides=1, activation="relu", name="conv1"),
-        layers.Conv2D(20, 5, strides=2, activation="relu", name="conv2"),
-        layers.Conv2D(40, 5, strides=2, activation="relu", name="conv3"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(num_classes, activation="softmax", name="softmax"),
-    ], name="simple_convnet")
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(10, 3, strides=1, activation="relu", name="conv1"),
+            layers.Conv2D(20, 5, strides=2, activation="relu", name="conv2"),
+            layers.Conv2D(40, 5, strides=2, activation="relu", name="conv3"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(num_classes, activation="softmax", name="softmax"),
+        ],
+        name="simple_convnet",
+    )
 
 
 def lenet_like(input_shape=(32, 32, 3), num_classes=10):
@@ -35,14 +39,17 @@ def lenet_like(input_shape=(32, 32, 3), num_classes=10):
     each followed by 2x2 max pooling with stride 2, then fully connected
     layers of 120 and 84 units and a softmax.
     """
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        layers.Conv2D(8, 5, strides=1, activation="relu", name="conv1"),
-        layers.MaxPooling2D(2, strides=2, name="pool1"),
-        layers.Conv2D(16, 5, strides=1, activation="relu", name="conv2"),
-        layers.MaxPooling2D(2, strides=2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(120, activation="relu", name="fc3"),
-        layers.Dense(84, activation="relu", name="fc4"),
-        layers.Dense(num_classes, activation="softmax", name="softmax"),
-    ], name="lenet_like")
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(8, 5, strides=1, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, strides=2, name="pool1"),
+            layers.Conv2D(16, 5, strides=1, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, strides=2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(120, activation="relu", name="fc3"),
+            layers.Dense(84, activation="relu", name="fc4"),
+            layers.Dense(num_classes, activation="softmax", name="softmax"),
+        ],
+        name="lenet_like",
+    )

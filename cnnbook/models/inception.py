@@ -11,6 +11,7 @@
 * :func:`googlenet_small`: the same layout, narrower and adapted to
   28x28 greyscale images, which trains on Fashion-MNIST.
 """
+
 from __future__ import annotations
 
 import keras
@@ -47,10 +48,22 @@ _AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 def _conv(x, filters, size, name, batch_norm=False, strides=1):
     """Convolution + ReLU ('same' padding), with optional batch norm."""
     if not batch_norm:
-        return layers.Conv2D(filters, size, strides=strides, padding="same",
-                             activation="relu", name=name)(x)
-    x = layers.Conv2D(filters, size, strides=strides, padding="same",
-                      use_bias=False, name=name)(x)
+        return layers.Conv2D(
+            filters,
+            size,
+            strides=strides,
+            padding="same",
+            activation="relu",
+            name=name,
+        )(x)
+    x = layers.Conv2D(
+        filters,
+        size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        name=name,
+    )(x)
     # Momentum 0.9 (Keras defaults to 0.99): the moving averages used at
     # test time then settle within a few dozen steps, which short runs need.
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
@@ -71,14 +84,17 @@ def naive_inception_module(x, f1, f3, f5, name=None):
     b1 = _conv(x, f1, 1, _name(name, "1x1"))
     b3 = _conv(x, f3, 3, _name(name, "3x3"))
     b5 = _conv(x, f5, 5, _name(name, "5x5"))
-    bp = layers.MaxPooling2D(3, strides=1, padding="same",
-                             name=_name(name, "pool"))(x)
+    bp = layers.MaxPooling2D(
+        3, strides=1, padding="same", name=_name(name, "pool")
+    )(x)
     return layers.Concatenate(axis=-1, name=_name(name, "concat"))(
-        [b1, b3, b5, bp])
+        [b1, b3, b5, bp]
+    )
 
 
-def inception_module(x, f1, f3_reduce, f3, f5_reduce, f5, pool_proj,
-                     name=None, batch_norm=False):
+def inception_module(
+    x, f1, f3_reduce, f3, f5_reduce, f5, pool_proj, name=None, batch_norm=False
+):
     """Inception module with dimension reduction (Figure 2b of the paper).
 
     Chapter 6. Four branches on the same input, concatenated along the
@@ -100,15 +116,25 @@ def inception_module(x, f1, f3_reduce, f3, f5_reduce, f5, pool_proj,
     b3 = _conv(b3, f3, 3, _name(name, "3x3"), bn)
     b5 = _conv(x, f5_reduce, 1, _name(name, "5x5_reduce"), bn)
     b5 = _conv(b5, f5, 5, _name(name, "5x5"), bn)
-    bp = layers.MaxPooling2D(3, strides=1, padding="same",
-                             name=_name(name, "pool"))(x)
+    bp = layers.MaxPooling2D(
+        3, strides=1, padding="same", name=_name(name, "pool")
+    )(x)
     bp = _conv(bp, pool_proj, 1, _name(name, "pool_proj"), bn)
     return layers.Concatenate(axis=-1, name=_name(name, "concat"))(
-        [b1, b3, b5, bp])
+        [b1, b3, b5, bp]
+    )
 
 
-def auxiliary_head(x, num_classes, name="aux", pool_size=5, pool_strides=3,
-                   conv_filters=128, dense_units=1024, dropout=0.7):
+def auxiliary_head(
+    x,
+    num_classes,
+    name="aux",
+    pool_size=5,
+    pool_strides=3,
+    conv_filters=128,
+    dense_units=1024,
+    dropout=0.7,
+):
     """GoogLeNet's auxiliary classifier on a feature map ``x``. Chapter 6.
 
     Average pool (5x5, stride 3), 1x1 convolution with 128 filters and ReLU,
@@ -116,18 +142,21 @@ def auxiliary_head(x, num_classes, name="aux", pool_size=5, pool_strides=3,
     softmax over ``num_classes``. The last layer is named ``name`` so that
     its output can be given its own loss (weight 0.3 in the paper).
     """
-    x = layers.AveragePooling2D(pool_size, strides=pool_strides,
-                                name=f"{name}_pool")(x)
-    x = layers.Conv2D(conv_filters, 1, activation="relu",
-                      name=f"{name}_conv")(x)
+    x = layers.AveragePooling2D(
+        pool_size, strides=pool_strides, name=f"{name}_pool"
+    )(x)
+    x = layers.Conv2D(conv_filters, 1, activation="relu", name=f"{name}_conv")(
+        x
+    )
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(num_classes, activation="softmax", name=name)(x)
 
 
-def googlenet(num_classes=1000, input_shape=(224, 224, 3),
-              aux_classifiers=True):
+def googlenet(
+    num_classes=1000, input_shape=(224, 224, 3), aux_classifiers=True
+):
     """GoogLeNet as in Table 1 of the paper (no local response norm).
 
     Chapter 6. Stem: 7x7/2 convolution (64), 3x3/2 max pool, 1x1 (64) and
@@ -151,14 +180,20 @@ def googlenet(num_classes=1000, input_shape=(224, 224, 3),
         if aux_classifiers and key in _AUX_AFTER:
             aux.append(auxiliary_head(x, num_classes, name=_AUX_AFTER[key]))
         if key in _POOL_AFTER:
-            x = layers.MaxPooling2D(3, strides=2, padding="same",
-                                    name=f"pool_after_{key}")(x)
+            x = layers.MaxPooling2D(
+                3, strides=2, padding="same", name=f"pool_after_{key}"
+            )(x)
     return _output_classifier(inputs, x, aux, num_classes, "googlenet")
 
 
-def googlenet_small(num_classes=10, input_shape=(28, 28, 1),
-                    aux_classifiers=True, width=0.25, batch_norm=True,
-                    augment=False):
+def googlenet_small(
+    num_classes=10,
+    input_shape=(28, 28, 1),
+    aux_classifiers=True,
+    width=0.25,
+    batch_norm=True,
+    augment=False,
+):
     """A narrow GoogLeNet for 28x28 greyscale images (Fashion-MNIST).
 
     Chapter 6. The layout of :func:`googlenet` (stem, 3a-3b, pool, 4a-4e,
@@ -171,6 +206,7 @@ def googlenet_small(num_classes=10, input_shape=(28, 28, 1),
     scratch quick and stable). ``augment`` puts random horizontal flips
     and shifts of up to 10% in front (active only in training).
     """
+
     def w(n):
         return max(4, int(round(n * width)))
 
@@ -185,15 +221,28 @@ def googlenet_small(num_classes=10, input_shape=(28, 28, 1),
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     aux = []
     for key, filters in GOOGLENET_MODULES.items():
-        x = inception_module(x, *(w(f) for f in filters),
-                             name=f"inception_{key}", batch_norm=batch_norm)
+        x = inception_module(
+            x,
+            *(w(f) for f in filters),
+            name=f"inception_{key}",
+            batch_norm=batch_norm,
+        )
         if aux_classifiers and key in _AUX_AFTER:
-            aux.append(auxiliary_head(
-                x, num_classes, name=_AUX_AFTER[key], pool_size=3,
-                pool_strides=2, conv_filters=w(128), dense_units=w(1024)))
+            aux.append(
+                auxiliary_head(
+                    x,
+                    num_classes,
+                    name=_AUX_AFTER[key],
+                    pool_size=3,
+                    pool_strides=2,
+                    conv_filters=w(128),
+                    dense_units=w(1024),
+                )
+            )
         if key in _POOL_AFTER:
-            x = layers.MaxPooling2D(3, strides=2, padding="same",
-                                    name=f"pool_after_{key}")(x)
+            x = layers.MaxPooling2D(
+                3, strides=2, padding="same", name=f"pool_after_{key}"
+            )(x)
     return _output_classifier(inputs, x, aux, num_classes, "googlenet_small")
 
 

@@ -11,14 +11,22 @@ a convolution with such partial connections (:func:`partial_conv_params`),
 and the per-layer trainable parameters of the original network
 (:func:`lenet5_1998_params`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from cnnbook import arithmetic
 
-__all__ = ["lenet5", "lenet5_classic", "pad_digits", "c3_connection_table",
-           "partial_conv_params", "lenet5_1998_params", "lenet5_spec"]
+__all__ = [
+    "lenet5",
+    "lenet5_classic",
+    "pad_digits",
+    "c3_connection_table",
+    "partial_conv_params",
+    "lenet5_1998_params",
+    "lenet5_spec",
+]
 
 # Table I of the paper: row i is S2's feature map i, column j is C3's map j;
 # "X" marks that C3 map j sees S2 map i.
@@ -83,16 +91,20 @@ def pad_digits(images, size=32):
     """
     images = np.asarray(images)
     if images.ndim != 3:
-        raise ValueError("expected images of shape (n, h, w), got "
-                         f"{images.shape}")
+        raise ValueError(
+            f"expected images of shape (n, h, w), got {images.shape}"
+        )
     height, width = images.shape[1:]
     extra_h, extra_w = size - height, size - width
     if extra_h < 0 or extra_w < 0:
-        raise ValueError(f"images of {height}x{width} do not fit in "
-                         f"{size}x{size}")
+        raise ValueError(
+            f"images of {height}x{width} do not fit in {size}x{size}"
+        )
     out = np.zeros((len(images), size, size, 1), np.float32)
     top, left = extra_h // 2, extra_w // 2
-    out[:, top:top + height, left:left + width, 0] = images / np.float32(255)
+    out[:, top : top + height, left : left + width, 0] = images / np.float32(
+        255
+    )
     return out
 
 
@@ -100,17 +112,20 @@ def _build(name, activation, pooling, num_classes, input_size):
     import keras
     from keras import layers
 
-    return keras.Sequential([
-        keras.Input((input_size, input_size, 1)),
-        layers.Conv2D(6, 5, activation=activation, name="c1"),
-        pooling(2, name="s2"),
-        layers.Conv2D(16, 5, activation=activation, name="c3"),
-        pooling(2, name="s4"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(120, activation=activation, name="f5"),
-        layers.Dense(84, activation=activation, name="f6"),
-        layers.Dense(num_classes, activation="softmax", name="output"),
-    ], name=name)
+    return keras.Sequential(
+        [
+            keras.Input((input_size, input_size, 1)),
+            layers.Conv2D(6, 5, activation=activation, name="c1"),
+            pooling(2, name="s2"),
+            layers.Conv2D(16, 5, activation=activation, name="c3"),
+            pooling(2, name="s4"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(120, activation=activation, name="f5"),
+            layers.Dense(84, activation=activation, name="f6"),
+            layers.Dense(num_classes, activation="softmax", name="output"),
+        ],
+        name=name,
+    )
 
 
 def lenet5(num_classes=10, input_size=32):
@@ -122,8 +137,9 @@ def lenet5(num_classes=10, input_size=32):
     """
     from keras import layers
 
-    return _build("lenet5", "relu", layers.MaxPooling2D, num_classes,
-                  input_size)
+    return _build(
+        "lenet5", "relu", layers.MaxPooling2D, num_classes, input_size
+    )
 
 
 def lenet5_classic(num_classes=10, input_size=32):
@@ -135,8 +151,13 @@ def lenet5_classic(num_classes=10, input_size=32):
     """
     from keras import layers
 
-    return _build("lenet5_classic", "tanh", layers.AveragePooling2D,
-                  num_classes, input_size)
+    return _build(
+        "lenet5_classic",
+        "tanh",
+        layers.AveragePooling2D,
+        num_classes,
+        input_size,
+    )
 
 
 def lenet5_spec(input_size=32, num_classes=10):

@@ -17,6 +17,7 @@ one row per stage.
   with a choice of stem and width; :func:`cifar_style_net` builds the
   6n+2-layer plain and residual networks of the depth experiment.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,13 +26,27 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-__all__ = ["identity_block", "convolutional_block", "basic_block",
-           "resnet50", "resnet18", "cifar_style_net", "stage_table",
-           "StageRow", "RESNET_STAGES", "BN_EPSILON"]
+__all__ = [
+    "identity_block",
+    "convolutional_block",
+    "basic_block",
+    "resnet50",
+    "resnet18",
+    "cifar_style_net",
+    "stage_table",
+    "StageRow",
+    "RESNET_STAGES",
+    "BN_EPSILON",
+]
 
 # Blocks per stage (conv2..conv5) of the networks of He et al., Table 1.
-RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
-                 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+RESNET_STAGES = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
 # The batch-normalisation epsilon of keras.applications.ResNet50.
 BN_EPSILON = 1.001e-5
 
@@ -51,9 +66,11 @@ def identity_block(x, filters, kernel_size=3, name="block"):
     """
     f1, f2, f3 = filters
     if x.shape[-1] != f3:
-        raise ValueError(f"an identity block needs {f3} input channels to add "
-                         f"the shortcut, got {x.shape[-1]}: use "
-                         "convolutional_block to change the shape")
+        raise ValueError(
+            f"an identity block needs {f3} input channels to add "
+            f"the shortcut, got {x.shape[-1]}: use "
+            "convolutional_block to change the shape"
+        )
     return _bottleneck_and_add(x, x, filters, kernel_size, 1, name)
 
 
@@ -70,7 +87,9 @@ def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
     f1, f2, f3 = filters
     shortcut = layers.Conv2D(f3, 1, strides=strides, name=f"{name}_0_conv")(x)
     shortcut = _bn(f"{name}_0_bn")(shortcut)
-    return _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name)
+    return _bottleneck_and_add(
+        x, shortcut, filters, kernel_size, strides, name
+    )
 
 
 def _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name):
@@ -80,7 +99,9 @@ def _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name):
     x = layers.Conv2D(f1, 1, strides=strides, name=f"{name}_1_conv")(x)
     x = _bn(f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = layers.Conv2D(f2, kernel_size, padding="same", name=f"{name}_2_conv")(x)
+    x = layers.Conv2D(f2, kernel_size, padding="same", name=f"{name}_2_conv")(
+        x
+    )
     x = _bn(f"{name}_2_bn")(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = layers.Conv2D(f3, 1, name=f"{name}_3_conv")(x)
@@ -101,38 +122,65 @@ def basic_block(x, filters, strides=1, residual=True, name="block"):
     """
     init = "he_normal"
     shortcut = x
-    y = layers.Conv2D(filters, 3, strides=strides, padding="same",
-                      use_bias=False, kernel_initializer=init,
-                      name=f"{name}_1_conv")(x)
+    y = layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=init,
+        name=f"{name}_1_conv",
+    )(x)
     y = _bn(f"{name}_1_bn")(y)
     y = layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                      kernel_initializer=init, name=f"{name}_2_conv")(y)
+    y = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=init,
+        name=f"{name}_2_conv",
+    )(y)
     y = _bn(f"{name}_2_bn")(y)
     if residual:
         if strides != 1 or x.shape[-1] != filters:
-            shortcut = layers.Conv2D(filters, 1, strides=strides,
-                                     use_bias=False, kernel_initializer=init,
-                                     name=f"{name}_0_conv")(x)
+            shortcut = layers.Conv2D(
+                filters,
+                1,
+                strides=strides,
+                use_bias=False,
+                kernel_initializer=init,
+                name=f"{name}_0_conv",
+            )(x)
             shortcut = _bn(f"{name}_0_bn")(shortcut)
         y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
 def _bottleneck_stage(x, filters, blocks, strides, name):
-    x = convolutional_block(x, (filters, filters, 4 * filters),
-                            strides=strides, name=f"{name}_block1")
+    x = convolutional_block(
+        x,
+        (filters, filters, 4 * filters),
+        strides=strides,
+        name=f"{name}_block1",
+    )
     for i in range(2, blocks + 1):
-        x = identity_block(x, (filters, filters, 4 * filters),
-                           name=f"{name}_block{i}")
+        x = identity_block(
+            x, (filters, filters, 4 * filters), name=f"{name}_block{i}"
+        )
     return x
 
 
 def _imagenet_stem(inputs, width, use_bias):
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = layers.Conv2D(width, 7, strides=2, use_bias=use_bias,
-                      kernel_initializer="glorot_uniform" if use_bias
-                      else "he_normal", name="conv1_conv")(x)
+    x = layers.Conv2D(
+        width,
+        7,
+        strides=2,
+        use_bias=use_bias,
+        kernel_initializer="glorot_uniform" if use_bias else "he_normal",
+        name="conv1_conv",
+    )(x)
     x = _bn("conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -151,17 +199,19 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000):
     inputs = keras.Input(input_shape)
     x = _imagenet_stem(inputs, 64, use_bias=True)
     for stage, (filters, blocks) in enumerate(
-            zip((64, 128, 256, 512), RESNET_STAGES[50]), start=2):
-        x = _bottleneck_stage(x, filters, blocks, 1 if stage == 2 else 2,
-                              name=f"conv{stage}")
+        zip((64, 128, 256, 512), RESNET_STAGES[50]), start=2
+    ):
+        x = _bottleneck_stage(
+            x, filters, blocks, 1 if stage == 2 else 2, name=f"conv{stage}"
+        )
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax",
-                           name="predictions")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="predictions"
+    )(x)
     return keras.Model(inputs, outputs, name="resnet50")
 
 
-def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64,
-             stem="cifar"):
+def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
     """ResNet-18: a stem, four stages of two basic blocks, pool, softmax. Ch. 5.
 
     ``stem="imagenet"`` is the stem of the paper (7x7/2 convolution and
@@ -177,25 +227,37 @@ def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64,
     if stem == "imagenet":
         x = _imagenet_stem(inputs, width, use_bias=False)
     else:
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False,
-                          kernel_initializer="he_normal",
-                          name="conv1_conv")(inputs)
+        x = layers.Conv2D(
+            width,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name="conv1_conv",
+        )(inputs)
         x = _bn("conv1_bn")(x)
         x = layers.Activation("relu", name="conv1_relu")(x)
     for stage, blocks in enumerate(RESNET_STAGES[18], start=2):
         filters = width * 2 ** (stage - 2)
         for block in range(1, blocks + 1):
             strides = 2 if stage > 2 and block == 1 else 1
-            x = basic_block(x, filters, strides=strides,
-                            name=f"conv{stage}_block{block}")
+            x = basic_block(
+                x, filters, strides=strides, name=f"conv{stage}_block{block}"
+            )
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax",
-                           name="predictions")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="predictions"
+    )(x)
     return keras.Model(inputs, outputs, name=f"resnet18_{stem}_w{width}")
 
 
-def cifar_style_net(depth, residual=True, input_shape=(28, 28, 1),
-                    num_classes=10, widths=(16, 32, 64)):
+def cifar_style_net(
+    depth,
+    residual=True,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    widths=(16, 32, 64),
+):
     """The 6n+2-layer networks of He et al., Section 4.2. Chapter 5.
 
     One 3x3 convolution, three stages of ``n = (depth - 2) / 6`` basic
@@ -212,18 +274,30 @@ def cifar_style_net(depth, residual=True, input_shape=(28, 28, 1),
         raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth}")
     n = (depth - 2) // 6
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False,
-                      kernel_initializer="he_normal", name="conv1_conv")(inputs)
+    x = layers.Conv2D(
+        widths[0],
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="conv1_conv",
+    )(inputs)
     x = _bn("conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     for stage, filters in enumerate(widths, start=2):
         for block in range(1, n + 1):
             strides = 2 if stage > 2 and block == 1 else 1
-            x = basic_block(x, filters, strides=strides, residual=residual,
-                            name=f"conv{stage}_block{block}")
+            x = basic_block(
+                x,
+                filters,
+                strides=strides,
+                residual=residual,
+                name=f"conv{stage}_block{block}",
+            )
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax",
-                           name="predictions")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="predictions"
+    )(x)
     kind = "resnet" if residual else "plain"
     return keras.Model(inputs, outputs, name=f"{kind}{depth}")
 
@@ -248,16 +322,31 @@ class StageTable(list):
 
     def __str__(self):
         head = ("stage", "blocks", "layers", "output shape", "parameters")
-        rows = [(r.stage, str(r.blocks), str(r.layers),
-                 "(" + ", ".join("None" if d is None else str(d)
-                                 for d in r.output_shape) + ")",
-                 f"{r.params:,}") for r in self]
+        rows = [
+            (
+                r.stage,
+                str(r.blocks),
+                str(r.layers),
+                "("
+                + ", ".join(
+                    "None" if d is None else str(d) for d in r.output_shape
+                )
+                + ")",
+                f"{r.params:,}",
+            )
+            for r in self
+        ]
         rows.append(("total", "", "", "", f"{self.total_params:,}"))
-        widths = [max(len(row[i]) for row in [head, *rows])
-                  for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i in (0, 3) else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(row, widths)))
-                 for row in [head, *rows]]
+        widths = [
+            max(len(row[i]) for row in [head, *rows]) for i in range(len(head))
+        ]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i in (0, 3) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths))
+            )
+            for row in [head, *rows]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
 

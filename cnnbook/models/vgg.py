@@ -5,6 +5,7 @@ and parameter counts of ``keras.applications.VGG16/VGG19(weights=None)``
 (138,357,544 and 143,667,240 parameters). :func:`vgg_fashion` is a narrower
 VGG for 28x28 grey images.
 """
+
 from __future__ import annotations
 
 import keras
@@ -12,8 +13,15 @@ from keras import layers
 
 from cnnbook.models._layers import add_dense_classifier
 
-__all__ = ["vgg_block", "vgg_network", "vgg16", "vgg19", "vgg_fashion",
-           "VGG16_BLOCKS", "VGG19_BLOCKS"]
+__all__ = [
+    "vgg_block",
+    "vgg_network",
+    "vgg16",
+    "vgg19",
+    "vgg_fashion",
+    "VGG16_BLOCKS",
+    "VGG19_BLOCKS",
+]
 
 # (number of 3x3 convolutions, filters) of each block.
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -28,16 +36,31 @@ def vgg_block(num_convs, filters, name=None):
     ``filters``. Returns a list of layers, ready to be added to a model.
     """
     prefix = f"{name}_" if name else ""
-    block = [layers.Conv2D(filters, 3, padding="same", activation="relu",
-                           name=f"{prefix}conv{i}" if name else None)
-             for i in range(1, num_convs + 1)]
-    block.append(layers.MaxPooling2D(2, strides=2,
-                                     name=f"{prefix}pool" if name else None))
+    block = [
+        layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            name=f"{prefix}conv{i}" if name else None,
+        )
+        for i in range(1, num_convs + 1)
+    ]
+    block.append(
+        layers.MaxPooling2D(
+            2, strides=2, name=f"{prefix}pool" if name else None
+        )
+    )
     return block
 
 
-def vgg_network(blocks, num_classes=1000, input_shape=(224, 224, 3),
-        dense_units=(4096, 4096), name="vgg"):
+def vgg_network(
+    blocks,
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    dense_units=(4096, 4096),
+    name="vgg",
+):
     """A VGG network from its ``(num_convs, filters)`` blocks. Chapter 4.
 
     The classifier is flatten, two ReLU dense layers and a softmax, as in
@@ -51,8 +74,9 @@ def vgg_network(blocks, num_classes=1000, input_shape=(224, 224, 3),
     model.add(layers.Flatten(name="flatten"))
     for i, units in enumerate(dense_units, 1):
         model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-    model.add(layers.Dense(num_classes, activation="softmax",
-                           name="predictions"))
+    model.add(
+        layers.Dense(num_classes, activation="softmax", name="predictions")
+    )
     return model
 
 
@@ -72,9 +96,15 @@ def vgg19(num_classes=1000, input_shape=(224, 224, 3)):
     return vgg_network(VGG19_BLOCKS, num_classes, input_shape, name="vgg19")
 
 
-def vgg_fashion(input_size=64, width=16, blocks=VGG16_BLOCKS,
-                dense_units=(512, 512), num_classes=10, batch_norm=True,
-                dropout=0.5):
+def vgg_fashion(
+    input_size=64,
+    width=16,
+    blocks=VGG16_BLOCKS,
+    dense_units=(512, 512),
+    num_classes=10,
+    batch_norm=True,
+    dropout=0.5,
+):
     """A narrower VGG for 28x28x1 images, resized inside the model. Ch. 4.
 
     The VGG-16 block pattern with the filters divided so that the first
@@ -84,8 +114,10 @@ def vgg_fashion(input_size=64, width=16, blocks=VGG16_BLOCKS,
     logits: train with ``from_logits=True``.
     """
     if input_size % 2 ** len(blocks):
-        raise ValueError(f"input_size must be a multiple of "
-                         f"{2 ** len(blocks)}, got {input_size}")
+        raise ValueError(
+            f"input_size must be a multiple of "
+            f"{2 ** len(blocks)}, got {input_size}"
+        )
     scale = width / blocks[0][1]
     model = keras.Sequential(name="vgg_fashion")
     model.add(keras.Input(shape=(28, 28, 1)))
@@ -93,9 +125,15 @@ def vgg_fashion(input_size=64, width=16, blocks=VGG16_BLOCKS,
     for b, (num_convs, filters) in enumerate(blocks, 1):
         for c in range(1, num_convs + 1):
             name = f"block{b}_conv{c}"
-            model.add(layers.Conv2D(max(1, round(filters * scale)), 3,
-                                    padding="same", use_bias=not batch_norm,
-                                    name=name))
+            model.add(
+                layers.Conv2D(
+                    max(1, round(filters * scale)),
+                    3,
+                    padding="same",
+                    use_bias=not batch_norm,
+                    name=name,
+                )
+            )
             if batch_norm:
                 model.add(layers.BatchNormalization(name=f"{name}_bn"))
             model.add(layers.Activation("relu", name=f"{name}_relu"))
