@@ -145,10 +145,31 @@ def _data(_args):
     return 0
 
 
+def _bench(args):
+    from cnnbook import bench, machine, profiles
+
+    rows = bench.run(args.networks or None, steps=args.steps)
+    print(
+        f"device: {profiles.device_description()} | cores: "
+        f"{machine.cpu_count()} | {machine.tune_allocator()}"
+    )
+    print(f"{'network':18s}{'parameters':>12s}{'batch':>7s}{'images/s':>10s}")
+    for name, params, batch, rate in rows:
+        print(f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}")
+    return 0
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="python -m cnnbook")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser(
+        "bench", help="bare training images/s of every network of the labs"
+    )
+    b.add_argument("networks", nargs="*", help="some of them (default all)")
+    b.add_argument("--steps", type=int, default=20, help="timed steps")
+    b.set_defaults(func=_bench)
 
     g = sub.add_parser("grade", help="grade an exercise notebook")
     g.add_argument("notebook")

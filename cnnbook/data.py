@@ -22,6 +22,7 @@ import hashlib
 import os
 import pathlib
 import tarfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -262,3 +263,42 @@ def to_float(x, size=None):
 
 def _pair(size):
     return (size, size) if isinstance(size, int) else tuple(size)
+
+
+@dataclass
+class Split:
+    """Training and test images and labels of one run. Chapter 2."""
+
+    dataset: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def __str__(self):
+        return (
+            f"{self.dataset}: train {self.x_train.shape} {self.x_train.dtype},"
+            f" test {self.x_test.shape}"
+        )
+
+
+LOADERS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
+
+
+def split(dataset, train_size, test_size, size=None, prepare=None, seed=0):
+    """The images a lab trains and tests on, ready for a model. Chapter 2.
+
+    ``train_size`` and ``test_size`` images are drawn class-balanced by
+    :func:`subset`; the uint8 images become float32 in [0, 1] with one
+    channel (:func:`to_float`, resized to ``size`` if given), or pass
+    through ``prepare`` instead (e.g. :func:`cnnbook.models.pad_digits`).
+    """
+    if dataset not in LOADERS:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; use one of {', '.join(LOADERS)}"
+        )
+    (x_train, y_train), (x_test, y_test) = LOADERS[dataset]()
+    x_train, y_train = subset(x_train, y_train, train_size, seed)
+    x_test, y_test = subset(x_test, y_test, test_size, seed)
+    convert = prepare or (lambda x: to_float(x, size))
+    return Split(dataset, convert(x_train), y_train, convert(x_test), y_test)

@@ -19,6 +19,8 @@ from types import SimpleNamespace
 
 PROFILES = ("smoke", "cpu", "full")
 ENV_VAR = "CNNBOOK_PROFILE"
+# the seed of a run; Chapter 7 runs labs under several seeds
+SEED_VAR = "CNNBOOK_SEED"
 
 
 def _gpu_names():
@@ -81,8 +83,12 @@ def setup(settings=None, seed=0):
     """
     import keras
 
+    from cnnbook.machine import tune_allocator
+
     profile = current_profile()
+    seed = int(os.environ.get(SEED_VAR, seed))
     keras.utils.set_random_seed(seed)
+    tune_allocator()
     chosen = {}
     if settings:
         missing = [p for p in PROFILES if p not in settings]

@@ -1,76 +1,318 @@
-"""Training with honest bookkeeping: epochs, wall time, images/s, accuracy.
+"""Training in one place: compile, fit, time, evaluate, record. Chapter 2.
 
-Introduced in Chapter 2 and used by every chapter that trains a model.
+Every lab that trains calls :func:`fit`. It measures the bare step rate of
+the compiled model first (:func:`bare_step_rate`), then trains with the
+test split as validation data (so the curves show train and test side by
+side), times the training and the validation of every epoch separately,
+evaluates, prints one summary line, places the test accuracy within the
+recorded range of this lab (:func:`cnnbook.records.expected_range`) and
+writes a run record (:mod:`cnnbook.records`).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import keras
 import numpy as np
+
+from cnnbook import machine, records
 
 
 @dataclass
 class TrainReport:
+    """What one call of :func:`fit` measured. Chapter 2."""
+
     history: dict
     epochs: int
     seconds: float
     images_per_second: float
+    step_images_per_second: float
     test_accuracy: float
     test_loss: float
+    train_accuracy: float
+    cpu_busy: float
+    epoch_seconds: list = field(default_factory=list)
+    validation_seconds: list = field(default_factory=list)
+    record_path: object = None
+    expected: object = None
 
     def __str__(self):
         return (
             f"trained {self.epochs} epoch(s) in {self.seconds:.1f} s "
-            f"({self.images_per_second:,.0f} images/s); test accuracy "
-            f"{self.test_accuracy:.2%}"
+            f"({self.images_per_second:,.0f} images/s end to end, "
+            f"{self.step_images_per_second:,.0f} bare); "
+            f"test accuracy {self.test_accuracy:.2%}"
         )
 
 
-def train(
-    model, x_train, y_train, x_test, y_test, epochs, batch_size, callbacks=None
-):
-    """Fit a compiled model, then evaluate it on the test set. Chapter 2.
+def steps_per_epoch(num_images, batch_size):
+    """Optimiser steps in one pass over ``num_images``. Chapter 2."""
+    return math.ceil(num_images / batch_size)
 
-    The test set doubles as validation data so that the curves of
-    :func:`cnnbook.plots.plot_history` show train and test side by side.
-    Progress is printed one line per epoch (``verbose=2``).
-    """
-    start = time.perf_counter()
-    fit = model.fit(
-        x_train,
-        y_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(x_test, y_test),
-        callbacks=callbacks,
-        verbose=2,
+
+def total_steps(cfg, num_images):
+    """Optimiser steps of a whole run under ``cfg`` (epochs, batch size)."""
+    return cfg.epochs * steps_per_epoch(num_images, cfg.batch_size)
+
+
+def cosine_schedule(peak, cfg, num_images, warmup_epochs=0, epochs=None):
+    """Learning rate rising linearly to ``peak`` over ``warmup_epochs``, then
+    a cosine down to zero at the end of the run (``cfg.epochs`` long unless
+    ``epochs`` is given). Chapter 2."""
+    per_epoch = steps_per_epoch(num_images, cfg.batch_size)
+    total = (epochs or cfg.epochs) * per_epoch
+    warmup = warmup_epochs * per_epoch
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(peak, total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, total - warmup, warmup_target=peak, warmup_steps=warmup
     )
+
+
+def _targets(model, y):
+    """``y`` as the model wants it: one array, or one per named output."""
+    names = list(getattr(model, "output_names", None) or [])
+    if len(model.outputs) > 1:
+        return {name: y for name in names}
+    return y
+
+
+def bare_step_rate(model, x, y, batch_size, steps=20, warmup=3):
+    """Training images/s of the compiled ``model`` with nothing else going
+    on: the same compiled step as :meth:`fit` uses, on one batch held in
+    memory, no validation, no callbacks. Chapter 2.
+
+    The weights, the optimiser's state and the metrics are put back as they
+    were, so measuring does not change the training that follows.
+    """
+    batch_size = min(batch_size, len(x))
+    xb, yb = x[:batch_size], _targets(model, y[:batch_size])
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    saved_weights = model.get_weights()
+    saved_state = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+    for _ in range(warmup):
+        model.train_on_batch(xb, yb)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(xb, yb)
     seconds = time.perf_counter() - start
+    model.set_weights(saved_weights)
+    for variable, value in zip(optimizer.variables, saved_state):
+        variable.assign(value)
+    model.reset_metrics()
+    return steps * batch_size / seconds
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Seconds of training and of validation in every epoch. Chapter 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.train, self.validation = [], []
+        self._start = self._mark = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._mark = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None:
+            self._mark = time.perf_counter()
+            self.train.append(self._mark - self._start)
+            self._start = None
+
+    def on_test_end(self, logs=None):
+        self.validation.append(time.perf_counter() - self._mark)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is not None:  # no validation in this epoch
+            self.train.append(time.perf_counter() - self._start)
+            self.validation.append(0.0)
+            self._start = None
+
+
+def fit(
+    model,
+    split,
+    cfg,
+    *,
+    lab,
+    optimizer=None,
+    loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
+    loss_weights=None,
+    name=None,
+    epochs=None,
+    batch_size=None,
+    callbacks=None,
+    bare_steps=None,
+    seed=None,
+    validation_freq=1,
+):
+    """Compile (when ``optimizer`` is given), train on ``split`` under
+    ``cfg``, evaluate on its test images and write the run record of
+    ``lab`` (the notebook's name, e.g. ``"ch05-resnet18"``). Chapter 2.
+
+    ``split`` comes from :func:`cnnbook.data.split`; ``cfg`` from
+    :func:`cnnbook.setup` (``epochs``, ``batch_size`` unless given here).
+    Models with several outputs get the labels once per output. ``name``
+    is the model's name in the record (default: the model's own, without
+    the ``augmented_`` of :func:`augmented`). ``seed`` is the seed the
+    model was built and trained with, when not ``cfg.seed``;
+    ``validation_freq=k`` scores the test images every k-th epoch only.
+    """
+    epochs = epochs or cfg.epochs
+    batch_size = batch_size or cfg.batch_size
+    if optimizer is not None:
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=list(metrics)
+            if not isinstance(metrics, dict)
+            else metrics,
+        )
+    y_train = _targets(model, split.y_train)
+    y_test = _targets(model, split.y_test)
+    if bare_steps is None:
+        bare_steps = 3 if cfg.profile == "smoke" else 20
+    bare = bare_step_rate(
+        model, split.x_train, split.y_train, batch_size, steps=bare_steps
+    )
+    clock = EpochClock()
+    with machine.CpuMeter() as meter:
+        fitted = model.fit(
+            split.x_train,
+            y_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(split.x_test, y_test),
+            callbacks=[clock, *(callbacks or [])],
+            validation_freq=validation_freq,
+            verbose=2,
+        )
     results = model.evaluate(
-        x_test,
+        split.x_test,
         y_test,
         batch_size=max(batch_size, 256),
         verbose=0,
         return_dict=True,
     )
-    epochs_run = len(fit.history.get("loss", [])) or epochs
-    accuracy = next(
-        (v for k, v in results.items() if k.endswith("accuracy")), float("nan")
-    )
+    history = {
+        k: [float(v) for v in vals] for k, vals in fitted.history.items()
+    }
+    epochs_run = len(history.get("loss", [])) or epochs
     report = TrainReport(
-        history={
-            k: [float(v) for v in vals] for k, vals in fit.history.items()
-        },
+        history=history,
         epochs=epochs_run,
-        seconds=seconds,
-        images_per_second=len(x_train) * epochs_run / seconds,
-        test_accuracy=float(accuracy),
+        seconds=meter.seconds,
+        images_per_second=len(split.x_train) * epochs_run / meter.seconds,
+        step_images_per_second=bare,
+        test_accuracy=_accuracy(results),
         test_loss=float(results.get("loss", np.nan)),
+        train_accuracy=_accuracy(
+            {k: v[-1] for k, v in history.items() if not k.startswith("val_")}
+        ),
+        cpu_busy=meter.busy,
+        epoch_seconds=clock.train,
+        validation_seconds=clock.validation,
     )
     print(report)
+    record = _record(model, split, cfg, lab, name, batch_size, report)
+    if seed is not None:
+        record["seed"] = int(seed)
+    kind = records.device_kind(record["device"])
+    report.expected = records.expected_range(
+        lab, record["model"], cfg.profile, kind
+    )
+    print(_placement(report, cfg.profile, kind))
+    if records.should_write(cfg.profile):
+        report.record_path = records.write(record)
+        print(f"run record: {_shown(report.record_path)}")
     return report
+
+
+def _accuracy(results):
+    """The accuracy among Keras's metrics (the main output's, if several)."""
+    keys = [k for k in results if k.endswith("accuracy")]
+    keys.sort(key=lambda k: (k != "accuracy", not k.startswith("main"), k))
+    return float(results[keys[0]]) if keys else float("nan")
+
+
+def _record(model, split, cfg, lab, name, batch_size, report):
+    """The run record of one :func:`fit` (see :mod:`cnnbook.records`)."""
+    from cnnbook import profiles
+
+    settings = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in vars(cfg).items()
+        if k not in ("profile", "seed")
+    }
+    model_name = name or model.name.removeprefix("augmented_")
+    return {
+        "schema": records.SCHEMA,
+        "lab": lab,
+        "chapter": lab.split("-")[0],
+        "model": model_name,
+        "parameters": int(model.count_params()),
+        "profile": cfg.profile,
+        "seed": int(cfg.seed),
+        "device": profiles.device_description(),
+        "cores": machine.cpu_count(),
+        "backend": keras.backend.backend(),
+        "versions": records.versions(),
+        "settings": settings,
+        "data": {
+            "dataset": split.dataset,
+            "train_images": len(split.x_train),
+            "test_images": len(split.x_test),
+            "image_shape": list(split.x_train.shape[1:]),
+        },
+        "batch_size": batch_size,
+        "epochs": report.epochs,
+        "history": report.history,
+        "train_accuracy": report.train_accuracy,
+        "test_accuracy": report.test_accuracy,
+        "test_loss": report.test_loss,
+        "seconds": round(report.seconds, 2),
+        "epoch_seconds": [round(s, 2) for s in report.epoch_seconds],
+        "validation_seconds": [round(s, 2) for s in report.validation_seconds],
+        "images_per_second": round(report.images_per_second, 1),
+        "step_images_per_second": round(report.step_images_per_second, 1),
+        "cpu_busy": round(report.cpu_busy, 3),
+        "allocator": machine.tune_allocator(),
+        "commit": records.commit(),
+    }
+
+
+def _placement(report, profile, device):
+    """One paragraph: this run against the recorded ones. Chapter 2."""
+    here = f"{profile} profile on {device.upper()}"
+    expected = report.expected
+    if expected is None:
+        return f"no recorded run of this lab under the {here} to compare with"
+    if expected.runs == 1:
+        where = f"the recorded run: {expected.low:.2%}"
+    else:
+        where = (
+            f"{expected.runs} recorded runs: {expected.low:.2%} to "
+            f"{expected.high:.2%}, mean {expected.mean:.2%}"
+        )
+    return (
+        f"your run: {report.test_accuracy:.2%}; {here}, {where}. "
+        f"Verdict: {expected.verdict(report.test_accuracy)}."
+    )
+
+
+def _shown(path):
+    try:
+        return path.relative_to(records.REPO)
+    except ValueError:
+        return path
 
 
 def predict_classes(model, x, batch_size=512):
@@ -82,20 +324,27 @@ def predict_classes(model, x, batch_size=512):
 
 
 def augmented(net, shift=0.1, flip=True):
-    """``net`` behind random shifts and mirror images. Chapters 4 and 5.
+    """``net`` behind random shifts and mirror images. Chapters 3 to 6.
 
     The random layers are active only in training (``fit``); ``evaluate``
     and ``predict`` see the images unchanged. The returned model shares its
-    weights with ``net``, so ``net`` is the trained network afterwards.
-    Fashion-MNIST's clothes stay clothes when mirrored left to right.
+    weights with ``net``, so ``net`` is the trained network afterwards, and
+    keeps the names of ``net``'s outputs (GoogLeNet's ``main``, ``aux1``,
+    ``aux2``). Fashion-MNIST's clothes stay clothes when mirrored left to
+    right.
     """
-    import keras
-
-    stages = [keras.Input(net.input_shape[1:])]
+    inputs = keras.Input(net.input_shape[1:], name="image")
+    x = inputs
     if shift:
-        stages.append(
-            keras.layers.RandomTranslation(shift, shift, fill_mode="constant")
-        )
+        x = keras.layers.RandomTranslation(
+            shift, shift, fill_mode="constant", name="random_shift"
+        )(x)
     if flip:
-        stages.append(keras.layers.RandomFlip("horizontal"))
-    return keras.Sequential([*stages, net], name=f"augmented_{net.name}")
+        x = keras.layers.RandomFlip("horizontal", name="random_mirror")(x)
+    outputs = net(x)
+    if isinstance(outputs, (list, tuple)):
+        outputs = [
+            keras.layers.Identity(name=name)(output)
+            for name, output in zip(net.output_names, outputs)
+        ]
+    return keras.Model(inputs, outputs, name=f"augmented_{net.name}")

@@ -1,0 +1,82 @@
+"""``python -m cnnbook bench``: what this machine does with each network.
+
+Introduced in Chapter 7. For every network the labs train, the bare step
+rate (training images per second of the compiled step, data in memory,
+nothing else running) on the active Keras backend, at the size and batch
+of the labs' ``full`` profile. Compare it with the end-to-end rate in a
+run record to see what validation, feeding and the machine cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def networks():
+    """Name -> (builder, input shape, batch size) of the labs' networks."""
+    from cnnbook import models
+
+    return {
+        "lenet5": (lambda: models.lenet5(), (32, 32, 1), 64),
+        "alexnet_fashion": (
+            lambda: models.alexnet_fashion(input_size=67),
+            (28, 28, 1),
+            128,
+        ),
+        "vgg_fashion": (
+            lambda: models.vgg_fashion(input_size=32, width=16),
+            (32, 32, 1),
+            128,
+        ),
+        "resnet18": (lambda: models.resnet18(width=16), (28, 28, 1), 128),
+        "resnet56": (
+            lambda: models.cifar_style_net(56, residual=True),
+            (28, 28, 1),
+            128,
+        ),
+        "googlenet_small": (
+            lambda: models.googlenet_small(aux_classifiers=False, width=0.25),
+            (28, 28, 1),
+            128,
+        ),
+    }
+
+
+def run(names=None, steps=20, warmup=3):
+    """Bare images/s of each network; returns ``[(name, params, rate)]``."""
+    import keras
+
+    from cnnbook import machine
+    from cnnbook.train import bare_step_rate
+
+    machine.tune_allocator()
+    chosen = networks()
+    unknown = set(names or ()) - set(chosen)
+    if unknown:
+        raise ValueError(
+            f"unknown network(s) {sorted(unknown)}; choose from "
+            f"{', '.join(chosen)}"
+        )
+    rows = []
+    for name in names or chosen:
+        build, shape, batch = chosen[name]
+        keras.utils.set_random_seed(0)
+        model = build()
+        logits = getattr(model.layers[-1], "activation", None) in (
+            None,
+            keras.activations.linear,
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=logits
+            ),
+        )
+        rng = np.random.default_rng(0)
+        x = rng.random((batch, *shape), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+        rate = bare_step_rate(model, x, y, batch, steps=steps, warmup=warmup)
+        rows.append((name, model.count_params(), batch, rate))
+        del model
+        keras.backend.clear_session()
+    return rows
