@@ -248,3 +248,97 @@ def versions():
         backend: backend_version,
         "numpy": numpy.__version__,
     }
+
+
+# Fields a page can quote (see cnnbook.sphinxext). Besides the record's own
+# numbers: ``minutes``, the final ``train_error`` and ``test_error`` (from
+# the last epoch of the curves) and ``epoch_seconds_min``/``_max``.
+_PERCENT = {
+    "test_accuracy",
+    "train_accuracy",
+    "train_error",
+    "test_error",
+    "cpu_busy",
+    "end_to_end_share",
+}
+
+
+def value(record, field):
+    """The number (or text) ``field`` of ``record``."""
+    history = record.get("history", {})
+    derived = {
+        "minutes": lambda: record["seconds"] / 60,
+        "train_error": lambda: 1 - _last(history, "accuracy"),
+        "test_error": lambda: 1 - _last(history, "val_accuracy"),
+        "epoch_seconds_min": lambda: min(record["epoch_seconds"]),
+        "epoch_seconds_max": lambda: max(record["epoch_seconds"]),
+        "train_images": lambda: record["data"]["train_images"],
+        "test_images": lambda: record["data"]["test_images"],
+        "end_to_end_share": lambda: (
+            record["images_per_second"] / record["step_images_per_second"]
+        ),
+    }
+    if field in derived:
+        try:
+            return derived[field]()
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise RecordError(f"cannot derive {field} ({exc})") from exc
+    if field.startswith("settings."):
+        settings = record.get("settings", {})
+        key = field.removeprefix("settings.")
+        if key in settings:
+            return settings[key]
+    if field in record and not isinstance(record[field], dict):
+        return record[field]
+    raise RecordError(f"no field {field!r} in the record")
+
+
+def _last(history, key):
+    for name in (key, f"main_{key}", key.replace("val_", "val_main_")):
+        if history.get(name):
+            return history[name][-1]
+    raise KeyError(key)
+
+
+def formatted(record, field):
+    """``field`` of ``record`` as a page shows it."""
+    return _format(field, value(record, field))
+
+
+def _format(field, number):
+    if isinstance(number, str):
+        return number
+    if field in _PERCENT:
+        return f"{100 * number:.2f}%"
+    if field == "minutes":
+        return f"{number:.0f}"
+    if isinstance(number, float):
+        return f"{number:,.0f}" if abs(number) >= 100 else f"{number:.2f}"
+    if isinstance(number, (list, tuple)):
+        return " × ".join(str(n) for n in number)
+    return f"{number:,}"
+
+
+def aggregate(found, field, how):
+    """``mean``, ``min``, ``max``, ``spread`` (max - min) or ``count`` of
+    ``field`` over several records, formatted."""
+    values = [value(r, field) for r in found]
+    if how == "count":
+        return str(len(values))
+    functions = {
+        "mean": lambda v: sum(v) / len(v),
+        "min": min,
+        "max": max,
+        "spread": lambda v: max(v) - min(v),
+    }
+    if how not in functions:
+        raise RecordError(f"unknown aggregate {how!r}")
+    result = functions[how](values)
+    if how == "spread" and field in _PERCENT:
+        return f"{100 * result:.2f}"
+    return _format(field, result)
+
+
+def gap(first, second):
+    """``first - second`` of two fractions, in points with a sign."""
+    return f"{100 * (first - second):+.2f}"

@@ -72,6 +72,48 @@ def cosine_schedule(peak, cfg, num_images, warmup_epochs=0, epochs=None):
     )
 
 
+class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then ``peak`` divided by 10 at each of
+    the ``boundaries`` (fractions of the run). Chapter 5."""
+
+    def __init__(self, peak, total, warmup=0, boundaries=(0.5, 0.75)):
+        self.peak, self.total, self.warmup = peak, total, warmup
+        self.boundaries = tuple(boundaries)
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        rate = self.peak * ops.ones_like(step)
+        for fraction in self.boundaries:
+            rate = ops.where(step >= fraction * self.total, rate / 10, rate)
+        if self.warmup:
+            ramp = self.peak * ops.minimum(1.0, (step + 1) / self.warmup)
+            rate = ops.where(step < self.warmup, ramp, rate)
+        return rate
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "total": self.total,
+            "warmup": self.warmup,
+            "boundaries": self.boundaries,
+        }
+
+
+def step_schedule(
+    peak, cfg, num_images, warmup_epochs=0, boundaries=(0.5, 0.75)
+):
+    """:class:`StepSchedule` over the run of ``cfg``: the schedule of He et
+    al.'s CIFAR-10 experiments. Chapter 5."""
+    per_epoch = steps_per_epoch(num_images, cfg.batch_size)
+    return StepSchedule(
+        peak,
+        cfg.epochs * per_epoch,
+        warmup=warmup_epochs * per_epoch,
+        boundaries=boundaries,
+    )
+
+
 def _targets(model, y):
     """``y`` as the model wants it: one array, or one per named output."""
     names = list(getattr(model, "output_names", None) or [])

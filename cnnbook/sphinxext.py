@@ -1,0 +1,93 @@
+"""Sphinx extension: pages quote run records instead of typing numbers.
+
+Introduced in Chapter 2; every page that states a result of a training run
+uses it. In MyST::
+
+    {run}`ch05-resnet18/resnet18_cifar_w16/full:test_accuracy`
+
+inserts the test accuracy of that record (``lab/model/profile``, then
+optionally ``/device/seed``, device ``cpu`` and seed 0 by default) as
+"94.21%". A field with ``.mean``, ``.min``, ``.max`` or ``.count`` is taken
+over every seed of the configuration. ``{rungap}`A:field|B``` inserts the
+difference A - B in points ("+18.09"; B takes A's field unless it names
+its own). The fields are those of
+:func:`cnnbook.records.value`. A missing record or field is a build error
+that names the reference, so a page can never show a stale or invented
+number: re-running a lab and rebuilding the book updates the page.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from docutils import nodes
+
+from cnnbook import records
+
+
+def _parse(text):
+    """``lab/model/profile[/device[/seed]]:field`` into its parts."""
+    selector, sep, field = text.rpartition(":")
+    parts = selector.split("/")
+    if not sep or len(parts) < 3 or not field:
+        raise ValueError("expected lab/model/profile[/device[/seed]]:field")
+    device = parts[3] if len(parts) > 3 else "cpu"
+    seed = int(parts[4]) if len(parts) > 4 else 0
+    return (*parts[:3], device, seed, field)
+
+
+def resolve(text, root=None):
+    """The text a ``{run}`` reference stands for."""
+    lab, model, profile, device, seed, field = _parse(text)
+    base, _, how = field.partition(".")
+    if how and base != "settings":
+        found = records.load_all(
+            root, lab=lab, model=model, profile=profile, device_kind=device
+        )
+        if not found:
+            raise LookupError("no record matches")
+        return records.aggregate(found, base, how)
+    record = records.find(lab, model, profile, device, seed, root=root)
+    return records.formatted(record, field)
+
+
+def resolve_gap(text, root=None):
+    """The text of ``{rungap}`A|B:field```: A - B in points."""
+    first, _, second = text.partition("|")
+    field = _parse(first if ":" in first else second)[-1]
+    numbers = []
+    for selector in (first, second):
+        lab, model, profile, device, seed, _ = _parse(
+            selector if ":" in selector else f"{selector}:{field}"
+        )
+        record = records.find(lab, model, profile, device, seed, root=root)
+        numbers.append(records.value(record, field))
+    return records.gap(*numbers)
+
+
+def _role(resolver):
+    def role(name, rawtext, text, lineno, inliner, options=None, content=()):
+        env = inliner.document.settings.env
+        root = env.config.cnnbook_results or None
+        try:
+            shown = resolver(text, root)
+        except (LookupError, ValueError, records.RecordError) as exc:
+            message = inliner.reporter.error(
+                f"run record reference {text!r}: {exc}", line=lineno
+            )
+            return [inliner.problematic(rawtext, rawtext, message)], [message]
+        # rebuild the page when any record changes
+        for path in (pathlib.Path(root or records.results_dir())).glob(
+            "runs/*/*.json"
+        ):
+            env.note_dependency(str(path))
+        return [nodes.inline(rawtext, shown, classes=["run-value"])], []
+
+    return role
+
+
+def setup(app):
+    app.add_config_value("cnnbook_results", "", "env")
+    app.add_role("run", _role(resolve))
+    app.add_role("rungap", _role(resolve_gap))
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
