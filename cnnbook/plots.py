@@ -7,6 +7,7 @@ it writes nothing under the ``smoke`` profile, so CI never replaces them.
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import matplotlib.pyplot as plt
@@ -16,12 +17,18 @@ FIGURES = pathlib.Path(__file__).resolve().parent.parent / "book" / "figures"
 
 
 def save_figure(fig, name, profile=None):
-    """Save ``fig`` as ``book/figures/<name>.png`` (not under smoke). Ch. 1."""
+    """Save ``fig`` as ``book/figures/<name>.png`` (not under smoke). Ch. 1.
+
+    ``CNNBOOK_FIGURES=off`` keeps the stored figures too, for extra runs
+    (other seeds) whose figures the pages should not show.
+    """
     from cnnbook.profiles import current_profile
 
     if (
-        profile or current_profile()
-    ) == "smoke" or not FIGURES.parent.exists():
+        (profile or current_profile()) == "smoke"
+        or os.environ.get("CNNBOOK_FIGURES", "").strip().lower() == "off"
+        or not FIGURES.parent.exists()
+    ):
         return None
     FIGURES.mkdir(exist_ok=True)
     path = FIGURES / f"{name}.png"
