@@ -7,13 +7,17 @@ uses it. In MyST::
 
 inserts the test accuracy of that record (``lab/model/profile``, then
 optionally ``/device/seed``, device ``cpu`` and seed 0 by default) as
-"94.21%". A field with ``.mean``, ``.min``, ``.max`` or ``.count`` is taken
-over every seed of the configuration. ``{rungap}`A:field|B``` inserts the
-difference A - B in points ("+18.09"; B takes A's field unless it names
-its own). The fields are those of
-:func:`cnnbook.records.value`. A missing record or field is a build error
-that names the reference, so a page can never show a stale or invented
-number: re-running a lab and rebuilding the book updates the page.
+"94.21%". A field with ``.mean``, ``.min``, ``.max``, ``.spread`` or
+``.count`` is taken over every seed of the configuration.
+``{rungap}`A:field|B``` inserts the difference A - B in points ("+18.09";
+B takes A's field unless it names its own). The fields are those of
+:func:`cnnbook.records.value`. ``{cost}`VGG-16:macs``` quotes the costs
+that Chapter 7 stores in ``results/costs.json`` (``macs_billions`` and
+``macs_millions`` scale them).
+
+A missing record or field is a build error that names the reference, so a
+page can never show a stale or invented number: re-running a lab and
+rebuilding the book updates the page.
 """
 
 from __future__ import annotations
@@ -65,13 +69,19 @@ def resolve_gap(text, root=None):
     return records.gap(*numbers)
 
 
+def _quoted_cost(text, root=None):
+    from cnnbook.compare import quoted_cost
+
+    return quoted_cost(text, root)
+
+
 def _role(resolver):
     def role(name, rawtext, text, lineno, inliner, options=None, content=()):
         env = inliner.document.settings.env
         root = env.config.cnnbook_results or None
         try:
             shown = resolver(text, root)
-        except (LookupError, ValueError, records.RecordError) as exc:
+        except (LookupError, ValueError, KeyError, records.RecordError) as exc:
             message = inliner.reporter.error(
                 f"run record reference {text!r}: {exc}", line=lineno
             )
@@ -90,4 +100,5 @@ def setup(app):
     app.add_config_value("cnnbook_results", "", "env")
     app.add_role("run", _role(resolve))
     app.add_role("rungap", _role(resolve_gap))
+    app.add_role("cost", _role(_quoted_cost))
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,249 @@
+"""The case studies side by side: cost from the model definitions, results
+from the run records. Introduced in Chapter 7.
+
+Cost of one network, for one image: its parameters, its multiply-
+accumulates (MACs: one multiplication and one addition, the unit in which
+the papers count; convolutions and fully connected layers, as
+:func:`cnnbook.arithmetic.layer_table` counts them) and its forward
+activation memory (every layer's output, the values a training step keeps
+for the backward pass, at 4 bytes a value).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cnnbook import records
+
+
+@dataclass
+class Cost:
+    """Parameters, MACs and activations of one network for one image."""
+
+    parameters: int
+    macs: int
+    activations: int
+
+    @property
+    def activation_megabytes(self):
+        """Forward activation memory in MB (float32)."""
+        return 4 * self.activations / 1e6
+
+
+def _outputs(layer):
+    out = layer.output
+    return out if isinstance(out, (list, tuple)) else [out]
+
+
+def cost(model):
+    """:class:`Cost` of ``model`` (nested models are looked into). Ch. 7."""
+    from cnnbook.arithmetic import layer_table
+
+    macs = activations = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:  # a nested model
+            inner = cost(layer)
+            macs += inner.macs
+            activations += inner.activations
+            continue
+        if type(layer).__name__ == "InputLayer":
+            continue
+        activations += sum(
+            math.prod(d for d in o.shape[1:] if d is not None)
+            for o in _outputs(layer)
+        )
+    macs += layer_table(model).total_multiplications
+    return Cost(model.count_params(), macs, activations)
+
+
+# The networks of the labs, rebuilt from a record's settings: record model
+# name (or its start) -> builder. GoogLeNet is costed as deployed, without
+# the auxiliary heads it was trained with.
+def _builders():
+    from cnnbook import models
+
+    return {
+        "lenet5_classic": lambda s: models.lenet5_classic(),
+        "lenet5": lambda s: models.lenet5(),
+        "alexnet_fashion": lambda s: models.alexnet_fashion(
+            input_size=s["input_size"]
+        ),
+        "vgg_fashion": lambda s: models.vgg_fashion(
+            input_size=s["input_size"], width=s["width"]
+        ),
+        "resnet18": lambda s: models.resnet18(width=s["width"]),
+        "googlenet_small_aux": lambda s: models.googlenet_small(
+            width=s["width"], aux_classifiers=False
+        ),
+    }
+
+
+# Rows of the chapter's table: (lab, model name in the records, label).
+CASE_STUDIES = (
+    ("ch02-lenet", "lenet5", "LeNet-5 (modern)"),
+    ("ch03-alexnet", "alexnet_fashion", "AlexNet"),
+    ("ch04-vgg", "vgg_fashion", "VGG (narrow)"),
+    ("ch05-resnet18", "resnet18", "ResNet-18"),
+    ("ch06-googlenet", "googlenet_small_aux", "GoogLeNet (narrow)"),
+)
+
+# The networks as the papers define them, for ImageNet-size inputs
+# (LeNet-5 for its 32x32 digits).
+CANONICAL = (
+    ("LeNet-5", "lenet5", {}),
+    ("AlexNet", "alexnet", {}),
+    ("VGG-16", "vgg16", {}),
+    ("GoogLeNet", "googlenet", {"aux_classifiers": False}),
+    ("ResNet-50", "resnet50", {}),
+)
+
+
+def builder_for(model_name):
+    """The builder of a lab's network from its record's model name."""
+    for start, build in _builders().items():
+        if model_name == start or model_name.startswith(start + "_"):
+            return build
+    raise KeyError(f"no builder known for the recorded model {model_name!r}")
+
+
+@dataclass
+class Row:
+    """One trained network: its cost and what its runs measured."""
+
+    label: str
+    lab: str
+    model: str
+    cost: Cost
+    record: dict
+    seeds: list
+    gpu: dict | None
+
+    @property
+    def accuracy(self):
+        return self.record["test_accuracy"]
+
+
+def _matching(root, lab, model, **match):
+    return [
+        r
+        for r in records.load_all(root, lab=lab, **match)
+        if r["model"] == model or r["model"].startswith(model + "_")
+    ]
+
+
+def trained(root=None, profile="full"):
+    """A :class:`Row` for every case study with a stored ``profile`` run on
+    the CPU; ``seeds`` are its ``cpu``-profile records (one per seed),
+    ``gpu`` its ``gpu``-profile record if one exists. Chapter 7."""
+    import keras
+
+    rows = []
+    for lab, model, label in CASE_STUDIES:
+        stored = _matching(
+            root, lab, model, profile=profile, device_kind="cpu", seed=0
+        )
+        if not stored:
+            continue
+        record = stored[0]
+        net = builder_for(record["model"])(record["settings"])
+        network_cost = cost(net)
+        del net
+        keras.backend.clear_session()
+        seeds = _matching(root, lab, model, profile="cpu", device_kind="cpu")
+        gpu = _matching(root, lab, model, profile="gpu", device_kind="gpu")
+        rows.append(
+            Row(
+                label,
+                lab,
+                record["model"],
+                network_cost,
+                record,
+                sorted(seeds, key=lambda r: r["seed"]),
+                gpu[0] if gpu else None,
+            )
+        )
+    return rows
+
+
+def canonical():
+    """``[(name, Cost)]`` of the networks at the papers' sizes. Ch. 7."""
+    import keras
+
+    from cnnbook import models
+
+    result = []
+    for name, builder, options in CANONICAL:
+        net = getattr(models, builder)(**options)
+        result.append((name, cost(net)))
+        del net
+        keras.backend.clear_session()
+    return result
+
+
+def format_table(headers, rows, align=None):
+    """Rows of strings as a plain-text table (numbers right-aligned)."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [
+        max(len(str(x[i])) for x in [headers, *rows])
+        for i in range(len(headers))
+    ]
+    align = align or ["<"] + [">"] * (len(headers) - 1)
+    lines = [
+        "  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, align, widths)),
+        "  ".join("-" * w for w in widths),
+    ]
+    for row in rows:
+        lines.append(
+            "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths))
+        )
+    return "\n".join(lines)
+
+
+def costs_path(root=None):
+    """Where :func:`write_costs` stores the costs the pages quote."""
+    from pathlib import Path
+
+    return Path(root or records.results_dir()) / "costs.json"
+
+
+def write_costs(papers, rows, root=None):
+    """Store the costs of the canonical and the trained networks (Ch. 7)
+    for the pages' ``{cost}`` references; returns the path."""
+    import json
+
+    table = {
+        name: {
+            "parameters": c.parameters,
+            "macs": c.macs,
+            "activation_megabytes": round(c.activation_megabytes, 2),
+        }
+        for name, c in [*papers, *((row.label, row.cost) for row in rows)]
+    }
+    path = costs_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def quoted_cost(text, root=None):
+    """The text of ``{cost}`network:field```, e.g. ``VGG-16:macs``."""
+    import json
+
+    name, _, field = text.rpartition(":")
+    scale = 1
+    if field.endswith("_billions"):
+        field, scale = field.removesuffix("_billions"), 1e9
+    elif field.endswith("_millions"):
+        field, scale = field.removesuffix("_millions"), 1e6
+    path = costs_path(root)
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LookupError(f"cannot read {path} ({exc})") from exc
+    if name not in table or field not in table[name]:
+        raise LookupError(f"no {field!r} of {name!r} in {path}")
+    value = table[name][field]
+    if scale != 1:
+        return f"{value / scale:,.2f}"
+    return f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"

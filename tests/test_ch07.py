@@ -1,0 +1,168 @@
+"""Chapter 7: costs from the definitions, and the exercises' feedback."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cnnbook import arithmetic, compare, models, records
+from cnnbook.checks import ch07
+from cnnbook.grading import CheckFailure, exercises, run_exercise
+
+
+def test_cost_of_lenet5_agrees_with_the_layer_table():
+    net = models.lenet5()
+    cost = compare.cost(net)
+    assert cost.parameters == 61_706 == net.count_params()
+    assert cost.macs == arithmetic.layer_table(net).total_multiplications
+    assert cost.macs == 416_520
+    outputs = sum(math.prod(layer.output.shape[1:]) for layer in net.layers)
+    assert cost.activations == outputs
+    assert cost.activation_megabytes == pytest.approx(4 * outputs / 1e6)
+
+
+def test_cost_looks_inside_a_nested_model():
+    from cnnbook.train import augmented
+
+    net = models.lenet5()
+    wrapped = augmented(net, shift=0.1, flip=True)
+    inner = compare.cost(net)
+    outer = compare.cost(wrapped)
+    assert outer.parameters == inner.parameters
+    assert outer.macs == inner.macs
+    # the two augmentation layers add their own outputs
+    assert outer.activations == inner.activations + 2 * 32 * 32
+
+
+def test_every_case_study_has_a_builder():
+    for _lab, model, _label in compare.CASE_STUDIES:
+        assert compare.builder_for(model)
+    assert compare.builder_for("resnet18_cifar_w16")
+    with pytest.raises(KeyError, match="no builder"):
+        compare.builder_for("mystery_net")
+
+
+def test_quoted_costs_come_from_the_stored_table(tmp_path):
+    papers = [("VGG-16", compare.Cost(138_357_544, 15_470_264_320, 100))]
+    compare.write_costs(papers, [], tmp_path)
+    assert compare.quoted_cost("VGG-16:parameters", tmp_path) == (
+        "138,357,544"
+    )
+    assert compare.quoted_cost("VGG-16:macs_billions", tmp_path) == "15.47"
+    with pytest.raises(LookupError):
+        compare.quoted_cost("VGG-19:parameters", tmp_path)
+
+
+@pytest.mark.slow
+def test_stored_costs_match_the_definitions():
+    """results/costs.json (written by the chapter 7 lab) is not stale."""
+    path = compare.costs_path()
+    assert path.exists(), "run the chapter 7 lab to store the costs"
+    import json
+
+    stored = json.loads(path.read_text())
+    for name, cost in compare.canonical():
+        assert stored[name]["parameters"] == cost.parameters, name
+        assert stored[name]["macs"] == cost.macs, name
+
+
+def test_place_run_agrees_with_the_trainer_verdict():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        recorded = list(rng.uniform(0.88, 0.95, int(rng.integers(1, 5))))
+        accuracy = float(rng.uniform(0.85, 0.97))
+        expected = records.Range(
+            len(recorded), min(recorded), max(recorded), 0.0
+        ).verdict(accuracy)
+        assert expected.startswith(ch07._expected_place(accuracy, recorded))
+
+
+def _grade(key, **answers):
+    (ex,) = [e for e in exercises("ch07") if e.key == key]
+    return run_exercise(ex, answers, hidden=True, seed=1)
+
+
+def _weights_once(model):
+    return sum(
+        math.prod(layer.kernel.shape)
+        for layer in model.layers
+        if type(layer).__name__ in ("Conv2D", "Dense")
+    )
+
+
+def _with_biases(model):
+    return ch07._expected_macs(model) + sum(
+        math.prod(layer.output.shape[1:])
+        for layer in model.layers
+        if type(layer).__name__ in ("Conv2D", "Dense") and layer.use_bias
+    )
+
+
+@pytest.mark.parametrize(
+    "answer, fragment",
+    [
+        (_weights_once, "each weight once"),
+        (_with_biases, "biases"),
+        (lambda m: m.count_params(), "number of parameters"),
+    ],
+)
+def test_macs_mistakes_are_named(answer, fragment):
+    result = _grade("7.1", macs=answer)
+    assert result.points == 0 and fragment in result.message
+
+
+def test_macs_right_answer_passes_hidden_checks():
+    result = _grade("7.1", macs=ch07._expected_macs)
+    assert result.points == 3, result.message
+
+
+def test_activation_mistakes_are_named():
+    def with_input(model):
+        return ch07._expected_activations(model) + math.prod(
+            model.inputs[0].shape[1:]
+        )
+
+    def convs_only(model):
+        return sum(
+            math.prod(layer.output.shape[1:])
+            for layer in model.layers
+            if type(layer).__name__ in ("Conv2D", "Dense")
+        )
+
+    assert "input image" in _grade("7.2", activation_values=with_input).message
+    assert "every layer" in _grade("7.2", activation_values=convs_only).message
+    right = _grade("7.2", activation_values=ch07._expected_activations)
+    assert right.points == 2, right.message
+
+
+def test_front_mistake_of_extremes_is_named():
+    def extremes(results):
+        best = max(results, key=lambda r: r["accuracy"])["name"]
+        cheapest = min(results, key=lambda r: r["macs"])["name"]
+        return sorted({best, cheapest})
+
+    result = _grade("7.3", pareto_front=extremes)
+    assert result.points == 0 and "not only the extremes" in result.message
+    right = _grade("7.3", pareto_front=ch07._expected_front)
+    assert right.points == 3, right.message
+
+
+def test_place_mistake_without_margin_is_named():
+    def strict(accuracy, recorded):
+        if accuracy < min(recorded):
+            return "lower"
+        if accuracy > max(recorded):
+            return "higher"
+        return "normal"
+
+    result = _grade("7.4", place_run=strict)
+    assert result.points == 0 and "within one spread" in result.message
+    right = _grade("7.4", place_run=ch07._expected_place)
+    assert right.points == 2, right.message
+
+
+def test_a_wrong_but_unrecognised_answer_gets_got_expected():
+    with pytest.raises(CheckFailure, match="expected"):
+        ch07._check_front(
+            lambda results: ["A"], ch07.FRONT_EXAMPLE, "pareto_front"
+        )
