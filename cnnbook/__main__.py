@@ -148,7 +148,7 @@ def _data(_args):
 def _bench(args):
     from cnnbook import bench, machine, profiles
 
-    rows = bench.run(args.networks or None, steps=args.steps)
+    rows = bench.run(args.networks or None, seconds=args.seconds)
     print(
         f"device: {profiles.device_description()} | cores: "
         f"{machine.cpu_count()} | {machine.tune_allocator()}"
@@ -168,7 +168,9 @@ def main(argv=None):
         "bench", help="bare training images/s of every network of the labs"
     )
     b.add_argument("networks", nargs="*", help="some of them (default all)")
-    b.add_argument("--steps", type=int, default=20, help="timed steps")
+    b.add_argument(
+        "--seconds", type=float, default=5.0, help="timed seconds a network"
+    )
     b.set_defaults(func=_bench)
 
     g = sub.add_parser("grade", help="grade an exercise notebook")

@@ -42,7 +42,7 @@ def networks():
     }
 
 
-def run(names=None, steps=20, warmup=3):
+def run(names=None, seconds=5.0, batches=256):
     """Bare images/s of each network; returns ``[(name, params, rate)]``."""
     import keras
 
@@ -73,9 +73,9 @@ def run(names=None, steps=20, warmup=3):
             ),
         )
         rng = np.random.default_rng(0)
-        x = rng.random((batch, *shape), dtype=np.float32)
-        y = rng.integers(0, 10, batch)
-        rate = bare_step_rate(model, x, y, batch, steps=steps, warmup=warmup)
+        x = rng.random((batch * batches, *shape), dtype=np.float32)
+        y = rng.integers(0, 10, batch * batches)
+        rate = bare_step_rate(model, x, y, batch, seconds)
         rows.append((name, model.count_params(), batch, rate))
         del model
         keras.backend.clear_session()

@@ -122,32 +122,44 @@ def _targets(model, y):
     return y
 
 
-def bare_step_rate(model, x, y, batch_size, steps=20, warmup=3):
+def bare_step_rate(model, x, y, batch_size, seconds=3.0, warmup=3):
     """Training images/s of the compiled ``model`` with nothing else going
-    on: the same compiled step as :meth:`fit` uses, on one batch held in
-    memory, no validation, no callbacks. Chapter 2.
+    on: Keras's own training loop over images already in memory, without
+    validation, callbacks or shuffling, after a warm-up that compiles the
+    step. It runs for about ``seconds`` (at least 5 steps). Chapter 2.
 
     The weights, the optimiser's state and the metrics are put back as they
     were, so measuring does not change the training that follows.
     """
     batch_size = min(batch_size, len(x))
-    xb, yb = x[:batch_size], _targets(model, y[:batch_size])
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
     saved_weights = model.get_weights()
     saved_state = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
-    for _ in range(warmup):
-        model.train_on_batch(xb, yb)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(xb, yb)
-    seconds = time.perf_counter() - start
+
+    def run(steps):
+        n = min(steps, len(x) // batch_size) * batch_size
+        start = time.perf_counter()
+        model.fit(
+            x[:n],
+            _targets(model, y[:n]),
+            batch_size=batch_size,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+        )
+        return n, time.perf_counter() - start
+
+    run(warmup)  # compiles the training step
+    n, spent = run(warmup)
+    steps = int(seconds / (spent / (n // batch_size)))
+    n, spent = run(max(5, steps))
     model.set_weights(saved_weights)
     for variable, value in zip(optimizer.variables, saved_state):
         variable.assign(value)
     model.reset_metrics()
-    return steps * batch_size / seconds
+    return n / spent
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -191,7 +203,7 @@ def fit(
     epochs=None,
     batch_size=None,
     callbacks=None,
-    bare_steps=None,
+    bare_seconds=None,
     seed=None,
     validation_freq=1,
 ):
@@ -220,10 +232,10 @@ def fit(
         )
     y_train = _targets(model, split.y_train)
     y_test = _targets(model, split.y_test)
-    if bare_steps is None:
-        bare_steps = 3 if cfg.profile == "smoke" else 20
+    if bare_seconds is None:
+        bare_seconds = 0.5 if cfg.profile == "smoke" else 5.0
     bare = bare_step_rate(
-        model, split.x_train, split.y_train, batch_size, steps=bare_steps
+        model, split.x_train, split.y_train, batch_size, bare_seconds
     )
     clock = EpochClock()
     with machine.CpuMeter() as meter:

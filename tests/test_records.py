@@ -280,7 +280,7 @@ def test_fit_writes_a_complete_record(tmp_path, monkeypatch):
         profile="smoke", seed=0, epochs=2, batch_size=32
     )
     report = train.fit(
-        net, split, cfg, lab="ch99-demo", optimizer="sgd", bare_steps=2
+        net, split, cfg, lab="ch99-demo", optimizer="sgd", bare_seconds=0.1
     )
     record = records.load(report.record_path)
     assert record["model"] == "tiny" and record["epochs"] == 2
@@ -291,7 +291,7 @@ def test_fit_writes_a_complete_record(tmp_path, monkeypatch):
     assert 0 <= record["cpu_busy"] <= 1.5
     # a second run is placed against the first
     again = train.fit(
-        net, split, cfg, lab="ch99-demo", optimizer="sgd", bare_steps=2
+        net, split, cfg, lab="ch99-demo", optimizer="sgd", bare_seconds=0.1
     )
     assert again.expected is not None and again.expected.runs == 1
     assert copy.deepcopy(again.history)
