@@ -42,7 +42,9 @@ def parse_glossary(text):
     """The entries of the ``glossary`` directive in ``text``, in order."""
     lines = text.splitlines()
     start = next(
-        i for i, line in enumerate(lines) if line.strip() in (":::{glossary}", "```{glossary}")
+        i
+        for i, line in enumerate(lines)
+        if line.strip() in (":::{glossary}", "```{glossary}")
     )
     entries, terms, body = [], [], []
     first_line = None
@@ -94,14 +96,18 @@ def entry_problems(entry, chapter_labels):
     if len(re.findall(r"[A-Za-z]{2,}", entry.definition)) < 4:
         problems.append(f"{where}: the definition is not an English sentence")
     if entry.label not in chapter_labels:
-        problems.append(f"{where}: {entry.label!r} is not the label of a chapter")
+        problems.append(
+            f"{where}: {entry.label!r} is not the label of a chapter"
+        )
     return problems
 
 
 def term_targets(text):
     """The lower-case targets of every ``{term}`` role in ``text``."""
     targets = set()
-    prose = "\n".join(line for line in text.splitlines() if not line.startswith("%"))
+    prose = "\n".join(
+        line for line in text.splitlines() if not line.startswith("%")
+    )
     for content in TERM_ROLE.findall(prose):
         content = " ".join(content.split())
         explicit = re.fullmatch(r".*<([^<>]+)>", content)
@@ -112,7 +118,9 @@ def term_targets(text):
 def summary_problems(text):
     """What is wrong with a page's Korean summary (empty if nothing)."""
     lines = text.splitlines()
-    where = [i for i, line in enumerate(lines) if line.strip() == SUMMARY_HEADING]
+    where = [
+        i for i, line in enumerate(lines) if line.strip() == SUMMARY_HEADING
+    ]
     if len(where) != 1:
         return [f"{len(where)} '{SUMMARY_HEADING}' headings, expected 1"]
     content, next_heading = [], None
@@ -120,11 +128,17 @@ def summary_problems(text):
         if line.startswith("#"):
             next_heading = line.strip()
             break
-        if line.strip() and not LABEL_LINE.match(line) and not line.startswith("%"):
+        if (
+            line.strip()
+            and not LABEL_LINE.match(line)
+            and not line.startswith("%")
+        ):
             content.append(line)
     problems = []
     if len(content) not in SUMMARY_LINES:
-        problems.append(f"the summary has {len(content)} lines, expected 6 to 10")
+        problems.append(
+            f"the summary has {len(content)} lines, expected 6 to 10"
+        )
     problems += [
         f"summary line without Korean: {line!r}"
         for line in content
@@ -133,9 +147,14 @@ def summary_problems(text):
     sections = [line.strip() for line in lines if line.startswith("## ")]
     if "## Exercises" in sections:
         if next_heading != "## Exercises":
-            problems.append(f"the summary is followed by {next_heading!r}, not '## Exercises'")
+            problems.append(
+                f"the summary is followed by {next_heading!r}, "
+                "not '## Exercises'"
+            )
     elif sections.index(SUMMARY_HEADING) != len(sections) - 2:
-        problems.append("without exercises, the summary must come before the last section")
+        problems.append(
+            "without exercises, the summary must come before the last section"
+        )
     return problems
 
 
@@ -166,7 +185,9 @@ CHAPTERS = sorted(BOOK.glob("ch[0-9]*.md"))
 def chapter_labels():
     labels = set()
     for page in CHAPTERS:
-        match = LABEL_LINE.match(page.read_text(encoding="utf-8").splitlines()[0])
+        match = LABEL_LINE.match(
+            page.read_text(encoding="utf-8").splitlines()[0]
+        )
         if match:
             labels.add(match[1])
     return labels
@@ -193,7 +214,9 @@ def test_every_entry_has_both_languages_a_definition_and_a_chapter(entries):
 
 def test_terms_are_unique(entries):
     terms = [term.lower() for entry in entries for term in entry.terms]
-    assert len(terms) == len(set(terms)), sorted(t for t in terms if terms.count(t) > 1)
+    assert len(terms) == len(set(terms)), sorted(
+        t for t in terms if terms.count(t) > 1
+    )
 
 
 def test_every_entry_is_linked_from_a_page(entries):
@@ -230,9 +253,10 @@ def test_chapter_has_a_korean_summary_before_its_exercises(page):
 def test_the_checks_can_fail():
     bad = parse_glossary(
         ":::{glossary}\n"
-        "padding\n  **패딩**: Zeros added around the input. Introduced in {ref}`ch99-x`.\n\n"
-        "stride\n  **stride**: The step of the filter on its input. Introduced in "
-        "{ref}`ch01-layer-arithmetic`.\n\n"
+        "padding\n  **패딩**: Zeros added around the input.\n"
+        "  Introduced in {ref}`ch99-x`.\n\n"
+        "stride\n  **stride**: The step of the filter on its input.\n"
+        "  Introduced in {ref}`ch01-layer-arithmetic`.\n\n"
         "pooling\n  **풀링**: Pools.\n"
         ":::\n"
     )
@@ -252,4 +276,5 @@ def test_the_checks_can_fail():
     assert "not '## Exercises'" in summary_problems(misplaced)[0]
     english = f"## 한국어 요약\n\n{lines}- in English\n\n## Exercises\n"
     assert "without Korean" in summary_problems(english)[0]
-    assert summary_problems(f"## 한국어 요약\n\n{lines}\n(x-exercises)=\n## Exercises\n") == []
+    labelled = f"## 한국어 요약\n\n{lines}\n(x-exercises)=\n## Exercises\n"
+    assert summary_problems(labelled) == []
