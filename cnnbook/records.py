@@ -342,3 +342,89 @@ def aggregate(found, field, how):
 def gap(first, second):
     """``first - second`` of two fractions, in points with a sign."""
     return f"{100 * (first - second):+.2f}"
+
+
+def from_stored_notebook(path, lab, model, parameters, commit_made):
+    """A record rebuilt from the outputs a lab notebook stored before run
+    records existed (its banner, its settings line, Keras's per-epoch lines
+    and the summary line of the old trainer). The bare step rate and the
+    CPU use were not measured then and stay ``None``; ``source`` says where
+    the record comes from. Chapter 7.
+    """
+    import ast
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    text = "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    banner = re.search(
+        r"profile: (\w+) \| device: (.+?) \| backend: (\w+) (\S+) \| "
+        r"keras (\S+) \| python (\S+)",
+        text,
+    )
+    settings_line = re.search(r"^settings: (.+)$", text, re.M)
+    summary = re.search(
+        r"trained (\d+) epoch\(s\) in ([\d.]+) s \(([\d,]+) images/s\); "
+        r"test accuracy",
+        text,
+    )
+    if not (banner and settings_line and summary):
+        raise RecordError(f"{path}: no stored run found in its outputs")
+    settings = {}
+    for pair in re.split(r", (?=\w+=)", settings_line.group(1)):
+        key, _, raw = pair.partition("=")
+        try:
+            settings[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            settings[key] = raw
+    history = {}
+    for line in re.findall(r"^\d+/\d+ - .*$", text, re.M):
+        for key, number in re.findall(r"(\w+): ([\d.]+)", line):
+            history.setdefault(key, []).append(float(number))
+    epochs = int(summary.group(1))
+    profile, device, backend, backend_version, keras_v, python_v = (
+        banner.groups()
+    )
+    return {
+        "schema": SCHEMA,
+        "lab": lab,
+        "chapter": lab.split("-")[0],
+        "model": model,
+        "parameters": parameters,
+        "profile": profile,
+        "seed": 0,
+        "device": device,
+        "backend": backend,
+        "versions": {
+            "python": python_v,
+            "keras": keras_v,
+            backend: backend_version,
+        },
+        "settings": settings,
+        "data": {
+            "train_images": settings.get("train_size"),
+            "test_images": settings.get("test_size"),
+        },
+        "batch_size": settings.get("batch_size"),
+        "epochs": epochs,
+        "history": history,
+        "train_accuracy": history["accuracy"][-1],
+        "test_accuracy": history["val_accuracy"][-1],
+        "seconds": float(summary.group(2)),
+        "images_per_second": float(summary.group(3).replace(",", "")),
+        "step_images_per_second": None,
+        "cpu_busy": None,
+        "commit": commit_made,
+        "source": (
+            f"rebuilt from the outputs stored in {pathlib.Path(path).name} "
+            f"at commit {commit_made}, a run made before run records "
+            "existed; bare step rate and CPU use not measured"
+        ),
+    }
