@@ -337,7 +337,7 @@ def test_page_quotes_the_stored_ablation():
     )
     assert [r[0] for r in rows] == ["with aux classifiers", "without"], rows
     page = page_text(PAGE.name)
-    for (label, epochs, seconds, rate, acc), name in zip(
+    for (_, epochs, seconds, rate, acc), name in zip(
         rows, ("with auxiliary classifiers", "without auxiliary classifiers")
     ):
         assert f"| {name} | {epochs} | {seconds} | {rate} | {acc}% |" in page

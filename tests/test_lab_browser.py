@@ -117,12 +117,12 @@ def lab(tmp_path):
             try:
                 _api(base, token, "/api/status")
                 break
-            except OSError:
+            except OSError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         "JupyterLab did not start:\n"
                         + (tmp_path / "lab.log").read_text()[-3000:]
-                    )
+                    ) from exc
                 time.sleep(0.5)
         yield base, token
     finally:
