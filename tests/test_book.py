@@ -8,41 +8,15 @@ machine.
 
 import functools
 import http.server
-import shutil
-import subprocess
 import threading
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, launch_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    jb = ROOT / ".venv" / "bin" / "jupyter-book"
-    cmd = [
-        str(jb) if jb.exists() else "jupyter-book",
-        "build",
-        str(ROOT),
-        "--path-output",
-        str(out),
-        "--warningiserror",
-        "--nitpick",
-        "--keep-going",
-        "--builder",
-        "html",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (
-        result.stdout[-5000:] + result.stderr[-5000:]
-    )
-    return out / "_build" / "html"
-
-
-def test_every_chapter_page_is_built(built):
+def test_every_chapter_page_is_built(built_book):
     for stem in [
         "ch01-layer-arithmetic",
         "ch02-lenet",
@@ -51,19 +25,21 @@ def test_every_chapter_page_is_built(built):
         "ch05-resnet",
         "ch06-inception",
     ]:
-        assert (built / "book" / f"{stem}.html").exists(), stem
-    assert (built / "index.html").exists()
-    mathjax = list((built / "_static").rglob("tex-chtml*.js"))
+        assert (built_book / "book" / f"{stem}.html").exists(), stem
+    assert (built_book / "index.html").exists()
+    mathjax = list((built_book / "_static").rglob("tex-chtml*.js"))
     assert mathjax, "the offline MathJax was not copied into the book"
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        """No line on stderr for each request."""
+
+
 @pytest.fixture(scope="module")
-def server(built):
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(built)
-    )
+def server(built_book):
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.log_message = lambda *a, **k: None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -74,7 +50,7 @@ def server(built):
 @pytest.mark.parametrize(
     "page", ["book/ch01-layer-arithmetic.html", "book/ch06-inception.html"]
 )
-def test_page_renders_offline(server, page, tmp_path):
+def test_page_renders_offline(server, page):
     from playwright.sync_api import sync_playwright
 
     outside = []
@@ -88,17 +64,7 @@ def test_page_renders_offline(server, page, tmp_path):
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         try:
             ctx = browser.new_context()
             ctx.route("**/*", guard)
@@ -113,8 +79,11 @@ def test_page_renders_offline(server, page, tmp_path):
             tab.evaluate("MathJax.startup.promise")
             typeset = tab.locator("mjx-container").count()
             text = tab.inner_text("main")
-            images = tab.evaluate("""Array.from(document.images).map(
-                i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])""")
+            images = tab.evaluate(
+                """Array.from(document.images).map(i => [
+                    i.currentSrc || i.src, i.complete && i.naturalWidth > 0
+                ])"""
+            )
             shots = ROOT / "test-artifacts"
             shots.mkdir(exist_ok=True)
             tab.screenshot(
