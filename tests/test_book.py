@@ -1,16 +1,21 @@
 """The book builds with warnings as errors, and its pages work offline.
 
-A headless Chromium (Debian's, driven by Playwright) opens the built
-chapter page from a loopback server and checks that the local MathJax
-typeset the math, that every image loaded and that no request left the
-machine.
+The build is the session's ``built_book`` (conftest.py). A headless
+Chromium (Debian's, driven by Playwright) opens two chapter pages from a
+loopback server and checks that the local MathJax typeset the math, that
+every image loaded and that no request left the machine; without Chromium
+the test fails and names `make system-deps`. The configuration of
+`make book-exec` is checked too.
 """
 
 import functools
 import http.server
+import shutil
+import subprocess
 import threading
 
 import pytest
+import yaml
 from conftest import ROOT, launch_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
@@ -98,3 +103,43 @@ def test_page_renders_offline(server, page):
     broken = [src for src, ok in images if not ok]
     assert not broken, f"images that did not load: {broken}"
     assert not outside, f"requests that tried to leave the machine: {outside}"
+
+
+def test_book_exec_builds_the_book_config_with_execution_on(tmp_path):
+    """`make book-exec` uses _config.yml with only the execution mode
+    changed, and refuses to run when it cannot change it."""
+
+    def exec_config(root):
+        target = tmp_path / "exec.yml"
+        target.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-o", ".venv/.installed"]
+            + ["exec-config", f"EXEC_CONFIG={target}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return result, target
+
+    result, target = exec_config(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    book = yaml.safe_load((ROOT / "_config.yml").read_text())
+    executed = yaml.safe_load(target.read_text())
+    assert book["execute"]["execute_notebooks"] == "off"
+    assert executed["execute"].pop("execute_notebooks") == "cache"
+    book["execute"].pop("execute_notebooks")
+    assert executed == book
+
+    # a _config.yml that no longer says "off": an error, not a copy
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(ROOT / "Makefile", other)
+    (other / ".venv").symlink_to(ROOT / ".venv")
+    text = (ROOT / "_config.yml").read_text()
+    (other / "_config.yml").write_text(
+        text.replace('execute_notebooks: "off"', "execute_notebooks: auto")
+    )
+    result, target = exec_config(other)
+    assert result.returncode != 0 and not target.exists()
+    assert "execute_notebooks is 'auto', not 'off'" in result.stderr
