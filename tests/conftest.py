@@ -44,6 +44,19 @@ def stored_output(notebook):
     )
 
 
+def assert_reference_answers_pass(chapter, ns, seed, at_least=3):
+    """The answers in ``ns`` pass every exercise of ``chapter``, visible
+    and hidden checks (drawn with ``seed``); there are ``at_least`` of
+    them."""
+    from cnnbook.grading import exercises, run_exercise
+
+    found = exercises(chapter)
+    assert len(found) >= at_least, [ex.key for ex in found]
+    for ex in found:
+        result = run_exercise(ex, ns, hidden=True, seed=seed)
+        assert result.passed, (ex.key, result.message)
+
+
 def page_text(page):
     """``book/PAGE`` with its whitespace collapsed, for phrase searches."""
     return " ".join((ROOT / "book" / page).read_text().split())

@@ -1,18 +1,17 @@
 """Chapter 1 (CNN layer arithmetic): numbers, reference code, checks, page."""
 
-import pathlib
 import re
 
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic, reference
 from cnnbook.checks import ch01
 from cnnbook.grading import exercises, run_exercise
 from cnnbook.models import basics, lenet_like, simple_convnet
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch01-layer-arithmetic.md"
 
 

@@ -1,10 +1,10 @@
 """Chapter 2 (LeNet-5): models, tables, C3, padding, checks, page numbers."""
 
-import pathlib
 import re
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic
 from cnnbook.arithmetic import layer_table
@@ -21,7 +21,6 @@ from cnnbook.models import (
     partial_conv_params,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch02-lenet.md"
 
 

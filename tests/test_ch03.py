@@ -1,17 +1,21 @@
 """Chapter 3 (AlexNet): counts, shapes, LRN, variant, checks, page."""
 
-import pathlib
 import re
 
 import numpy as np
 import pytest
+from conftest import (
+    ROOT,
+    assert_reference_answers_pass,
+    page_text,
+    stored_output,
+)
 
 from cnnbook import arithmetic, diagrams, models
 from cnnbook.checks import ch03
 from cnnbook.grading import exercises, run_exercise
 from cnnbook.models.alexnet import local_response_normalization
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch03-alexnet.md"
 ALEXNET_PARAMS = 62_378_344  # the figure of the issue and of the page
 
@@ -140,11 +144,7 @@ def _solution_namespace():
 
 
 def test_reference_answers_pass_visible_and_hidden():
-    ns = _solution_namespace()
-    for ex in exercises("ch03"):
-        result = run_exercise(ex, ns, hidden=True, seed=7)
-        assert result.passed, (ex.key, result.message)
-    assert len(exercises("ch03")) >= 3
+    assert_reference_answers_pass("ch03", _solution_namespace(), seed=7)
 
 
 def test_wrong_answers_fail():
@@ -212,8 +212,6 @@ def test_page_numbers_are_computed(table):
 
 def test_page_quotes_the_stored_run():
     """Accuracy, epochs, time and rate on the page are those of the run."""
-    from conftest import page_text, stored_output
-
     line = re.search(
         r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
         r"input, (\d+) epochs, (\d+) s, ([\d,]+) images/s, "

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT, page_text, stored_output
 from keras import layers
 
 from cnnbook import arithmetic
@@ -405,22 +406,14 @@ def test_quarter_width_resnet18_of_the_stored_run():
 
 
 # ------------------------------------- the page quotes the stored runs
-def _outputs(name):
-    from conftest import stored_output
-
-    return stored_output(name)
-
-
 def _page():
-    from conftest import page_text
-
     return page_text("ch05-resnet.md")
 
 
 def test_page_quotes_the_stored_resnet18_run():
     import re
 
-    text = _outputs("ch05-resnet18.ipynb")
+    text = stored_output("ch05-resnet18.ipynb")
     line = re.search(
         r"profile (\w+): ResNet-18 \(width (\d+), ([\d,]+) "
         r"parameters\), ([\d,]+) training images, (\d+) epochs, "
@@ -438,7 +431,7 @@ def test_page_quotes_the_stored_resnet18_run():
 def test_page_quotes_the_stored_depth_run():
     import re
 
-    text = _outputs("ch05-resnet-depth.ipynb")
+    text = stored_output("ch05-resnet-depth.ipynb")
     page = _page()
     finals = re.findall(
         r"(plain|residual)-(\d+)\s+final training error\s+"
@@ -460,7 +453,7 @@ def test_page_quotes_the_stored_depth_run():
 def test_page_quotes_the_depth_gaps():
     import re
 
-    text = _outputs("ch05-resnet-depth.ipynb")
+    text = stored_output("ch05-resnet-depth.ipynb")
     page = _page()
     gaps = dict(
         re.findall(
@@ -488,9 +481,8 @@ def test_page_quotes_the_depth_gaps():
 def test_exercise_curves_are_the_stored_run():
     """Exercise 5.5 shows the curves of the stored depth run."""
     import nbformat
-    from conftest import ROOT
 
-    text = _outputs("ch05-resnet-depth.ipynb")
+    text = stored_output("ch05-resnet-depth.ipynb")
     solution = nbformat.read(
         ROOT / "solutions" / "ch05-resnet.ipynb", as_version=4
     )
