@@ -56,6 +56,17 @@ def test_stage_table_of_resnet50(keras_resnet50):
     ]
 
 
+def test_stage_table_prints_one_row_per_stage():
+    lines = str(resnet.stage_table(resnet.cifar_style_net(20))).splitlines()
+    assert lines[:3] == [
+        "stage  blocks  layers  output shape        parameters",
+        "-----  ------  ------  ------------------  ----------",
+        "conv1       0       1  (None, 28, 28, 16)         208",
+    ]
+    assert lines[-1] == f"total{' ' * 41}273,754"
+    assert len(lines) == 2 + 5 + 1  # conv1, conv2-conv4, head; total
+
+
 def test_resnet50_conv_biases_are_redundant_parameters():
     """The page: Keras keeps a bias in every convolution of ResNet-50."""
     model = resnet.resnet50()
