@@ -23,6 +23,7 @@ help:
 	@echo "make execute    re-run the labs in place, storing outputs (NB=... picks;"
 	@echo "                the profile comes from CNNBOOK_PROFILE)"
 	@echo "make execute-solutions  re-run solutions/ under the smoke profile"
+	@echo "make book-exec  build the book re-running the notebooks (jupyter-cache)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
