@@ -11,17 +11,19 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 JOBS ?= 2
 
-.PHONY: help venv data system-deps book book-exec test lab exercises execute \
-	execute-solutions clean
+.PHONY: help venv data system-deps book book-exec exec-config lint test lab \
+	exercises execute execute-solutions clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (set-up included)"
-	@echo "make test   run the whole test suite (set-up included)"
+	@echo "make test   lint, then the whole test suite (set-up included)"
+	@echo "make lint   ruff (lint and format check) and codespell"
 	@echo "make lab    start JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make execute    re-run the labs in place, storing outputs (NB=... picks;"
 	@echo "                the profile comes from CNNBOOK_PROFILE)"
 	@echo "make execute-solutions  re-run solutions/ under the smoke profile"
+	@echo "make book-exec  build the book re-running the notebooks (jupyter-cache)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,16 +47,55 @@ book: data
 	  --builder html && \
 	echo "Book built in $$(( $$(date +%s) - start )) s. Open file://$(CURDIR)/_build/html/index.html"
 
-# Re-executes every notebook through jupyter-cache while building (slow).
-book-exec: data
-	mkdir -p _build
-	sed 's/execute_notebooks: "off"/execute_notebooks: cache/' _config.yml > _build/_config.exec.yml
-	$(VENV)/bin/jupyter-book build . --config _build/_config.exec.yml --builder html
+# Re-executes every notebook through jupyter-cache while building (slow),
+# with the checks of `make book`. Its configuration is _config.yml with
+# execute_notebooks "cache" instead of "off", written by exec-config, which
+# fails (rather than copying the file unchanged) when _config.yml does not
+# say "off".
+EXEC_CONFIG ?= _build/_config.exec.yml
+define EXEC_CONFIG_PY
+import sys, yaml
+source, target = sys.argv[1:]
+config = yaml.safe_load(open(source))
+mode = config.get("execute", {}).get("execute_notebooks")
+if mode not in ("off", False):  # YAML reads a bare off as False
+    sys.exit(f"{source}: execute.execute_notebooks is {mode!r}, not 'off'")
+config["execute"]["execute_notebooks"] = "cache"
+with open(target, "w") as out:
+    yaml.safe_dump(config, out, sort_keys=False)
+print(f"{target}: {source} with execute_notebooks: cache")
+endef
+export EXEC_CONFIG_PY
 
-# Solutions are compared cell by cell with their stored outputs (nbval, in
-# one process: a notebook's cells share a kernel); everything else runs on
-# $(JOBS) workers.
-test: data
+exec-config: $(STAMP)
+	@mkdir -p $(dir $(EXEC_CONFIG))
+	$(PY) -c "$$EXEC_CONFIG_PY" _config.yml $(EXEC_CONFIG)
+
+book-exec: data exec-config
+	$(VENV)/bin/jupyter-book build . --config $(EXEC_CONFIG) \
+	  --warningiserror --nitpick --keep-going --builder html
+
+# Ruff lints and checks the format of the package, the tests and the
+# notebooks (pyproject.toml: rules, line length, what is excluded);
+# codespell reads the pages. Every check runs, then the target fails if any
+# found something. The pre-commit revisions must be the pinned versions.
+SPELLCHECKED := book/ README.md CONTRIBUTING.md exercises/README.md
+lint: $(STAMP)
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/codespell $(SPELLCHECKED) || status=1; \
+	for tool in ruff codespell; do \
+	  pin=$$(sed -n "s/^$$tool==//p" requirements.txt); \
+	  grep -A1 "/$$tool" .pre-commit-config.yaml | grep -q "rev: v$$pin$$" \
+	    || { echo ".pre-commit-config.yaml: $$tool is not at v$$pin"; status=1; }; \
+	done; \
+	exit $$status
+
+# Lint first; then the solutions are compared cell by cell with their stored
+# outputs (nbval, in one process: a notebook's cells share a kernel);
+# everything else runs on $(JOBS) workers.
+test: lint data
 	CNNBOOK_PROFILE=smoke $(PY) -m pytest -p no:cacheprovider -p no:xdist \
 	  --nbval solutions/ --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout 600

@@ -36,7 +36,7 @@ def conv_output_size(n, f, p=0, s=1):
 
 
 def same_padding(f):
-    """Padding that keeps the size at stride 1: (f - 1) / 2 for odd f. Ch. 1."""
+    """Padding that keeps the size at stride 1: (f - 1) / 2 (odd f). Ch. 1."""
     _check_positive(f=f)
     if f % 2 == 0:
         raise ValueError(f"'same' padding needs an odd filter size, got {f}")
@@ -105,7 +105,7 @@ class LayerTable(list):
     def total_multiplications(self):
         return sum(r.multiplications for r in self)
 
-    def _lines(self):
+    def __str__(self):
         head = (
             "layer",
             "type",
@@ -117,7 +117,7 @@ class LayerTable(list):
             (
                 r.name,
                 r.kind,
-                _shape_str(r.output_shape),
+                format_shape(r.output_shape),
                 f"{r.params:,}",
                 f"{r.multiplications:,}",
             )
@@ -132,31 +132,38 @@ class LayerTable(list):
                 f"{self.total_multiplications:,}",
             )
         )
-        widths = [
-            max(len(str(x[i])) for x in [head, *rows])
-            for i in range(len(head))
-        ]
-        fmt = lambda row: "  ".join(  # noqa: E731
-            str(c).ljust(w) if i < 3 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
-        )
-        return [
-            fmt(head),
-            "  ".join("-" * w for w in widths),
-            *(fmt(r) for r in rows),
-        ]
-
-    def __str__(self):
-        return "\n".join(self._lines())
+        return format_table(head, rows, "lllrr")
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
 
 
-def _shape_str(shape):
-    return (
-        "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-    )
+def format_table(head, rows, align):
+    """Text table: a header, a rule of dashes, then the rows. Chapter 1.
+
+    ``align`` has one letter a column, ``l`` (left) or ``r`` (right); the
+    columns are as wide as their longest cell and two spaces apart. The
+    one formatter behind :class:`LayerTable` and the stage table of
+    :mod:`cnnbook.models.resnet`.
+    """
+    if len(align) != len(head) or set(align) - {"l", "r"}:
+        raise ValueError(f"align needs one 'l' or 'r' a column: {align!r}")
+    cells = [[str(cell) for cell in row] for row in [head, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+
+    def line(row):
+        return "  ".join(
+            cell.ljust(width) if side == "l" else cell.rjust(width)
+            for cell, width, side in zip(row, widths, align)
+        )
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
+
+
+def format_shape(shape):
+    """``(None, 28, 28, 6)``: a Keras shape as the tables print it."""
+    return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def _output_shape(layer):

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -43,6 +44,83 @@ def stored_output(notebook):
     )
 
 
+def assert_reference_answers_pass(chapter, ns, seed, at_least=3):
+    """The answers in ``ns`` pass every exercise of ``chapter``, visible
+    and hidden checks (drawn with ``seed``); there are ``at_least`` of
+    them."""
+    from cnnbook.grading import exercises, run_exercise
+
+    found = exercises(chapter)
+    assert len(found) >= at_least, [ex.key for ex in found]
+    for ex in found:
+        result = run_exercise(ex, ns, hidden=True, seed=seed)
+        assert result.passed, (ex.key, result.message)
+
+
 def page_text(page):
     """``book/PAGE`` with its whitespace collapsed, for phrase searches."""
     return " ".join((ROOT / "book" / page).read_text().split())
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The HTML book, built once a session as `make book` builds it.
+
+    Warnings are errors (``-W -n``). Returns the ``_build/html`` folder.
+    Tests that use it carry ``xdist_group("book")``, so that under
+    ``pytest -n`` they share one worker and one build.
+    """
+    out = tmp_path_factory.mktemp("book")
+    jb = ROOT / ".venv" / "bin" / "jupyter-book"
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(out),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+        "--builder",
+        "html",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (
+        result.stdout[-5000:] + result.stderr[-5000:]
+    )
+    return out / "_build" / "html"
+
+
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+
+
+def chromium_path():
+    """Debian's Chromium, which the browser tests drive.
+
+    Without it the test fails (it never skips): CI must not be green
+    without its browser tests. ``make system-deps`` installs it.
+    """
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.fail(
+            "Debian's chromium is not installed, and the browser tests "
+            "need it: run `make system-deps` (as root it installs it; "
+            "otherwise it prints the apt-get line to run)",
+            pytrace=False,
+        )
+    return path
+
+
+def launch_chromium(playwright):
+    """Headless Chromium, offline-minded, through Playwright."""
+    return playwright.chromium.launch(
+        executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
+    )

@@ -80,3 +80,21 @@ def test_layer_table_matches_keras():
     assert table[-1].multiplications == A.dense_multiplications(9 * 9 * 20, 10)
     text = str(table)
     assert "total" in text and f"{model.count_params():,}" in text
+
+
+def test_format_table_aligns_columns():
+    text = A.format_table(
+        ("name", "shape", "count"),
+        [("a", A.format_shape((None, 7, 7)), "1,024"), ("total", "", 5)],
+        "llr",
+    )
+    assert text.splitlines() == [
+        "name   shape         count",
+        "-----  ------------  -----",
+        "a      (None, 7, 7)  1,024",
+        "total                    5",
+    ]
+    with pytest.raises(ValueError, match="align"):
+        A.format_table(("a", "b"), [], "l")
+    with pytest.raises(ValueError, match="align"):
+        A.format_table(("a",), [], "c")

@@ -1,9 +1,11 @@
 """The book builds with warnings as errors, and its pages work offline.
 
-A headless Chromium (Debian's, driven by Playwright) opens the built
-chapter page from a loopback server and checks that the local MathJax
-typeset the math, that every image loaded and that no request left the
-machine.
+The build is the session's ``built_book`` (conftest.py). A headless
+Chromium (Debian's, driven by Playwright) opens two chapter pages from a
+loopback server and checks that the local MathJax typeset the math, that
+every image loaded and that no request left the machine; without Chromium
+the test fails and names `make system-deps`. The configuration of
+`make book-exec` is checked too.
 """
 
 import functools
@@ -13,36 +15,13 @@ import subprocess
 import threading
 
 import pytest
-from conftest import ROOT
+import yaml
+from conftest import ROOT, launch_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    jb = ROOT / ".venv" / "bin" / "jupyter-book"
-    cmd = [
-        str(jb) if jb.exists() else "jupyter-book",
-        "build",
-        str(ROOT),
-        "--path-output",
-        str(out),
-        "--warningiserror",
-        "--nitpick",
-        "--keep-going",
-        "--builder",
-        "html",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (
-        result.stdout[-5000:] + result.stderr[-5000:]
-    )
-    return out / "_build" / "html"
-
-
-def test_every_chapter_page_is_built(built):
+def test_every_chapter_page_is_built(built_book):
     for stem in [
         "ch01-layer-arithmetic",
         "ch02-lenet",
@@ -51,19 +30,21 @@ def test_every_chapter_page_is_built(built):
         "ch05-resnet",
         "ch06-inception",
     ]:
-        assert (built / "book" / f"{stem}.html").exists(), stem
-    assert (built / "index.html").exists()
-    mathjax = list((built / "_static").rglob("tex-chtml*.js"))
+        assert (built_book / "book" / f"{stem}.html").exists(), stem
+    assert (built_book / "index.html").exists()
+    mathjax = list((built_book / "_static").rglob("tex-chtml*.js"))
     assert mathjax, "the offline MathJax was not copied into the book"
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        """No line on stderr for each request."""
+
+
 @pytest.fixture(scope="module")
-def server(built):
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(built)
-    )
+def server(built_book):
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.log_message = lambda *a, **k: None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -74,7 +55,7 @@ def server(built):
 @pytest.mark.parametrize(
     "page", ["book/ch01-layer-arithmetic.html", "book/ch06-inception.html"]
 )
-def test_page_renders_offline(server, page, tmp_path):
+def test_page_renders_offline(server, page):
     from playwright.sync_api import sync_playwright
 
     outside = []
@@ -88,17 +69,7 @@ def test_page_renders_offline(server, page, tmp_path):
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         try:
             ctx = browser.new_context()
             ctx.route("**/*", guard)
@@ -113,8 +84,11 @@ def test_page_renders_offline(server, page, tmp_path):
             tab.evaluate("MathJax.startup.promise")
             typeset = tab.locator("mjx-container").count()
             text = tab.inner_text("main")
-            images = tab.evaluate("""Array.from(document.images).map(
-                i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])""")
+            images = tab.evaluate(
+                """Array.from(document.images).map(i => [
+                    i.currentSrc || i.src, i.complete && i.naturalWidth > 0
+                ])"""
+            )
             shots = ROOT / "test-artifacts"
             shots.mkdir(exist_ok=True)
             tab.screenshot(
@@ -129,3 +103,43 @@ def test_page_renders_offline(server, page, tmp_path):
     broken = [src for src, ok in images if not ok]
     assert not broken, f"images that did not load: {broken}"
     assert not outside, f"requests that tried to leave the machine: {outside}"
+
+
+def test_book_exec_builds_the_book_config_with_execution_on(tmp_path):
+    """`make book-exec` uses _config.yml with only the execution mode
+    changed, and refuses to run when it cannot change it."""
+
+    def exec_config(root):
+        target = tmp_path / "exec.yml"
+        target.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-o", ".venv/.installed"]
+            + ["exec-config", f"EXEC_CONFIG={target}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return result, target
+
+    result, target = exec_config(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    book = yaml.safe_load((ROOT / "_config.yml").read_text())
+    executed = yaml.safe_load(target.read_text())
+    assert book["execute"]["execute_notebooks"] == "off"
+    assert executed["execute"].pop("execute_notebooks") == "cache"
+    book["execute"].pop("execute_notebooks")
+    assert executed == book
+
+    # a _config.yml that no longer says "off": an error, not a copy
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(ROOT / "Makefile", other)
+    (other / ".venv").symlink_to(ROOT / ".venv")
+    text = (ROOT / "_config.yml").read_text()
+    (other / "_config.yml").write_text(
+        text.replace('execute_notebooks: "off"', "execute_notebooks: auto")
+    )
+    result, target = exec_config(other)
+    assert result.returncode != 0 and not target.exists()
+    assert "execute_notebooks is 'auto', not 'off'" in result.stderr

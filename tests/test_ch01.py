@@ -1,18 +1,17 @@
 """Chapter 1 (CNN layer arithmetic): numbers, reference code, checks, page."""
 
-import pathlib
 import re
 
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic, reference
 from cnnbook.checks import ch01
 from cnnbook.grading import exercises, run_exercise
 from cnnbook.models import basics, lenet_like, simple_convnet
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch01-layer-arithmetic.md"
 
 
@@ -251,6 +250,36 @@ def test_basics_module_exports():
     assert set(basics.__all__) == {"simple_convnet", "lenet_like"}
 
 
+def test_models_package_exports_what_each_module_exports():
+    """``cnnbook.models.__all__`` is the union of its modules' ``__all__``,
+    and each name there is the module's object: the builder ``alexnet``,
+    not the module of the same name."""
+    import importlib
+    import pkgutil
+
+    from cnnbook import models
+
+    modules = [
+        importlib.import_module(f"cnnbook.models.{info.name}")
+        for info in pkgutil.iter_modules(models.__path__)
+        if not info.name.startswith("_")
+    ]
+    assert {m.__name__.rsplit(".", 1)[1] for m in modules} >= {
+        "basics",
+        "lenet",
+        "alexnet",
+        "vgg",
+        "resnet",
+        "inception",
+    }
+    exported = [name for module in modules for name in module.__all__]
+    assert sorted(models.__all__) == sorted(exported)
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(models, name) is getattr(module, name), name
+    assert callable(models.alexnet)
+
+
 # ------------------------------------------------------------- the checks
 ANSWERS = {
     "1.1": ("conv_output_size", arithmetic.conv_output_size),
@@ -379,9 +408,9 @@ def test_page_states_the_computed_numbers(lenet):
         for row in arithmetic.layer_table(model):
             line = next(
                 (
-                    l
-                    for l in part.splitlines()
-                    if l.startswith(f"| {row.name} ")
+                    text_line
+                    for text_line in part.splitlines()
+                    if text_line.startswith(f"| {row.name} ")
                 ),
                 None,
             )
@@ -393,7 +422,9 @@ def test_page_states_the_computed_numbers(lenet):
             if model is lenet:
                 assert f"{size:,}" in line, line
     total = next(
-        l for l in lenet_part.splitlines() if l.startswith("| total ")
+        text_line
+        for text_line in lenet_part.splitlines()
+        if text_line.startswith("| total ")
     )
     assert f"{lenet.count_params():,}" in total
     assert text.index("## Summary") < text.index("## Exercises")

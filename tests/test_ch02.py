@@ -1,10 +1,10 @@
 """Chapter 2 (LeNet-5): models, tables, C3, padding, checks, page numbers."""
 
-import pathlib
 import re
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic
 from cnnbook.arithmetic import layer_table
@@ -21,7 +21,6 @@ from cnnbook.models import (
     partial_conv_params,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch02-lenet.md"
 
 
@@ -43,7 +42,7 @@ def test_parameter_counts(modern, classic):
 
 
 def test_modern_and_classic_differ_in_activation_and_pooling(modern, classic):
-    kinds = [type(l).__name__ for l in modern.layers]
+    kinds = [type(layer).__name__ for layer in modern.layers]
     assert kinds == [
         "Conv2D",
         "MaxPooling2D",
@@ -54,14 +53,14 @@ def test_modern_and_classic_differ_in_activation_and_pooling(modern, classic):
         "Dense",
         "Dense",
     ]
-    assert [type(l).__name__ for l in classic.layers] == [
+    assert [type(layer).__name__ for layer in classic.layers] == [
         k.replace("Max", "Average") for k in kinds
     ]
     for form, hidden in ((modern, "relu"), (classic, "tanh")):
         acts = [
-            l.activation.__name__
-            for l in form.layers
-            if hasattr(l, "activation")
+            layer.activation.__name__
+            for layer in form.layers
+            if hasattr(layer, "activation")
         ]
         assert acts == [hidden] * 4 + ["softmax"]
     assert modern.input_shape == classic.input_shape == (None, 32, 32, 1)
@@ -82,7 +81,7 @@ def test_table_equals_formulas_and_summary(build):
     assert table.total_params == model.count_params()
     summary = _summary_text(model)
     for row in table:
-        line = next(l for l in summary.splitlines() if f" {row.name} (" in l)
+        line = next(s for s in summary.splitlines() if f" {row.name} (" in s)
         shape = ", ".join(
             "None" if d is None else str(d) for d in row.output_shape
         )
@@ -324,7 +323,7 @@ def test_page_numbers_are_the_computed_ones():
     for name, shape, params in lenet5_spec():
         shape_text = "×".join(map(str, shape))
         row = next(
-            (l for l in text.splitlines() if l.startswith(f"| {name} ")), None
+            (s for s in text.splitlines() if s.startswith(f"| {name} ")), None
         )
         assert row is not None, f"no table row for {name}"
         assert shape_text in row and f"{params:,}" in row, row

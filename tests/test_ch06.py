@@ -1,13 +1,17 @@
 """Chapter 6 (Inception, GoogLeNet): the page's numbers, the builders, the
 checks, and the measured cost ratio quoted from the stored lab run."""
 
-import pathlib
 import re
 
 import keras
-import nbformat
 import numpy as np
 import pytest
+from conftest import (
+    ROOT,
+    assert_reference_answers_pass,
+    page_text,
+    stored_output,
+)
 
 from cnnbook import arithmetic
 from cnnbook.checks import ch06
@@ -22,7 +26,6 @@ from cnnbook.models import (
 )
 from cnnbook.models.inception import GOOGLENET_MODULES
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "ch06-inception.md"
 COST_LAB = ROOT / "notebooks" / "ch06-inception-cost.ipynb"
 
@@ -186,11 +189,9 @@ def _reference_namespace():
 
 
 def test_reference_answers_pass_visible_and_hidden_checks():
-    ns = _reference_namespace()
-    for ex in exercises("ch06"):
-        result = run_exercise(ex, ns, hidden=True, seed=3)
-        assert result.passed, (ex.key, result.message)
-    assert len(exercises("ch06")) >= 4
+    assert_reference_answers_pass(
+        "ch06", _reference_namespace(), seed=3, at_least=4
+    )
 
 
 def test_wrong_answers_fail():
@@ -223,13 +224,7 @@ def test_wrong_answers_fail():
 
 # ------------------------------------------------- measured ratio quoted
 def _stored_ratio():
-    nb = nbformat.read(COST_LAB, as_version=4)
-    text = "".join(
-        o.get("text", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
+    text = stored_output(COST_LAB.name)
     assert "profile: smoke" not in text
     match = re.search(
         r"predicted ratio (\d\.\d+), measured ratio (\d\.\d+)", text
@@ -304,14 +299,7 @@ def test_page_table_matches_the_builder():
 
 
 def test_page_quotes_the_stored_training_run():
-    lab = ROOT / "notebooks" / "ch06-googlenet.ipynb"
-    nb = nbformat.read(lab, as_version=4)
-    text = "".join(
-        o.get("text", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
+    text = stored_output("ch06-googlenet.ipynb")
     assert "profile: smoke" not in text
     rows = re.findall(
         r"^(with aux classifiers|without)\s+(\d+)\s+([\d.]+)"
@@ -327,8 +315,6 @@ def test_page_quotes_the_stored_training_run():
 
 def test_page_quotes_the_stored_ablation():
     """The ablation table of the page is the stored run's, row by row."""
-    from conftest import page_text, stored_output
-
     text = stored_output("ch06-googlenet.ipynb")
     rows = re.findall(
         r"(with aux classifiers|without)\s+(\d+)\s+([\d.]+)\s+"
@@ -337,7 +323,7 @@ def test_page_quotes_the_stored_ablation():
     )
     assert [r[0] for r in rows] == ["with aux classifiers", "without"], rows
     page = page_text(PAGE.name)
-    for (label, epochs, seconds, rate, acc), name in zip(
+    for (_, epochs, seconds, rate, acc), name in zip(
         rows, ("with auxiliary classifiers", "without auxiliary classifiers")
     ):
         assert f"| {name} | {epochs} | {seconds} | {rate} | {acc}% |" in page

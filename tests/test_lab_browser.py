@@ -21,14 +21,13 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, chromium_path, launch_chromium
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.xdist_group("lab-browser"),
 ]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "ch01-layer-arithmetic.ipynb"
 SHOTS = ROOT / "test-artifacts"
 CORRECT = (
@@ -72,8 +71,7 @@ def _processes_using(folder):
 
 @pytest.fixture
 def lab(tmp_path):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (make system-deps)")
+    chromium_path()  # fails, naming `make system-deps`, without a browser
     root = tmp_path / "exercises"
     root.mkdir()
     for name in ("README.md", NOTEBOOK):
@@ -117,12 +115,12 @@ def lab(tmp_path):
             try:
                 _api(base, token, "/api/status")
                 break
-            except OSError:
+            except OSError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         "JupyterLab did not start:\n"
                         + (tmp_path / "lab.log").read_text()[-3000:]
-                    )
+                    ) from exc
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -201,18 +199,7 @@ def test_answer_and_check_in_jupyterlab(lab):
     start = time.monotonic()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-            ],
-        )
+        browser = launch_chromium(p)
         try:
             tab = browser.new_page(viewport={"width": 1400, "height": 900})
             tab.set_default_timeout(30_000)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from cnnbook.arithmetic import format_shape, format_table
+
 __all__ = [
     "identity_block",
     "convolutional_block",
@@ -64,7 +66,7 @@ def identity_block(x, filters, kernel_size=3, name="block"):
     input ``x`` is added before the last ReLU, so it must already have F3
     channels: ``a[l+2] = relu(z[l+2] + a[l])``.
     """
-    f1, f2, f3 = filters
+    _, _, f3 = filters
     if x.shape[-1] != f3:
         raise ValueError(
             f"an identity block needs {f3} input channels to add "
@@ -84,7 +86,7 @@ def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
     this matches, puts the stride on the first 1x1 convolution; the
     parameter count is the same with the stride on the 3x3 one.)
     """
-    f1, f2, f3 = filters
+    _, _, f3 = filters
     shortcut = layers.Conv2D(f3, 1, strides=strides, name=f"{name}_0_conv")(x)
     shortcut = _bn(f"{name}_0_bn")(shortcut)
     return _bottleneck_and_add(
@@ -187,6 +189,29 @@ def _imagenet_stem(inputs, width, use_bias):
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
+def _small_image_stem(inputs, width):
+    """One 3x3 stride-1 convolution, batch norm and ReLU (``conv1``)."""
+    x = layers.Conv2D(
+        width,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="conv1_conv",
+    )(inputs)
+    x = _bn("conv1_bn")(x)
+    return layers.Activation("relu", name="conv1_relu")(x)
+
+
+def _classifier(inputs, x, num_classes, name):
+    """Global average pooling and a softmax layer; the finished model."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="predictions"
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def resnet50(input_shape=(224, 224, 3), num_classes=1000):
     """ResNet-50, layer for layer as ``keras.applications.ResNet50``. Ch. 5.
 
@@ -204,15 +229,11 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000):
         x = _bottleneck_stage(
             x, filters, blocks, 1 if stage == 2 else 2, name=f"conv{stage}"
         )
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(
-        num_classes, activation="softmax", name="predictions"
-    )(x)
-    return keras.Model(inputs, outputs, name="resnet50")
+    return _classifier(inputs, x, num_classes, "resnet50")
 
 
 def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
-    """ResNet-18: a stem, four stages of two basic blocks, pool, softmax. Ch. 5.
+    """ResNet-18: stem, four stages of two basic blocks, pool, softmax. Ch. 5.
 
     ``stem="imagenet"`` is the stem of the paper (7x7/2 convolution and
     3x3/2 max pooling, for 224x224 inputs). ``stem="cifar"`` is one 3x3
@@ -227,16 +248,7 @@ def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
     if stem == "imagenet":
         x = _imagenet_stem(inputs, width, use_bias=False)
     else:
-        x = layers.Conv2D(
-            width,
-            3,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name="conv1_conv",
-        )(inputs)
-        x = _bn("conv1_bn")(x)
-        x = layers.Activation("relu", name="conv1_relu")(x)
+        x = _small_image_stem(inputs, width)
     for stage, blocks in enumerate(RESNET_STAGES[18], start=2):
         filters = width * 2 ** (stage - 2)
         for block in range(1, blocks + 1):
@@ -244,11 +256,7 @@ def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
             x = basic_block(
                 x, filters, strides=strides, name=f"conv{stage}_block{block}"
             )
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(
-        num_classes, activation="softmax", name="predictions"
-    )(x)
-    return keras.Model(inputs, outputs, name=f"resnet18_{stem}_w{width}")
+    return _classifier(inputs, x, num_classes, f"resnet18_{stem}_w{width}")
 
 
 def cifar_style_net(
@@ -274,16 +282,7 @@ def cifar_style_net(
         raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth}")
     n = (depth - 2) // 6
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(
-        widths[0],
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="conv1_conv",
-    )(inputs)
-    x = _bn("conv1_bn")(x)
-    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = _small_image_stem(inputs, widths[0])
     for stage, filters in enumerate(widths, start=2):
         for block in range(1, n + 1):
             strides = 2 if stage > 2 and block == 1 else 1
@@ -294,12 +293,8 @@ def cifar_style_net(
                 residual=residual,
                 name=f"conv{stage}_block{block}",
             )
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(
-        num_classes, activation="softmax", name="predictions"
-    )(x)
     kind = "resnet" if residual else "plain"
-    return keras.Model(inputs, outputs, name=f"{kind}{depth}")
+    return _classifier(inputs, x, num_classes, f"{kind}{depth}")
 
 
 @dataclass
@@ -325,30 +320,15 @@ class StageTable(list):
         rows = [
             (
                 r.stage,
-                str(r.blocks),
-                str(r.layers),
-                "("
-                + ", ".join(
-                    "None" if d is None else str(d) for d in r.output_shape
-                )
-                + ")",
+                r.blocks,
+                r.layers,
+                format_shape(r.output_shape),
                 f"{r.params:,}",
             )
             for r in self
         ]
         rows.append(("total", "", "", "", f"{self.total_params:,}"))
-        widths = [
-            max(len(row[i]) for row in [head, *rows]) for i in range(len(head))
-        ]
-        lines = [
-            "  ".join(
-                c.ljust(w) if i in (0, 3) else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths))
-            )
-            for row in [head, *rows]
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return format_table(head, rows, "lrrlr")
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
