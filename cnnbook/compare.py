@@ -181,25 +181,6 @@ def canonical():
     return result
 
 
-def format_table(headers, rows, align=None):
-    """Rows of strings as a plain-text table (numbers right-aligned)."""
-    rows = [[str(c) for c in row] for row in rows]
-    widths = [
-        max(len(str(x[i])) for x in [headers, *rows])
-        for i in range(len(headers))
-    ]
-    align = align or ["<"] + [">"] * (len(headers) - 1)
-    lines = [
-        "  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, align, widths)),
-        "  ".join("-" * w for w in widths),
-    ]
-    for row in rows:
-        lines.append(
-            "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths))
-        )
-    return "\n".join(lines)
-
-
 def costs_path(root=None):
     """Where :func:`write_costs` stores the costs the pages quote."""
     from pathlib import Path
