@@ -407,3 +407,57 @@ def augmented(net, shift=0.1, flip=True):
             for name, output in zip(net.output_names, outputs)
         ]
     return keras.Model(inputs, outputs, name=f"augmented_{net.name}")
+
+
+def train(
+    model, x_train, y_train, x_test, y_test, epochs, batch_size, callbacks=None
+):
+    """Fit a compiled model and evaluate it, without a run record. Ch. 2.
+
+    The trainer of the labs whose stored ``full`` runs were made before
+    :func:`fit` existed (chapters 3 to 5); their records were rebuilt from
+    the stored outputs (:func:`cnnbook.records.from_stored_notebook`). The
+    next re-run of those labs moves them to :func:`fit`; new code uses
+    :func:`fit`.
+    """
+    start = time.perf_counter()
+    fitted = model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=(x_test, y_test),
+        callbacks=callbacks,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    results = model.evaluate(
+        x_test,
+        y_test,
+        batch_size=max(batch_size, 256),
+        verbose=0,
+        return_dict=True,
+    )
+    history = {
+        k: [float(v) for v in vals] for k, vals in fitted.history.items()
+    }
+    epochs_run = len(history.get("loss", [])) or epochs
+    report = TrainReport(
+        history=history,
+        epochs=epochs_run,
+        seconds=seconds,
+        images_per_second=len(x_train) * epochs_run / seconds,
+        step_images_per_second=float("nan"),
+        test_accuracy=_accuracy(results),
+        test_loss=float(results.get("loss", np.nan)),
+        train_accuracy=_accuracy(
+            {k: v[-1] for k, v in history.items() if not k.startswith("val_")}
+        ),
+        cpu_busy=float("nan"),
+    )
+    print(
+        f"trained {report.epochs} epoch(s) in {seconds:.1f} s "
+        f"({report.images_per_second:,.0f} images/s); test accuracy "
+        f"{report.test_accuracy:.2%}"
+    )
+    return report
