@@ -117,14 +117,36 @@ def _pip(*args, quiet=True):
         command.insert(3, "--quiet")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise BundleError(
-            f"pip {args[0]} failed:\n" + (done.stderr or done.stdout)[-4000:]
-        )
+        said = [
+            line
+            for line in (done.stderr or done.stdout).splitlines()
+            if not line.startswith("WARNING: Location")
+        ]
+        raise BundleError(f"pip {args[0]} failed:\n" + "\n".join(said[-40:]))
     return done
+
+
+def platform_tags(platform):
+    """``platform`` and the older tags its machines also run.
+
+    pip takes ``--platform`` literally: a node with glibc 2.28 also runs
+    wheels tagged manylinux_2_17 (manylinux2014) and older.
+    """
+    match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
+    if not match:
+        return [platform]
+    glibc, arch = int(match.group(1)), match.group(2)
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(glibc, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags += [f"{name}_{arch}" for m, name in legacy.items() if m <= glibc]
+    return tags
 
 
 def _target_options(python, platform):
     digits = python.replace(".", "")
+    platforms = []
+    for tag in platform_tags(platform):
+        platforms += ["--platform", tag]
     return [
         "--only-binary=:all:",
         "--python-version",
@@ -133,8 +155,7 @@ def _target_options(python, platform):
         "cp",
         "--abi",
         f"cp{digits}",
-        "--platform",
-        platform,
+        *platforms,
     ]
 
 
