@@ -158,7 +158,7 @@ def _bundle(args):
             python=args.python,
             platform=args.platform,
             labs=labs,
-            preset=0 if args.fast else None,
+            fast=args.fast,
         )
     except bundle.BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)

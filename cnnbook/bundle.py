@@ -227,13 +227,14 @@ def build(
     python="3.12",
     platform="manylinux_2_28_x86_64",
     labs=None,
-    preset=None,
+    fast=False,
 ):
     """Write the bundle archive into ``out_dir``; return its path.
 
     ``labs`` (notebook stems) limits the notebooks and so the datasets
-    carried (the tests use one lab); ``preset`` is the xz preset (default
-    9 extreme, the smallest archive; 0 is fast).
+    carried (the tests use one lab). ``fast`` compresses quickly (xz preset
+    0, wheels kept as they come) for tests; the default (preset 9 extreme,
+    wheels stored) makes the smallest archive.
     """
     import lzma
     import tarfile
@@ -243,8 +244,7 @@ def build(
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = _lab_paths(labs)
-    if preset is None:
-        preset = 9 | lzma.PRESET_EXTREME
+    preset = 0 if fast else 9 | lzma.PRESET_EXTREME
     tag = f"py{python.replace('.', '')}-{platform}"
     archive = out_dir / f"{NAME}-{tag}.tar.xz"
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,7 +261,10 @@ def build(
             *(f"{n}=={v}" for n, v in pins.items()),
         )
         for wheel in sorted(download.glob("*.whl")):
-            _store_uncompressed(wheel, stage / "wheels" / wheel.name)
+            if fast:
+                shutil.copy2(wheel, stage / "wheels" / wheel.name)
+            else:
+                _store_uncompressed(wheel, stage / "wheels" / wheel.name)
         (stage / "requirements-bundle.txt").write_text(
             f"# Wheels of this bundle (Python {python}, {platform}); the "
             "node provides "
