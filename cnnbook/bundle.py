@@ -66,7 +66,11 @@ NOT_NEEDED = {
     "jedi": "IPython's tab completion",
     "parso": "jedi's parser",
     "h5py": "Keras's .h5/.keras weight files; the labs save no model",
+    "tzdata": "time zones: Linux has its own (/usr/share/zoneinfo)",
 }
+# Their pure-Python wheels: the compiled ones only add speed-ups the labs do
+# not need (fontTools' compiled wheel is four times the size).
+PREFER_PURE = ("fonttools", "wcwidth")
 DATASETS = {"mnist": "load_mnist", "fashion_mnist": "load_fashion_mnist"}
 RUN_SH = """\
 #!/usr/bin/env bash
@@ -203,6 +207,17 @@ def _store_uncompressed(wheel, target):
             dst.writestr(info, data)
 
 
+def _write_cleared(source, target):
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    target.write_text(nbformat.writes(nb) + "\n")
+
+
 def _lab_paths(labs):
     every = sorted((ROOT / "notebooks").glob("*.ipynb"))
     if not labs:
@@ -252,14 +267,28 @@ def build(
         (stage / "wheels").mkdir(parents=True)
         pins = resolve(python, platform)
         download = pathlib.Path(tmp) / "download"
-        _pip(
-            "download",
-            "--no-deps",
-            "--dest",
-            str(download),
-            *_target_options(python, platform),
-            *(f"{n}=={v}" for n, v in pins.items()),
-        )
+        pure = {n: v for n, v in pins.items() if _canonical(n) in PREFER_PURE}
+        for chosen, options in [
+            ({n: v for n, v in pins.items() if n not in pure}, None),
+            (pure, ["--platform", "any", "--implementation", "py"]),
+        ]:
+            if options is not None:
+                options = [
+                    "--only-binary=:all:",
+                    "--python-version",
+                    python,
+                    "--abi",
+                    "none",
+                    *options,
+                ]
+            _pip(
+                "download",
+                "--no-deps",
+                "--dest",
+                str(download),
+                *(options or _target_options(python, platform)),
+                *(f"{n}=={v}" for n, v in chosen.items()),
+            )
         for wheel in sorted(download.glob("*.whl")):
             if fast:
                 shutil.copy2(wheel, stage / "wheels" / wheel.name)
@@ -279,8 +308,8 @@ def build(
         )
         shutil.copy2(ROOT / "pyproject.toml", stage / "pyproject.toml")
         (stage / "notebooks").mkdir()
-        for path in notebooks:
-            shutil.copy2(path, stage / "notebooks" / path.name)
+        for path in notebooks:  # without the stored outputs: re-run there
+            _write_cleared(path, stage / "notebooks" / path.name)
         (stage / "data").mkdir()
         names = datasets_used(notebooks)
         for name in names:
