@@ -155,5 +155,8 @@ def test_every_lab_has_a_gpu_target():
     from cnnbook import gpu_targets
 
     labs = {p.stem for p in (bundle.ROOT / "notebooks").glob("*.ipynb")}
-    assert labs == set(gpu_targets.TARGETS)
+    assert labs == set(gpu_targets.TARGETS) == set(gpu_targets.PROPOSED)
+    estimates = [p["estimate_seconds"] for p in gpu_targets.PROPOSED.values()]
+    assert max(estimates) <= gpu_targets.LAB_SECONDS
+    assert sum(estimates) <= gpu_targets.TOTAL_SECONDS
     assert gpu_targets.target("ch05-resnet18") == 0.945
