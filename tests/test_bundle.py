@@ -100,6 +100,7 @@ def test_bundle_installs_offline_and_runs_labs(tmp_path):
     assert "profile: smoke" in executed and "backend: jax" in executed
     assert "test accuracy" in executed
     table = done.stdout.split("\n\n")[-2]
+    print(table)
     assert table.splitlines()[0].split()[:3] == ["lab", "model", "status"]
     assert LAB in table and " ok " in table
     summary = json.loads((results / "summary.json").read_text())
