@@ -5,14 +5,25 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# GPU=1: TensorFlow's and JAX's CUDA builds (requirements-gpu.txt) in place of
+# tensorflow-cpu; every other pin is requirements.txt's. A venv made with
+# GPU=1 stays a GPU venv (rm -rf .venv to go back).
+GPU ?= $(if $(wildcard $(VENV)/.installed-gpu),1,0)
+ifeq ($(GPU),1)
+STAMP := $(VENV)/.installed-gpu
+REQUIREMENTS := -r <(grep -viE '^tensorflow[-_]cpu==' requirements.txt) \
+	-r requirements-gpu.txt
+else
 STAMP := $(VENV)/.installed
+REQUIREMENTS := -r requirements.txt
+endif
 export CNNBOOK_DATA ?= $(CURDIR)/.data
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 JOBS ?= 2
 
 .PHONY: help venv data system-deps book book-exec exec-config lint test lab \
-	exercises execute execute-solutions clean
+	exercises execute execute-solutions bundle clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (set-up included)"
@@ -24,10 +35,13 @@ help:
 	@echo "                the profile comes from CNNBOOK_PROFILE)"
 	@echo "make execute-solutions  re-run solutions/ under the smoke profile"
 	@echo "make book-exec  build the book re-running the notebooks (jupyter-cache)"
+	@echo "make venv GPU=1  the environment with TensorFlow's and JAX's CUDA builds"
+	@echo "make bundle  the offline archive for a JAX GPU node (dist/)"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml $(if $(filter 1,$(GPU)),requirements-gpu.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall --quiet --yes tensorflow-cpu)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cnnbook)" >/dev/null
 	touch $@
@@ -123,6 +137,16 @@ execute: data
 
 execute-solutions: data
 	CNNBOOK_PROFILE=smoke $(PY) -m cnnbook execute solutions/*.ipynb
+
+# The archive for a GPU node without internet (JAX backend): wheels for
+# BUNDLE_PYTHON on BUNDLE_PLATFORM, the package, the labs, the datasets.
+# On the node: tar xf dist/cnnbook-bundle-*.tar.xz and
+# cnnbook-bundle/run.sh --profile gpu --results DIR. LABS=a,b picks labs.
+BUNDLE_PYTHON ?= 3.12
+BUNDLE_PLATFORM ?= manylinux_2_28_x86_64
+bundle: data
+	$(PY) -m cnnbook bundle --out dist --python $(BUNDLE_PYTHON) \
+	  --platform $(BUNDLE_PLATFORM) $(if $(LABS),--labs $(LABS))
 
 clean:
 	rm -rf _build

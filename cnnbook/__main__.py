@@ -1,4 +1,7 @@
-"""Command line: ``python -m cnnbook {grade,grade-batch,generate,execute,data}``."""
+"""Command line: ``python -m cnnbook COMMAND``.
+
+Commands: grade, grade-batch, generate, execute, data, bundle, run-labs.
+"""
 
 from __future__ import annotations
 
@@ -159,6 +162,53 @@ def _bench(args):
     return 0
 
 
+def _bundle(args):
+    from cnnbook import bundle
+
+    labs = [x for x in (args.labs or "").split(",") if x]
+    try:
+        path = bundle.build(
+            args.out,
+            python=args.python,
+            platform=args.platform,
+            labs=labs,
+            fast=args.fast,
+        )
+    except bundle.BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size / 1e6
+    print(f"{path} ({size:.1f} MB)")
+    return 0
+
+
+def _run_labs(args):
+    from cnnbook import bundle, profiles
+
+    if args.profile not in profiles.PROFILES:
+        print(
+            f"error: --profile {args.profile!r}: use one of "
+            f"{', '.join(profiles.PROFILES)}",
+            file=sys.stderr,
+        )
+        return 2
+    labs = [x for x in (args.labs or "").split(",") if x]
+    try:
+        _rows, failed = bundle.run_labs(
+            args.notebooks,
+            args.results,
+            args.profile,
+            labs=labs,
+            timeout=args.timeout,
+        )
+    except bundle.BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="python -m cnnbook")
@@ -224,6 +274,65 @@ def main(argv=None):
 
     d = sub.add_parser("data", help="fill the dataset cache")
     d.set_defaults(func=_data)
+
+    bu = sub.add_parser(
+        "bundle",
+        help="write the offline archive for a GPU node (JAX backend)",
+    )
+    bu.add_argument("--out", default="dist", help="folder (default dist)")
+    bu.add_argument(
+        "--python",
+        default="3.12",
+        help="the node's Python version (default 3.12)",
+    )
+    bu.add_argument(
+        "--platform",
+        default="manylinux_2_28_x86_64",
+        help="the node's wheel platform (default manylinux_2_28_x86_64)",
+    )
+    bu.add_argument(
+        "--labs",
+        help="comma-separated notebook stems (default: every lab)",
+    )
+    bu.add_argument(
+        "--fast",
+        action="store_true",
+        help="compress quickly (a larger archive; for tests)",
+    )
+    bu.set_defaults(func=_bundle)
+
+    rl = sub.add_parser(
+        "run-labs",
+        help="execute the lab notebooks into a results folder, summarise",
+    )
+    rl.add_argument(
+        "--profile",
+        default=os.environ.get("CNNBOOK_PROFILE") or "gpu",
+        help="profile to run under (default $CNNBOOK_PROFILE, else gpu)",
+    )
+    rl.add_argument(
+        "--results",
+        default="results",
+        help="folder for notebooks/, runs/ and the summary (default results)",
+    )
+    rl.add_argument(
+        "--notebooks",
+        default=str(
+            pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+        ),
+        help="folder of lab notebooks (default: the repository's)",
+    )
+    rl.add_argument(
+        "--labs",
+        help="comma-separated notebook stems (default: every lab)",
+    )
+    rl.add_argument(
+        "--timeout",
+        type=int,
+        default=3600,
+        help="seconds per cell (default 3600)",
+    )
+    rl.set_defaults(func=_run_labs)
 
     args = parser.parse_args(argv)
     return args.func(args)

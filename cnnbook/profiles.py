@@ -6,9 +6,15 @@ Introduced in Chapter 1 and used by every training notebook:
 * ``cpu``: a learner's laptop; real but shorter training, minutes.
 * ``full``: the training each chapter promises; a GPU, or for chapters
   2-5 up to half an hour a notebook on two CPU cores.
+* ``gpu``: the networks at the papers' widths on an NVIDIA GPU, in mixed
+  precision, every lab within 90 s on one H100-class GPU (targets in
+  :mod:`cnnbook.gpu_targets`); data-parallel over several GPUs with the JAX
+  backend (:mod:`cnnbook.distribute`).
 
-The profile is ``full`` when a GPU is visible and ``cpu`` otherwise; the
-environment variable ``CNNBOOK_PROFILE`` overrides the choice.
+The profile is ``gpu`` when a GPU is visible and ``cpu`` otherwise; the
+environment variable ``CNNBOOK_PROFILE`` overrides the choice. A notebook
+whose settings have no ``gpu`` entry runs its ``full`` settings under the
+``gpu`` profile (mixed precision and several devices still apply).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import os
 import platform
 from types import SimpleNamespace
 
-PROFILES = ("smoke", "cpu", "full")
+PROFILES = ("smoke", "cpu", "full", "gpu")
 ENV_VAR = "CNNBOOK_PROFILE"
 # the seed of a run; Chapter 7 runs labs under several seeds
 SEED_VAR = "CNNBOOK_SEED"
+# The Keras dtype policy of the gpu profile; the others compute in float32.
+PRECISION_VAR = "CNNBOOK_PRECISION"
+PRECISIONS = ("mixed_bfloat16", "mixed_float16", "float32")
 
 
 def _gpu_names():
@@ -52,6 +61,62 @@ def _gpu_names():
     return []
 
 
+def _compute_capabilities():
+    """CUDA compute capability (major, minor) of each visible GPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    found = []
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            for g in tf.config.list_physical_devices("GPU"):
+                details = tf.config.experimental.get_device_details(g)
+                found.append(tuple(details.get("compute_capability", (0, 0))))
+        elif backend == "jax":
+            import jax
+
+            for d in jax.devices():
+                if d.platform == "gpu":
+                    major, minor = str(d.compute_capability).split(".")[:2]
+                    found.append((int(major), int(minor)))
+        elif backend == "torch":
+            import torch
+
+            for i in range(torch.cuda.device_count()):
+                found.append(tuple(torch.cuda.get_device_capability(i)))
+    except Exception:  # noqa: BLE001 - unknown: assume an older GPU
+        found.append((0, 0))
+    return found
+
+
+def precision(profile):
+    """The Keras dtype policy for ``profile``: mixed only under ``gpu``.
+
+    bfloat16 keeps float32's exponent range, so it needs no loss scaling
+    and nothing overflows; on Ampere and later GPUs (compute capability 8.0
+    and up, A100, H100, H200) its tensor cores are as fast as float16's.
+    Older GPUs (V100, T4) have no bfloat16 tensor cores and get
+    ``mixed_float16``, for which Keras scales the loss itself.
+    ``$CNNBOOK_PRECISION`` overrides the choice under ``gpu``.
+    """
+    if profile != "gpu":
+        return "float32"
+    chosen = os.environ.get(PRECISION_VAR, "").strip().lower()
+    if chosen:
+        if chosen not in PRECISIONS:
+            raise ValueError(
+                f"{PRECISION_VAR}={chosen!r} is not one of "
+                f"{', '.join(PRECISIONS)}"
+            )
+        return chosen
+    capabilities = _compute_capabilities()
+    if capabilities and min(capabilities) >= (8, 0):
+        return "mixed_bfloat16"
+    return "mixed_float16" if capabilities else "mixed_bfloat16"
+
+
 def device_description():
     """'GPU (name)' or 'CPU' for the active Keras backend."""
     names = _gpu_names()
@@ -61,7 +126,7 @@ def device_description():
 
 
 def current_profile():
-    """The profile in force: ``$CNNBOOK_PROFILE`` or detected from the device."""
+    """The profile in force: ``$CNNBOOK_PROFILE``, else chosen by device."""
     chosen = os.environ.get(ENV_VAR, "").strip().lower()
     if chosen:
         if chosen not in PROFILES:
@@ -70,7 +135,7 @@ def current_profile():
                 f"{', '.join(PROFILES)} (or unset it to choose by device)"
             )
         return chosen
-    return "full" if _gpu_names() else "cpu"
+    return "gpu" if _gpu_names() else "cpu"
 
 
 def setup(settings=None, seed=0):
@@ -80,21 +145,35 @@ def setup(settings=None, seed=0):
     (epochs, subset sizes...); the selected dict comes back as a namespace
     with ``profile`` added. Every training notebook calls this first, so
     its stored outputs say which device, backend and profile made them.
+
+    Under ``gpu`` it also switches Keras to mixed precision
+    (:func:`precision`); with several accelerators it makes training
+    data-parallel (:func:`cnnbook.distribute.configure`), and the namespace
+    gets ``replicas``, the number of devices a batch is split over.
+    Settings without a ``gpu`` entry fall back to their ``full`` entry.
     """
     import keras
 
+    from cnnbook import distribute
     from cnnbook.machine import tune_allocator
 
     profile = current_profile()
     seed = int(os.environ.get(SEED_VAR, seed))
     keras.utils.set_random_seed(seed)
     tune_allocator()
+    policy = precision(profile)
+    keras.mixed_precision.set_dtype_policy(policy)
     chosen = {}
+    fallback = None
     if settings:
-        missing = [p for p in PROFILES if p not in settings]
+        required = [p for p in PROFILES if p != "gpu"]
+        missing = [p for p in required if p not in settings]
         if missing:
             raise ValueError(f"settings lack the profile(s) {missing}")
-        chosen = dict(settings[profile])
+        key = profile
+        if profile == "gpu" and "gpu" not in settings:
+            key = fallback = "full"
+        chosen = dict(settings[key])
     backend = keras.backend.backend()
     backend_version = _backend_version(backend)
     print(
@@ -102,9 +181,19 @@ def setup(settings=None, seed=0):
         f"backend: {backend} {backend_version} | keras {keras.__version__} | "
         f"python {platform.python_version()}"
     )
+    if fallback:
+        print(
+            "note: these settings have no 'gpu' entry; running the "
+            f"'{fallback}' settings under the gpu profile"
+        )
+    if policy != "float32":
+        print(f"precision: {policy}")
+    replicas = distribute.configure()
     if chosen:
         print("settings: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
-    return SimpleNamespace(profile=profile, seed=seed, **chosen)
+    return SimpleNamespace(
+        profile=profile, seed=seed, replicas=replicas, **chosen
+    )
 
 
 def _backend_version(backend):
