@@ -13,8 +13,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]+\])?==(\S+)$")
 
 
