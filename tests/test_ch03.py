@@ -7,8 +7,6 @@ import pytest
 from conftest import (
     ROOT,
     assert_reference_answers_pass,
-    page_text,
-    stored_output,
 )
 
 from cnnbook import arithmetic, diagrams, models
@@ -208,24 +206,3 @@ def test_page_numbers_are_computed(table):
     assert f"{round(ALEXNET_PARAMS / lenet):,}" in text
     for h, w, c in ch03.reference_shapes(227):
         assert re.search(rf"{h}\s*×\s*{w}\s*×\s*{c}", text), (h, w, c)
-
-
-def test_page_quotes_the_stored_run():
-    """Accuracy, epochs, time and rate on the page are those of the run."""
-    line = re.search(
-        r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
-        r"input, (\d+) epochs, (\d+) s, ([\d,]+) images/s, "
-        r"test accuracy ([\d.]+)%",
-        stored_output("ch03-alexnet.ipynb"),
-    )
-    assert line, "the stored run has no summary line"
-    profile, images, size, epochs, seconds, rate, acc = line.groups()
-    assert profile in ("cpu", "full")
-    page = page_text(PAGE.name)
-    assert f"**{acc}%**" in page
-    assert (
-        f"{epochs} epochs in {seconds} s, at {rate} images per second" in page
-    )
-    assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
-    quoted = re.search(r"([\d,]+)-parameter network", page)
-    assert quoted and quoted.group(1) in stored_output("ch03-alexnet.ipynb")

@@ -10,8 +10,6 @@ import pytest
 from conftest import (
     ROOT,
     assert_reference_answers_pass,
-    page_text,
-    stored_output,
 )
 
 from cnnbook import arithmetic, diagrams, models
@@ -223,26 +221,6 @@ def test_page_numbers_are_computed(vgg16_table):
         assert f"{number:,}" in text, number
     assert f"{fc1 / VGG16_PARAMS:.0%}" in text
     assert re.search(r"7\s*×\s*7\s*×\s*512", text)
-
-
-def test_page_quotes_the_stored_run():
-    """Accuracy, epochs, time and rate on the page are those of the run."""
-    line = re.search(
-        r"profile (\w+): ([\d,]+) training images, (\d+)x\d+ "
-        r"input, width \d+, ([\d,]+) parameters, (\d+) epochs, "
-        r"(\d+) s, ([\d,]+) images/s, test accuracy ([\d.]+)%",
-        stored_output("ch04-vgg.ipynb"),
-    )
-    assert line, "the stored run has no summary line"
-    profile, images, size, params, epochs, seconds, rate, acc = line.groups()
-    assert profile in ("cpu", "full")
-    page = page_text(PAGE.name)
-    assert f"**{acc}%**" in page
-    assert f"{params}-parameter network" in page
-    assert (
-        f"{epochs} epochs in {seconds} s, at {rate} images per second" in page
-    )
-    assert f"| `{profile}` (stored run) | {size}×{size} | {images} |" in page
 
 
 def test_augmented_alters_training_batches_only():

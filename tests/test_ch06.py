@@ -9,7 +9,6 @@ import pytest
 from conftest import (
     ROOT,
     assert_reference_answers_pass,
-    page_text,
     stored_output,
 )
 
@@ -233,12 +232,14 @@ def _stored_ratio():
     return match.groups()
 
 
-def test_page_quotes_the_stored_measured_ratio():
-    predicted, measured = _stored_ratio()
-    page = PAGE.read_text()
-    assert predicted == "0.103"
-    assert f"measured ratio {measured}" in page
-    assert f"predicted ratio {predicted}" in page
+def test_measured_time_falls_less_than_the_multiplications():
+    """What the page says of the stored timing run: at every batch size
+    the measured ratio lies above the predicted one."""
+    predicted, _ = _stored_ratio()
+    text = stored_output(COST_LAB.name)
+    measured = re.findall(r"measured ratio (\d\.\d+)\n", text)
+    assert len(measured) >= 3
+    assert all(float(m) > float(predicted) for m in measured)
 
 
 # ------------------------------------------------- numbers on the page
@@ -296,34 +297,3 @@ def test_page_table_matches_the_builder():
     for key, filters in GOOGLENET_MODULES.items():
         f1, _, f3, _, f5, proj = filters
         assert table[key] == (*filters, f1 + f3 + f5 + proj), key
-
-
-def test_page_quotes_the_stored_training_run():
-    text = stored_output("ch06-googlenet.ipynb")
-    assert "profile: smoke" not in text
-    rows = re.findall(
-        r"^(with aux classifiers|without)\s+(\d+)\s+([\d.]+)"
-        r"\s+([\d,]+)\s+([\d.]+%)$",
-        text,
-        re.MULTILINE,
-    )
-    assert [r[0] for r in rows] == ["with aux classifiers", "without"]
-    page = PAGE.read_text()
-    for _, epochs, seconds, rate, accuracy in rows:
-        assert f"| {epochs} | {seconds} | {rate} | {accuracy} |" in page
-
-
-def test_page_quotes_the_stored_ablation():
-    """The ablation table of the page is the stored run's, row by row."""
-    text = stored_output("ch06-googlenet.ipynb")
-    rows = re.findall(
-        r"(with aux classifiers|without)\s+(\d+)\s+([\d.]+)\s+"
-        r"([\d,]+)\s+([\d.]+)%",
-        text,
-    )
-    assert [r[0] for r in rows] == ["with aux classifiers", "without"], rows
-    page = page_text(PAGE.name)
-    for (_, epochs, seconds, rate, acc), name in zip(
-        rows, ("with auxiliary classifiers", "without auxiliary classifiers")
-    ):
-        assert f"| {name} | {epochs} | {seconds} | {rate} | {acc}% |" in page

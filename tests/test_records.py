@@ -295,3 +295,58 @@ def test_fit_writes_a_complete_record(tmp_path, monkeypatch):
     )
     assert again.expected is not None and again.expected.runs == 1
     assert copy.deepcopy(again.history)
+
+
+LABS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _stored_text(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_every_stored_training_has_its_record():
+    """The result each lab printed is the one its record holds: the
+    notebook, the record and so the pages show one and the same run."""
+    checked = 0
+    for path in LABS:
+        text = _stored_text(path)
+        banner = re.search(r"profile: (\w+) \| device: (.+?) \|", text)
+        results = re.findall(
+            r"^trained (\d+) epoch\(s\) in ([\d.]+) s .*test accuracy "
+            r"([\d.]+)%$",
+            text,
+            re.M,
+        )
+        if not results:
+            continue
+        profile = banner.group(1)
+        device = records.device_kind(banner.group(2))
+        stored = records.load_all(
+            lab=path.stem, profile=profile, device_kind=device
+        )
+        assert stored, f"{path.name}: no record of its {profile} run"
+        by_result = {
+            (
+                r["epochs"],
+                f"{r['seconds']:.1f}",
+                f"{100 * r['test_accuracy']:.2f}",
+            )
+            for r in stored
+        }
+        for epochs, seconds, accuracy in results:
+            assert (int(epochs), seconds, accuracy) in by_result, (
+                path.name,
+                epochs,
+                seconds,
+                accuracy,
+            )
+            checked += 1
+    assert checked >= 5
