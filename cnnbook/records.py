@@ -205,8 +205,10 @@ class Range:
             )
         if accuracy > self.high + margin:
             return (
-                "higher than every recorded run: fine, but check that "
-                "the test images did not leak into training"
+                "higher than every recorded run by more than the "
+                "seed-to-seed spread: a lucky seed or a real improvement; "
+                "if it is by several points, check that no test image "
+                "leaked into training"
             )
         return "normal: within the spread that seeds alone produce"
 
