@@ -16,6 +16,15 @@ from cnnbook.grading import CheckFailure, exercise, expect_array, expect_equal
 
 CHAPTER = "ch01"
 
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {
+    "cnnbook.reference": (["1.3", "1.4", "1.5", "1.6"], None),
+    "cnnbook.arithmetic": (
+        ["1.1", "1.2"],
+        ["conv_output_size", "pool_output_size", "conv_params"],
+    ),
+}
+
 
 def _shape(x):
     return "x".join(str(d) for d in np.shape(x))
@@ -293,7 +302,7 @@ def conv_visible(ns):
             stride,
             pad,
             expected,
-            "cnnbook.reference.conv_forward",
+            "the reference convolution",
         )
 
 
@@ -381,7 +390,7 @@ def pool_visible(ns):
                 stride,
                 mode,
                 reference.pool_forward(A, f, stride, mode),
-                "cnnbook.reference.pool_forward",
+                "the reference pooling",
             )
 
 
