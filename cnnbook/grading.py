@@ -456,3 +456,41 @@ def compiled(model):
     return getattr(model, "optimizer", None) is not None and bool(
         getattr(model, "compiled", False)
     )
+
+
+# ------------------------------------------------------ typical mistakes
+def mistake(what, hint):
+    """The CheckFailure for a recognised mistake: what, then why."""
+    return CheckFailure(f"{what}: {hint}")
+
+
+def match_mistake(got, variants, rtol=1e-6, atol=1e-9):
+    """The hint of the first wrong answer in ``variants`` that ``got`` is.
+
+    ``variants`` are (hint, value) pairs computed from the same inputs by
+    the mistaken formula; a value of None (the mistake does not apply to
+    these inputs) is skipped. Numbers compare exactly, arrays (of the same
+    shape) to the tolerances.
+    """
+    for hint, value in variants:
+        if value is None:
+            continue
+        try:
+            if isinstance(value, np.ndarray):
+                arr = np.asarray(got)
+                if arr.shape == value.shape and np.allclose(
+                    arr, value, rtol=rtol, atol=atol
+                ):
+                    return hint
+            elif not isinstance(got, bool) and got == value:
+                return hint
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def add_hint(exc, hint):
+    """``exc`` (a CheckFailure) with the recognised mistake appended."""
+    if hint:
+        return CheckFailure(f"{exc} Likely cause: {hint}")
+    return exc

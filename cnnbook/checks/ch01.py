@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import CheckFailure, exercise, expect_array, expect_equal
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_array,
+    expect_equal,
+    match_mistake,
+    mistake,
+)
 
 CHAPTER = "ch01"
 
@@ -59,7 +66,40 @@ def _check_output_size(func, n, f, p, s):
             "(n + 2p - f) / s must be rounded down, not up "
             "(use // or math.floor)"
         )
+    if got != expected:
+        hint = match_mistake(got, _output_size_mistakes(n, f, p, s, expected))
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
     expect_equal(got, expected, what)
+
+
+def _output_size_mistakes(n, f, p, s, expected):
+    def unless_right(value):
+        return None if value == expected else value
+
+    return [
+        (
+            "the + 1 is missing: the first position of the filter counts "
+            "too, so the size is floor((n + 2p - f) / s) + 1",
+            unless_right((n + 2 * p - f) // s),
+        ),
+        (
+            "the padding is counted on one side only: p zeros go on "
+            "each side, so the input grows by 2p",
+            unless_right((n + p - f) // s + 1),
+        ),
+        (
+            "the stride is left out: the filter moves s pixels at a "
+            "time, so divide (n + 2p - f) by s",
+            unless_right(n + 2 * p - f + 1),
+        ),
+        (
+            "the padding is left out: add 2p to n",
+            unless_right((n - f) // s + 1),
+        ),
+    ]
 
 
 @exercise(
@@ -111,6 +151,29 @@ def _check_params(func, f, n_c_prev, n_c):
             f"{what} returned {got}, expected {expected}: a "
             "filter is f x f x n_c_prev (the depth of the input)"
         )
+    if got != expected:
+        hint = match_mistake(
+            got,
+            [
+                (
+                    "one bias for the whole layer: each of the n_c filters "
+                    "has its own bias",
+                    f * f * n_c_prev * n_c + 1,
+                ),
+                (
+                    "a filter covers f x f positions (f * f weights per "
+                    "channel), not f",
+                    (f * n_c_prev + 1) * n_c if f != 1 else None,
+                ),
+                (
+                    "the biases are counted n_c_prev times: there is one "
+                    "per filter, not one per input channel",
+                    (f * f + 1) * n_c_prev * n_c if n_c_prev != 1 else None,
+                ),
+            ],
+        )
+        if hint:
+            raise mistake(f"{what} returned {got}, expected {expected}", hint)
     expect_equal(got, expected, what)
 
 
@@ -169,6 +232,36 @@ def _check_zero_pad(func, X, pad):
             f"{expected.shape}: pad only the height and width "
             "(axes 1 and 2), not the examples or the channels"
         )
+    shape = np.shape(got) if got is not None else None
+    m, n_h, n_w, n_c = X.shape
+    if shape != expected.shape and pad > 0:
+        hint = {
+            (m, n_h + pad, n_w + pad, n_c): (
+                "it pads one side only: pad zeros go on each of the four "
+                "sides (top, bottom, left and right)"
+            ),
+            (m, n_h + 2 * pad, n_w, n_c): (
+                "it pads the height only: the width (axis 2) gets pad zeros "
+                "on each side too"
+            ),
+            (m, n_h, n_w + 2 * pad, n_c): (
+                "it pads the width only: the height (axis 1) gets pad zeros "
+                "on each side too"
+            ),
+        }.get(shape)
+        if hint:
+            raise mistake(
+                f"{what} has shape {shape}, expected {expected.shape}", hint
+            )
+    if shape == expected.shape and pad > 0:
+        border = np.asarray(got, dtype=float).copy()
+        border[:, pad:-pad, pad:-pad, :] = 0
+        if np.any(border != 0):
+            raise mistake(
+                f"{what} has non-zero values in the border",
+                "the padding must be zeros (np.pad's constant_values=0, "
+                "not 'edge' or 'reflect' padding)",
+            )
     expect_array(got, expected, what, rtol=0, atol=0)
     if not np.array_equal(X, original):
         raise CheckFailure(f"{what} changed its input X; return a new array")
@@ -211,6 +304,31 @@ def _check_single_step(func, a_slice, W, b):
         raise CheckFailure(
             f"{what} returned {value:.6g}, expected "
             f"{expected:.6g}: add the bias b"
+        )
+    products = np.sum(a_slice * W)
+    hint = match_mistake(
+        value,
+        [
+            (
+                "the bias is added to every product: add b once, to the sum",
+                float(products + b * a_slice.size)
+                if a_slice.size > 1
+                else None,
+            ),
+            (
+                "it takes the mean of the products; a convolution step "
+                "sums them",
+                float(np.mean(a_slice * W) + b) if a_slice.size > 1 else None,
+            ),
+            (
+                "the bias is subtracted: add it",
+                float(products - b) if not np.isclose(b, 0) else None,
+            ),
+        ],
+    )
+    if hint and not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
+        raise mistake(
+            f"{what} returned {value:.6g}, expected {expected:.6g}", hint
         )
     if not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
         raise CheckFailure(
@@ -262,6 +380,9 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
         f"pad={pad})"
     )
     got = func(A.copy(), W.copy(), b.copy(), stride, pad)
+    hint = _conv_mistake(got, A, W, b, stride, pad, np.asarray(expected))
+    if hint:
+        raise mistake(what, hint)
     if got is not None and np.shape(got) == np.shape(expected):
         bias_free = np.asarray(expected) - b
         if np.allclose(got, bias_free, rtol=1e-4, atol=1e-4):
@@ -284,6 +405,67 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+def _conv_windows(A, W, b, stride, pad, n_h, n_w, step):
+    """Windows placed ``step`` pixels apart, ``n_h x n_w`` of them."""
+    A = np.pad(np.asarray(A, float), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    f = W.shape[0]
+    Z = np.zeros((A.shape[0], n_h, n_w, W.shape[-1]))
+    for h in range(n_h):
+        for w in range(n_w):
+            window = A[:, h * step : h * step + f, w * step : w * step + f]
+            if window.shape[1:3] != (f, f):
+                return None
+            Z[:, h, w] = np.tensordot(window, W, axes=([1, 2, 3], [0, 1, 2]))
+    return Z + b
+
+
+def _conv_mistake(got, A, W, b, stride, pad, expected):
+    """The typical mistake ``got`` shows, if one is recognised."""
+    if got is None:
+        return None
+    try:
+        shape = np.shape(got)
+    except Exception:  # noqa: BLE001 - not array-like: the usual message
+        return None
+    m, n_h, n_w, n_c = expected.shape
+    f = W.shape[0]
+    if shape != expected.shape:
+        one_side = (
+            m,
+            (A.shape[1] + pad - f) // stride + 1,
+            (A.shape[2] + pad - f) // stride + 1,
+            n_c,
+        )
+        return {
+            (m, n_h - 1, n_w - 1, n_c): (
+                "the output is one pixel short in each direction: the "
+                "size is floor((n + 2 pad - f) / stride) + 1, with the + 1"
+            ),
+            one_side if pad else None: (
+                "it pads one side only: pad zeros go on each side of the "
+                "height and width"
+            ),
+            reference.conv_forward(A, W, b, stride, 0).shape
+            if pad
+            else None: "the padding is left out: zero-pad A_prev by pad first",
+        }.get(shape)
+    if n_c > 1 and not np.allclose(b, b[0]):
+        one_bias = expected - b + b[0]
+        if np.allclose(got, one_bias, rtol=1e-4, atol=1e-4):
+            return (
+                "every filter gets the bias of the first one: filter c adds "
+                "its own b[c]"
+            )
+    if stride > 1 and (n_h > 1 or n_w > 1):
+        slid = _conv_windows(A, W, b, stride, pad, n_h, n_w, 1)
+        if slid is not None and np.allclose(got, slid, rtol=1e-4, atol=1e-4):
+            return (
+                "the windows move one pixel at a time: output position h "
+                "starts at row h * stride of the padded input"
+            )
+    return None
 
 
 @exercise(
@@ -352,6 +534,9 @@ def conv_hidden(ns, rng):
 def _check_pool(func, A, f, stride, mode, expected, against):
     what = f"pool_forward(A_prev {_shape(A)}, f={f}, stride={stride}, mode={mode!r})"
     got = func(A.copy(), f, stride, mode)
+    hint = _pool_mistake(got, A, f, stride, mode, np.asarray(expected))
+    if hint:
+        raise mistake(what, hint)
     if got is not None and np.shape(got) == np.shape(expected):
         other = reference.pool_forward(
             A, f, stride, "average" if mode == "max" else "max"
@@ -369,6 +554,68 @@ def _check_pool(func, A, f, stride, mode, expected, against):
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def _pool_windows(A, f, step, mode, n_h, n_w, axes=(1, 2)):
+    reduce = np.max if mode == "max" else np.mean
+    out = np.zeros((A.shape[0], n_h, n_w, A.shape[3]))
+    for h in range(n_h):
+        for w in range(n_w):
+            window = A[:, h * step : h * step + f, w * step : w * step + f]
+            if window.shape[1:3] != (f, f):
+                return None
+            value = reduce(window, axis=axes)
+            out[:, h, w, :] = (
+                value if axes == (1, 2) else np.asarray(value)[:, None]
+            )
+    return out
+
+
+def _pool_mistake(got, A, f, stride, mode, expected):
+    if got is None:
+        return None
+    try:
+        shape = np.shape(got)
+    except Exception:  # noqa: BLE001
+        return None
+    m, n_h, n_w, n_c = expected.shape
+    if shape != expected.shape:
+        hints = {
+            (m, n_h - 1, n_w - 1, n_c): (
+                "the output is one pixel short in each direction: the size "
+                "is floor((n - f) / stride) + 1, with the + 1"
+            ),
+            (m, n_h, n_w, 1): (
+                "the channels are pooled together: pooling works on each "
+                "channel separately and keeps their number"
+            ),
+        }
+        if stride != f:
+            as_f = reference.pool_forward(A, f, f, mode).shape
+            hints.setdefault(
+                as_f,
+                "the output size uses f as the stride: the windows move "
+                "stride pixels at a time",
+            )
+        return hints.get(shape)
+    if stride > 1 and (n_h > 1 or n_w > 1):
+        slid = _pool_windows(A, f, 1, mode, n_h, n_w)
+        if slid is not None and not np.allclose(slid, expected):
+            if np.allclose(got, slid, rtol=1e-5, atol=1e-5):
+                return (
+                    "the window ignores the stride: output position h "
+                    "starts at row h * stride of the input"
+                )
+    if n_c > 1:
+        across = _pool_windows(A, f, stride, mode, n_h, n_w, (1, 2, 3))
+        if across is not None and not np.allclose(across, expected):
+            if np.allclose(got, across, rtol=1e-5, atol=1e-5):
+                return (
+                    "the channels are pooled together: take the "
+                    f"{'maximum' if mode == 'max' else 'mean'} over each "
+                    "window's height and width only (axis=(1, 2))"
+                )
+    return None
 
 
 @exercise(

@@ -22,10 +22,13 @@ import numpy as np
 
 from cnnbook.grading import (
     CheckFailure,
+    add_hint,
     block_model,
     exercise,
     expect_equal,
     layer_signature,
+    match_mistake,
+    mistake,
     with_options,
 )
 
@@ -104,12 +107,36 @@ def _expect_same_branches(model, reference, what):
         layer_signature(model), layer_signature(reference)
     )
     if problem:
-        raise CheckFailure(f"{what}: {problem}")
+        raise add_hint(
+            CheckFailure(f"{what}: {problem}."), _module_mistake(model)
+        )
     expect_equal(
         model.count_params(),
         reference.count_params(),
         f"{what}: number of parameters",
     )
+
+
+def _module_mistake(model):
+    """The typical mistake of an inception module that differs."""
+    layers = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    kinds = [type(x).__name__ for x in layers]
+    size = tuple(model.inputs[0].shape[1:3])
+    pools = [x for x in layers if type(x).__name__ == "MaxPooling2D"]
+    if kinds.count("Conv2D") == 5 and pools:
+        return (
+            "the pool branch needs its 1x1 projection (pool_proj filters) "
+            "after the max pool"
+        )
+    if any(tuple(x.output.shape[1:3]) != size for x in pools):
+        return "the 3x3 max pool keeps the size: strides=1, padding='same'"
+    if any(
+        x.get_config().get("activation") != "relu"
+        for x in layers
+        if type(x).__name__ == "Conv2D"
+    ):
+        return "every convolution of the module has a ReLU"
+    return None
 
 
 # ------------------------------------------------------------------ 6.1
@@ -132,9 +159,46 @@ def _check_multiplications(func, case):
         f"bottleneck={bottleneck})"
     )
     got = _call(func, *args, bottleneck=bottleneck, what=what)
-    expect_equal(
-        got, reference_branch_multiplications(*args, bottleneck), what
-    )
+    expected = reference_branch_multiplications(*args, bottleneck)
+    if got != expected:
+        n_h, n_w, n_c_prev, f, n_c = args
+        area = n_h * n_w
+        depth = n_c_prev if bottleneck is None else bottleneck
+        reduce = area * bottleneck * n_c_prev if bottleneck else 0
+        variants = [
+            (
+                "an f x f filter has f * f weights per input channel, not f",
+                reduce + area * n_c * f * depth if f != 1 else None,
+            )
+        ]
+        if bottleneck is not None:
+            variants += [
+                (
+                    "the 1x1 reduction costs multiplications too: add "
+                    "n_h * n_w * bottleneck * n_c_prev",
+                    area * n_c * f * f * bottleneck,
+                ),
+                (
+                    "after the bottleneck the f x f convolution sees only "
+                    "`bottleneck` channels, not n_c_prev",
+                    area * bottleneck * n_c_prev
+                    + area * n_c * f * f * n_c_prev,
+                ),
+                (
+                    "the reduction is a 1x1 convolution: it has 1 x 1 "
+                    "weights per channel, not f x f",
+                    area * bottleneck * n_c_prev * f * f
+                    + area * n_c * f * f * bottleneck,
+                ),
+            ]
+        hint = match_mistake(
+            got, [(h, v) for h, v in variants if v != expected]
+        )
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
+    expect_equal(got, expected, what)
 
 
 @exercise(
@@ -174,7 +238,17 @@ def _module_models(func, input_shape, filters):
     from cnnbook.models import inception_module
 
     what = f"inception_module(x, {', '.join(map(str, filters))})"
-    mine = block_model(func, [input_shape], *filters, what=what)
+    try:
+        mine = block_model(func, [input_shape], *filters, what=what)
+    except CheckFailure as exc:
+        text = str(exc).lower()
+        hint = None
+        if " raised " in text and "concatenate" in text:
+            hint = (
+                "the four branches must keep the height and width "
+                "(padding='same', stride 1) to be concatenated"
+            )
+        raise add_hint(exc, hint) from None
     ref_inputs = keras.Input(input_shape)
     reference = keras.Model(ref_inputs, inception_module(ref_inputs, *filters))
     return mine, reference, f"{what} on a {input_shape} input"
@@ -228,7 +302,18 @@ def _expect_outputs(model, count, what, hint):
 
 def _check_repaired(build, input_shape):
     what = f"build_reduced_model({input_shape})"
-    model = _call(build, input_shape, what=what)
+    try:
+        model = _call(build, input_shape, what=what)
+    except CheckFailure as exc:
+        hint = None
+        if "unexpected keyword" in str(exc) and "input" in str(exc):
+            hint = "keras.Model takes inputs= and outputs= (plural)"
+        elif "not defined" in str(exc) or "NameError" in str(exc):
+            hint = (
+                "every name the snippet uses must be defined: the "
+                "module's output is the tensor the module returns"
+            )
+        raise add_hint(exc, hint) from None
     _expect_outputs(
         model, 1, what, "the snippet builds one module with one output"
     )
@@ -240,7 +325,19 @@ def _check_repaired(build, input_shape):
             "dimension-reduction example needs the module "
             "with 1x1 reductions and a pool projection"
         )
-    _expect_same_branches(model, _reduced_reference(input_shape), what)
+    reference = _reduced_reference(input_shape)
+    if (
+        hasattr(model, "outputs")
+        and len(model.outputs) == 1
+        and _shape(model.output)[-1] != _shape(reference.output)[-1]
+    ):
+        raise mistake(
+            what,
+            "the module must have module 3a's filter numbers "
+            f"{MODULE_3A}, which give {_shape(reference.output)[-1]} output "
+            f"channels, not {_shape(model.output)[-1]}",
+        )
+    _expect_same_branches(model, reference, what)
 
 
 @exercise(
@@ -344,9 +441,26 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     ]
     problem = _layer_differences(mine, layer_signature(reference))
     if problem:
-        raise CheckFailure(
-            f"{what}: the auxiliary head differs from the "
-            f"specification: {problem}"
+        kinds = [type(x).__name__ for x in head]
+        hint = None
+        if "AveragePooling2D" not in kinds:
+            hint = "the head starts with 5x5 average pooling, not max pooling"
+        elif "Flatten" not in kinds:
+            hint = "the head flattens the 1x1 convolution's output"
+        elif [x.get_config().get("strides") for x in head][:1] != [
+            (3, 3)
+        ] and any(
+            type(x).__name__ == "AveragePooling2D"
+            and tuple(x.get_config()["strides"]) != (3, 3)
+            for x in head
+        ):
+            hint = "the 5x5 average pooling has stride 3"
+        raise add_hint(
+            CheckFailure(
+                f"{what}: the auxiliary head differs from the "
+                f"specification: {problem}."
+            ),
+            hint,
         )
     rates = sorted(
         getattr(l, "rate", None) for l in head if type(l).__name__ == "Dropout"
