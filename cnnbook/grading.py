@@ -482,7 +482,12 @@ def match_mistake(got, variants, rtol=1e-6, atol=1e-9):
                     arr, value, rtol=rtol, atol=atol
                 ):
                     return hint
-            elif not isinstance(got, bool) and got == value:
+            elif isinstance(got, bool) or isinstance(value, bool):
+                continue
+            elif isinstance(value, float) or isinstance(got, float):
+                if math.isclose(float(got), float(value), rel_tol=rtol):
+                    return hint
+            elif got == value:
                 return hint
         except (TypeError, ValueError):
             continue

@@ -79,12 +79,9 @@ def _output_size_mistakes(n, f, p, s, expected):
     def unless_right(value):
         return None if value == expected else value
 
+    # a learner who forgot the + 1 fails on the first visible case (p = 0),
+    # where the padding mistakes are ruled out: those come first
     return [
-        (
-            "the + 1 is missing: the first position of the filter counts "
-            "too, so the size is floor((n + 2p - f) / s) + 1",
-            unless_right((n + 2 * p - f) // s),
-        ),
         (
             "the padding is counted on one side only: p zeros go on "
             "each side, so the input grows by 2p",
@@ -98,6 +95,11 @@ def _output_size_mistakes(n, f, p, s, expected):
         (
             "the padding is left out: add 2p to n",
             unless_right((n - f) // s + 1),
+        ),
+        (
+            "the + 1 is missing: the first position of the filter counts "
+            "too, so the size is floor((n + 2p - f) / s) + 1",
+            unless_right((n + 2 * p - f) // s),
         ),
     ]
 
@@ -219,8 +221,8 @@ def params_hidden(ns, rng):
 # ------------------------------------------------------------ 1.3 zero padding
 def _check_zero_pad(func, X, pad):
     original = X.copy()
-    got = func(X, pad)
     expected = np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    got = func(X, pad)
     what = f"zero_pad(X of shape {X.shape}, pad={pad})"
     if (
         got is not None
@@ -421,51 +423,75 @@ def _conv_windows(A, W, b, stride, pad, n_h, n_w, step):
     return Z + b
 
 
+def _quietly(func, *args):
+    """``func(*args)``, or None where the mistaken variant cannot apply."""
+    try:
+        return func(*args)
+    except (ValueError, IndexError):
+        return None
+
+
+def _recognise(got, expected, variants, tol):
+    """The hint of the variant ``got`` equals (never one that is right)."""
+    variants = [
+        (hint, None if v is None else np.asarray(v, dtype=float))
+        for hint, v in variants
+    ]
+    variants = [
+        (hint, v)
+        for hint, v in variants
+        if v is not None
+        and not (v.shape == expected.shape and np.allclose(v, expected, **tol))
+    ]
+    return match_mistake(got, variants, **tol)
+
+
 def _conv_mistake(got, A, W, b, stride, pad, expected):
     """The typical mistake ``got`` shows, if one is recognised."""
     if got is None:
         return None
     try:
-        shape = np.shape(got)
+        got = np.asarray(got, dtype=float)
     except Exception:  # noqa: BLE001 - not array-like: the usual message
         return None
     m, n_h, n_w, n_c = expected.shape
-    f = W.shape[0]
-    if shape != expected.shape:
-        one_side = (
-            m,
-            (A.shape[1] + pad - f) // stride + 1,
-            (A.shape[2] + pad - f) // stride + 1,
-            n_c,
+    conv = reference.conv_forward
+    variants = [
+        (
+            "the output is one pixel short in each direction: the size is "
+            "floor((n + 2 pad - f) / stride) + 1, with the + 1",
+            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+        ),
+        (
+            "every filter gets the bias of the first one: filter c adds "
+            "its own b[c]",
+            expected - b + b[0],
+        ),
+        (
+            "the windows move one pixel at a time: output position h "
+            "starts at row h * stride of the padded input",
+            _conv_windows(A, W, b, stride, pad, n_h, n_w, 1)
+            if stride > 1
+            else None,
+        ),
+    ]
+    if pad:
+        for sides in (((0, pad), (0, pad)), ((pad, 0), (pad, 0))):
+            padded = np.pad(A, ((0, 0), *sides, (0, 0)))
+            variants.append(
+                (
+                    "it pads one side only: pad zeros go on each side of "
+                    "the height and width",
+                    _quietly(conv, padded, W, b, stride, 0),
+                )
+            )
+        variants.append(
+            (
+                "the padding is left out: zero-pad A_prev by pad first",
+                _quietly(conv, A, W, b, stride, 0),
+            )
         )
-        return {
-            (m, n_h - 1, n_w - 1, n_c): (
-                "the output is one pixel short in each direction: the "
-                "size is floor((n + 2 pad - f) / stride) + 1, with the + 1"
-            ),
-            one_side if pad else None: (
-                "it pads one side only: pad zeros go on each side of the "
-                "height and width"
-            ),
-            reference.conv_forward(A, W, b, stride, 0).shape
-            if pad
-            else None: "the padding is left out: zero-pad A_prev by pad first",
-        }.get(shape)
-    if n_c > 1 and not np.allclose(b, b[0]):
-        one_bias = expected - b + b[0]
-        if np.allclose(got, one_bias, rtol=1e-4, atol=1e-4):
-            return (
-                "every filter gets the bias of the first one: filter c adds "
-                "its own b[c]"
-            )
-    if stride > 1 and (n_h > 1 or n_w > 1):
-        slid = _conv_windows(A, W, b, stride, pad, n_h, n_w, 1)
-        if slid is not None and np.allclose(got, slid, rtol=1e-4, atol=1e-4):
-            return (
-                "the windows move one pixel at a time: output position h "
-                "starts at row h * stride of the padded input"
-            )
-    return None
+    return _recognise(got, expected, variants, dict(rtol=1e-4, atol=1e-4))
 
 
 @exercise(
@@ -575,47 +601,38 @@ def _pool_mistake(got, A, f, stride, mode, expected):
     if got is None:
         return None
     try:
-        shape = np.shape(got)
+        got = np.asarray(got, dtype=float)
     except Exception:  # noqa: BLE001
         return None
     m, n_h, n_w, n_c = expected.shape
-    if shape != expected.shape:
-        hints = {
-            (m, n_h - 1, n_w - 1, n_c): (
-                "the output is one pixel short in each direction: the size "
-                "is floor((n - f) / stride) + 1, with the + 1"
-            ),
-            (m, n_h, n_w, 1): (
-                "the channels are pooled together: pooling works on each "
-                "channel separately and keeps their number"
-            ),
-        }
-        if stride != f:
-            as_f = reference.pool_forward(A, f, f, mode).shape
-            hints.setdefault(
-                as_f,
-                "the output size uses f as the stride: the windows move "
-                "stride pixels at a time",
-            )
-        return hints.get(shape)
-    if stride > 1 and (n_h > 1 or n_w > 1):
-        slid = _pool_windows(A, f, 1, mode, n_h, n_w)
-        if slid is not None and not np.allclose(slid, expected):
-            if np.allclose(got, slid, rtol=1e-5, atol=1e-5):
-                return (
-                    "the window ignores the stride: output position h "
-                    "starts at row h * stride of the input"
-                )
-    if n_c > 1:
-        across = _pool_windows(A, f, stride, mode, n_h, n_w, (1, 2, 3))
-        if across is not None and not np.allclose(across, expected):
-            if np.allclose(got, across, rtol=1e-5, atol=1e-5):
-                return (
-                    "the channels are pooled together: take the "
-                    f"{'maximum' if mode == 'max' else 'mean'} over each "
-                    "window's height and width only (axis=(1, 2))"
-                )
-    return None
+    across = _pool_windows(A, f, stride, mode, n_h, n_w, (1, 2, 3))
+    together = (
+        "the channels are pooled together: take the "
+        f"{'maximum' if mode == 'max' else 'mean'} over each window's "
+        "height and width only (axis=(1, 2)), channel by channel"
+    )
+    variants = [
+        (
+            "the window ignores the stride: output position h starts at "
+            "row h * stride of the input",
+            _pool_windows(A, f, 1, mode, n_h, n_w) if stride > 1 else None,
+        ),
+        (
+            "the output size uses f as the stride: the windows move "
+            "stride pixels at a time",
+            _quietly(reference.pool_forward, A, f, f, mode)
+            if stride != f
+            else None,
+        ),
+        (
+            "the output is one pixel short in each direction: the size is "
+            "floor((n - f) / stride) + 1, with the + 1",
+            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+        ),
+        (together, across if n_c > 1 else None),
+        (together, across[..., :1] if n_c > 1 else None),
+    ]
+    return _recognise(got, expected, variants, dict(rtol=1e-5, atol=1e-5))
 
 
 @exercise(
@@ -628,7 +645,8 @@ def _pool_mistake(got, A, f, stride, mode, expected):
 def pool_visible(ns):
     rng = np.random.default_rng(4)
     A = rng.standard_normal((2, 5, 5, 3))
-    for f, stride in [(3, 2), (2, 2)]:
+    # (2, 2) first: there a missing + 1 cannot pass for a stride of f
+    for f, stride in [(2, 2), (3, 2)]:
         for mode in ("max", "average"):
             _check_pool(
                 ns["pool_forward"],
