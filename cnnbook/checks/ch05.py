@@ -178,6 +178,20 @@ def _block_mistake(learner, ref):
         )
     if count(learner, "Add") != 1:
         return "the shortcut is added once, with an Add layer"
+    order = [type(x).__name__ for x in _InputOrder(learner).layers]
+    if (
+        "Add" in order
+        and order[-1] != "Activation"
+        and order[-2:]
+        != [
+            "Add",
+            "Activation",
+        ]
+    ):
+        return (
+            "the ReLU comes after the addition, not before it: "
+            "relu(main path + shortcut)"
+        )
     return None
 
 
@@ -538,11 +552,6 @@ def _gap_mistake(number, curves, kind):
     deep = np.asarray(curves[kind, depths[-1]], float)
     shallow = np.asarray(curves[kind, depths[0]], float)
     for hint, value in (
-        (
-            "it compares the lowest errors; the gap is between the final "
-            "epochs' errors",
-            deep.min() - shallow.min(),
-        ),
         (
             "it compares the first epochs; the gap is between the final "
             "epochs' errors",

@@ -100,9 +100,14 @@ def _expect_same_branches(model, reference, what):
         raise CheckFailure(
             f"{what} should have one output, it has {len(model.outputs)}"
         )
-    expect_equal(
-        _shape(model.output), _shape(reference.output), f"{what}: output shape"
-    )
+    try:
+        expect_equal(
+            _shape(model.output),
+            _shape(reference.output),
+            f"{what}: output shape",
+        )
+    except CheckFailure as exc:
+        raise add_hint(exc, _module_mistake(model)) from None
     problem = _layer_differences(
         layer_signature(model), layer_signature(reference)
     )
@@ -110,11 +115,26 @@ def _expect_same_branches(model, reference, what):
         raise add_hint(
             CheckFailure(f"{what}: {problem}."), _module_mistake(model)
         )
+    if all(_relu(x) for x in reference.layers if _is_conv(x)):
+        for layer in model.layers:
+            if _is_conv(layer) and not _relu(layer):
+                raise mistake(
+                    f"{what}: the convolution '{layer.name}' has no ReLU",
+                    "every convolution of the module has a ReLU",
+                )
     expect_equal(
         model.count_params(),
         reference.count_params(),
         f"{what}: number of parameters",
     )
+
+
+def _is_conv(layer):
+    return type(layer).__name__ == "Conv2D"
+
+
+def _relu(layer):
+    return layer.get_config().get("activation") == "relu"
 
 
 def _module_mistake(model):
