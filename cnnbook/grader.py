@@ -454,23 +454,31 @@ class _Remote:
         if not answer.get("ok"):
             if answer.get("timeout"):
                 raise grading.Timeout()
-            raise _learner_error(answer.get("error") or {})
+            error = answer.get("error")
+            raise _learner_error(error if isinstance(error, dict) else {})
         try:
-            for index, tree in answer.get("changed", []):
-                _update_argument(args[index], wire.decode(tree, out_arrays))
+            for index, tree in answer.get("changed") or []:
+                if isinstance(index, int) and 0 <= index < len(args):
+                    _update_argument(
+                        args[index], wire.decode(tree, out_arrays)
+                    )
             return wire.decode(answer["value"], out_arrays)
-        except (wire.WireError, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
             raise grading.CheckFailure(
-                f"{name} returned something the grader cannot read: {exc}"
+                f"{name} returned something the grader cannot read: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
             ) from None
 
     def _request(self, request):
         from cnnbook import grading
 
         answer, arrays = self._exchange(request, {}, 60)
-        if not answer.get("ok"):
-            raise grading.CheckFailure("the grader could not reach the kernel")
-        return answer["value"]
+        value = answer.get("value")
+        if not answer.get("ok") or not isinstance(value, dict):
+            raise grading.CheckFailure(
+                "the notebook's code broke the grader's calls into it"
+            )
+        return {str(k): bool(v) for k, v in value.items()}
 
     def _exchange(self, request, arrays, seconds):
         from cnnbook import grading, wire
@@ -489,7 +497,10 @@ class _Remote:
         if error and error.startswith("CellTimeout"):
             raise grading.Timeout()
         try:
-            return wire.read(base + ".out")
+            answer, arrays = wire.read(base + ".out")
+            if not isinstance(answer, dict):
+                raise ValueError("not an answer")
+            return answer, arrays
         except wire.WireError as exc:
             raise grading.CheckFailure(str(exc)) from None
         except (OSError, ValueError, TypeError):
@@ -779,7 +790,9 @@ def _name_failed_dependencies(exercises, results, sources):
             if other is not ex
             for name in other.names
             if name not in ex.names
-            and re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", code)
+            and re.search(
+                rf"(?<![\w.])(?<!def ){re.escape(name)}\s*\(", code
+            )
         ]
         if used:
             parts = ", ".join(
@@ -805,6 +818,11 @@ def _check_one(session, ex, names, seed, limits):
         why = "your code took too long while being checked"
     except grading.CheckFailure as exc:
         why = str(exc)
+    except Exception as exc:  # noqa: BLE001 - never crash on a notebook
+        why = (
+            "the notebook's code broke the grader's calls into it "
+            f"({type(exc).__name__})"
+        )
     return grading.Result(
         ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
     )

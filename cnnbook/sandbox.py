@@ -208,8 +208,8 @@ def command(
 
 # ------------------------------------------------- the package it sees
 STUB_MESSAGE = (
-    "{what} is not available while grading: exercise {keys} must be "
-    "your own code"
+    "{what} is not available while grading: the answer to exercise "
+    "{keys} must be your own code"
 )
 
 _GRADING_STUB = '''"""cnnbook.grading inside the grading sandbox.
@@ -229,7 +229,9 @@ class checker:  # noqa: N801
 '''
 
 
-def _stub_source(module, names, keys, doc=None):
+def _stub_source(module, names, keys, doc=None, only=None):
+    """A module-level ``__getattr__`` that refuses the left-out names
+    (``only``: just those; otherwise every name it lacks)."""
     lines = [
         repr(doc or f"{module} while grading: the answers are left out."),
         f"_LEFT_OUT = {sorted(names)!r}",
@@ -237,13 +239,26 @@ def _stub_source(module, names, keys, doc=None):
         "",
         "",
         "def __getattr__(name):",
-        "    if name.startswith('__'):",
+        "    if name.startswith('__')"
+        + (f" or name not in {sorted(only)!r}" if only is not None else "")
+        + ":",
         "        raise AttributeError(name)",
-        f"    what = {module!r} + '.' + name",
-        f"    raise ImportError(_MESSAGE.format(what=what, keys={keys!r}))",
+        f"    raise ImportError(_MESSAGE.format(what=name, keys={keys!r}))",
         "",
     ]
     return "\n".join(lines)
+
+
+def _top_level_names(source):
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        ):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names - {"__all__"}
 
 
 def _strip_source(source, module, names, keys):
@@ -293,16 +308,42 @@ def build_package(answers, dest):
     for name in ("grader.py", "__main__.py", "notebooks.py", "sandbox.py"):
         (target / name).unlink(missing_ok=True)
     (target / "grading.py").write_text(_GRADING_STUB)
+    parents = {}
     for module, (keys, names) in answers.items():
         parts = module.split(".")
         assert parts[0] == "cnnbook", module
         path = target.joinpath(*parts[1:]).with_suffix(".py")
         keys = ", ".join(keys)
+        source = path.read_text()
         if names is None:
-            path.write_text(_stub_source(module, ["*"], keys))
+            names = _top_level_names(source)
+            path.write_text(_stub_source(module, names, keys))
         else:
-            path.write_text(
-                _strip_source(path.read_text(), module, set(names), keys)
+            path.write_text(_strip_source(source, module, set(names), keys))
+        init = path.parent / "__init__.py"
+        if init != path and path.parent != target:
+            parents.setdefault(init, ({}, set()))
+            parents[init][0].update(dict.fromkeys(names, keys))
+    for init, (names, _) in parents.items():
+        # `from cnnbook.models import identity_block` says why, too
+        for keys in sorted(set(names.values())):
+            chosen = sorted(n for n, k in names.items() if k == keys)
+            stub = _stub_source("", chosen, keys, only=chosen)
+            body = stub.split("\n", 1)[1].replace(
+                "def __getattr__", f"def _left_out_{abs(hash(keys))}"
+            )
+            with open(init, "a") as fh:
+                fh.write("\n\n" + body)
+        funcs = [f"_left_out_{abs(hash(k))}" for k in set(names.values())]
+        with open(init, "a") as fh:
+            fh.write(
+                "\n\ndef __getattr__(name):\n"
+                + "".join(
+                    f"    try:\n        {f}(name)\n"
+                    "    except AttributeError:\n        pass\n"
+                    for f in funcs
+                )
+                + "    raise AttributeError(name)\n"
             )
     return dest
 
@@ -334,7 +375,8 @@ def keras_overlays(modules, dest):
                     t.id for t in node.targets if isinstance(t, ast.Name)
                 ]
         message = STUB_MESSAGE.format(
-            what=f"keras.applications ({name})", keys=", ".join(keys)
+            what=f"this part of keras.applications ({name})",
+            keys=", ".join(keys),
         )
         lines = [
             f'"""keras.src.applications.{name} left out while grading."""',
