@@ -299,6 +299,7 @@ class _Session:
             connection_file=os.path.join(kdir, "kernel.json"),
         )
         env = self._env()
+        _copy_font_cache(os.path.join(self.scratch_dir, "home"))
         if self.limits.sandbox:
             km.cnnbook_prefix = sandbox.command(
                 self.scratch_dir,
@@ -392,6 +393,26 @@ class _Session:
         if errors:
             return f"{errors[0].ename}: {errors[0].evalue}"[:500]
         return None
+
+
+def _copy_font_cache(home):
+    """Give the sandbox matplotlib's font list (else it rebuilds it, slowly,
+    in every grade)."""
+    import glob
+    import shutil
+
+    target = os.path.join(home, ".matplotlib")
+    if os.path.isdir(target):
+        return
+    os.makedirs(target)
+    try:
+        import matplotlib
+
+        cache = matplotlib.get_cachedir()
+    except Exception:  # noqa: BLE001 - no cache: the sandbox builds one
+        return
+    for path in glob.glob(os.path.join(cache, "fontlist-*.json")):
+        shutil.copy(path, target)
 
 
 class _Remote:
@@ -790,9 +811,7 @@ def _name_failed_dependencies(exercises, results, sources):
             if other is not ex
             for name in other.names
             if name not in ex.names
-            and re.search(
-                rf"(?<![\w.])(?<!def ){re.escape(name)}\s*\(", code
-            )
+            and re.search(rf"(?<![\w.])(?<!def ){re.escape(name)}\s*\(", code)
         ]
         if used:
             parts = ", ".join(
