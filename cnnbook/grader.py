@@ -730,8 +730,9 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                 keras_apps, os.path.join(tmp, "k")
             )
         session = _Session(nb, scratch, package, limits, overlays)
-        # the checks use Keras here: import it while the notebook runs
-        threading.Thread(target=_import_keras, daemon=True).start()
+        if grading.needs_keras(chapter):
+            # the checks use Keras here: import it while the notebook runs
+            threading.Thread(target=_import_keras, daemon=True).start()
         try:
             session.start()
             learner_cells = nb.cells[: session.scratch]

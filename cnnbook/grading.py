@@ -121,6 +121,14 @@ def answers(chapter):
     )
 
 
+def needs_keras(chapter):
+    """Whether the chapter's checks use Keras (``NEEDS_KERAS``, default
+    True)."""
+    exercises(chapter)
+    module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
+    return bool(getattr(importlib.import_module(module), "NEEDS_KERAS", True))
+
+
 def chapters():
     """Chapter ids that have checks modules."""
     import pkgutil

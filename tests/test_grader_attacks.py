@@ -480,3 +480,41 @@ def pathlib_home():
     import pathlib
 
     return pathlib.Path.home()
+
+
+def test_no_sandbox_no_grade_unless_asked(tmp_path):
+    """Without bubblewrap, grade and grade-batch refuse and say why;
+    --no-sandbox grades anyway and the report says it was not sandboxed."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "subs" / "ch01-solution.ipynb"
+    path.parent.mkdir()
+    path.write_bytes(CH01.read_bytes())
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = dict(os.environ, PATH=str(empty))  # no bwrap to be found
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "cnnbook", *map(str, args)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    refused = cli("grade", path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "bubblewrap is not installed" in refused.stderr
+    assert "--no-sandbox" in refused.stderr
+    batch = cli("grade-batch", path.parent, "--out", tmp_path / "out")
+    assert batch.returncode == 2 and "--no-sandbox" in batch.stderr
+    assert not (tmp_path / "out").exists()
+
+    out = tmp_path / "report.json"
+    done = cli("grade", path, "--no-sandbox", "--json", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["full_marks"] and report["sandboxed"] is False
