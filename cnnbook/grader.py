@@ -730,9 +730,9 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                 keras_apps, os.path.join(tmp, "k")
             )
         session = _Session(nb, scratch, package, limits, overlays)
-        if grading.needs_keras(chapter):
-            # the checks use Keras here: import it while the notebook runs
-            threading.Thread(target=_import_keras, daemon=True).start()
+        # the checks use Keras here: import it while the notebook runs,
+        # once its set-up cell (which imports Keras there) is done
+        warm = grading.needs_keras(chapter)
         try:
             session.start()
             learner_cells = nb.cells[: session.scratch]
@@ -749,6 +749,9 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                 error = session.run(
                     cell, index, min(limits.cell_timeout, left)
                 )
+                if warm:
+                    threading.Thread(target=_import_keras, daemon=True).start()
+                    warm = False
                 if error is None:
                     session.replay.append(index)
                     continue
