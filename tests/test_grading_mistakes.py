@@ -53,7 +53,8 @@ def pool_forward(A_prev, f, stride, mode="max"):
     out = np.zeros((m, H, V, n_c))
     for h in range(H):
         for w in range(V):
-            win = A_prev[:, h * {step}:h * {step} + f, w * {step}:w * {step} + f]
+            t, l = h * {step}, w * {step}
+            win = A_prev[:, t:t + f, l:l + f]
             red = win.max if mode == "max" else win.mean
             out[:, h, w, :] = red(axis={axes})
     return out
@@ -441,8 +442,9 @@ CASES.update(
             "3.1",
             "def alexnet_shapes(n):\n"
             "    out, size = [], n\n"
-            "    for c, f, s, p, pool in [(96, 11, 4, 0, 1), (256, 5, 1, 2, 1),"
-            " (384, 3, 1, 1, 0), (384, 3, 1, 1, 0), (256, 3, 1, 1, 1)]:\n"
+            "    for c, f, s, p, pool in [(96, 11, 4, 0, 1),"
+            " (256, 5, 1, 2, 1), (384, 3, 1, 1, 0), (384, 3, 1, 1, 0),"
+            " (256, 3, 1, 1, 1)]:\n"
             "        size = (size + 2 * p - f) // s + 1\n"
             "        out.append((size, size, c))\n"
             "        if pool:\n"
@@ -456,8 +458,9 @@ CASES.update(
             "3.1",
             "def alexnet_shapes(n):\n"
             "    out, size = [], n\n"
-            "    for c, f, s, p, pool in [(96, 11, 4, 5, 1), (256, 5, 1, 2, 1),"
-            " (384, 3, 1, 1, 0), (384, 3, 1, 1, 0), (256, 3, 1, 1, 1)]:\n"
+            "    for c, f, s, p, pool in [(96, 11, 4, 5, 1),"
+            " (256, 5, 1, 2, 1), (384, 3, 1, 1, 0), (384, 3, 1, 1, 0),"
+            " (256, 3, 1, 1, 1)]:\n"
             "        size = (size + 2 * p - f) // s + 1\n"
             "        out.append((size, size, c))\n"
             "        if pool:\n"
@@ -638,7 +641,8 @@ CASES.update(
             "    out = {}\n"
             "    for kind in {k for k, _ in curves}:\n"
             "        d = sorted(x for k, x in curves if k == kind)\n"
-            "        out[kind] = curves[kind, d[0]][-1] - curves[kind, d[-1]][-1]\n"
+            "        out[kind] = (curves[kind, d[0]][-1]"
+            " - curves[kind, d[-1]][-1])\n"
             "    return out",
             ["sign is reversed"],
         ),
@@ -649,7 +653,8 @@ CASES.update(
             "    out = {}\n"
             "    for kind in {k for k, _ in curves}:\n"
             "        d = sorted(x for k, x in curves if k == kind)\n"
-            "        out[kind] = curves[kind, d[-1]][0] - curves[kind, d[0]][0]\n"
+            "        out[kind] = (curves[kind, d[-1]][0]"
+            " - curves[kind, d[0]][0])\n"
             "    return out",
             ["first epochs"],
         ),
