@@ -34,7 +34,7 @@ def _class_folder(tmp_path):
             cell.source = cell.source.replace("window.max(", "window.min(")
     _write(subs / "dave" / "ch01-layer-arithmetic.ipynb", partly)
     # tries to kill its grader; in the sandbox its parent is the sandbox's
-    # own first process, so it only stops its kernel (restarted, replayed)
+    # own first process, which a signal from inside cannot stop
     hostile = nbformat.read(SOLUTION, as_version=4)
     hostile.cells.insert(
         3,
@@ -99,7 +99,6 @@ def test_grade_batch_cli(tmp_path):
     assert not carol["graded"] and carol["points"] == 0
     eve = json.loads((out / "eve.json").read_text())
     assert eve["graded"] and eve["sandboxed"] and eve["points"] == 9
-    assert any("KernelDied" in e["error"] for e in eve["cell_errors"])
     assert {p: p.read_bytes() for p in subs.rglob("*.ipynb")} == before
 
 
