@@ -264,6 +264,7 @@ class _Session:
         self.client = None
         self.replay = []  # indices of cells that ran to completion
         self.starts = 0
+        self.prefix = None  # the sandbox command, made once
 
     def _env(self):
         keep = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -287,11 +288,17 @@ class _Session:
         from cnnbook import sandbox
         from cnnbook.data import cache_dir
 
+        # Everything under the scratch folder may have been replaced by the
+        # notebook's code (a symbolic link to somewhere else on this
+        # machine): the grader creates only fresh, unguessable names there,
+        # never follows a link in it, and binds nothing from it but itself.
         self.starts += 1
-        kdir = os.path.join(self.scratch_dir, f"k{self.starts}")
-        os.makedirs(kdir, exist_ok=True)
-        # the notebook may have deleted its working folder
-        os.makedirs(self.workdir, exist_ok=True)
+        kdir = tempfile.mkdtemp(prefix="k", dir=self.scratch_dir)
+        if self.starts == 1:
+            os.mkdir(self.workdir)
+            _copy_font_cache(os.path.join(self.scratch_dir, "home"))
+        elif not os.path.lexists(self.workdir):  # the notebook deleted it
+            os.mkdir(self.workdir)
         km = _kernel_manager_class()(
             kernel_name="python3",
             transport="ipc",
@@ -299,9 +306,8 @@ class _Session:
             connection_file=os.path.join(kdir, "kernel.json"),
         )
         env = self._env()
-        _copy_font_cache(os.path.join(self.scratch_dir, "home"))
-        if self.limits.sandbox:
-            km.cnnbook_prefix = sandbox.command(
+        if self.limits.sandbox and self.prefix is None:
+            self.prefix = sandbox.command(
                 self.scratch_dir,
                 self.package_dir,
                 env,
@@ -312,6 +318,8 @@ class _Session:
                 data_dir=str(cache_dir()),
                 overlays=self.overlays,
             )
+        if self.limits.sandbox:
+            km.cnnbook_prefix = self.prefix
             env = {}
         else:
             env = dict(os.environ, **env, PYTHONPATH=str(self.package_dir))
@@ -427,8 +435,10 @@ class _Remote:
 
     def __init__(self, session, names, slack):
         self.session, self.slack = session, slack
-        self.rpc = os.path.join(session.scratch_dir, "rpc")
-        os.makedirs(self.rpc, exist_ok=True)
+        # a fresh folder, used through a descriptor: if the notebook's code
+        # swaps it for a link, the grader still writes and reads only here
+        self.rpc = tempfile.mkdtemp(prefix="rpc", dir=session.scratch_dir)
+        self.fd = os.open(self.rpc, os.O_RDONLY | os.O_DIRECTORY)
         self.count = 0
         self.deadline = None
         self.defined = {}
@@ -505,8 +515,9 @@ class _Remote:
         from cnnbook import grading, wire
 
         self.count += 1
-        base = os.path.join(self.rpc, f"r{self.count}")
-        wire.write(base, request, arrays)
+        name = f"r{self.count}"
+        base = os.path.join(self.rpc, name)
+        wire.write(name, request, arrays, dir_fd=self.fd)
         error = self.session.run(
             nbformat.v4.new_code_cell(_CALL.format(path=base)),
             -1,
@@ -518,7 +529,7 @@ class _Remote:
         if error and error.startswith("CellTimeout"):
             raise grading.Timeout()
         try:
-            answer, arrays = wire.read(base + ".out")
+            answer, arrays = wire.read(name + ".out", dir_fd=self.fd)
             if not isinstance(answer, dict):
                 raise ValueError("not an answer")
             return answer, arrays
@@ -532,9 +543,12 @@ class _Remote:
         finally:
             for suffix in (".json", ".npz", ".out.json", ".out.npz"):
                 try:
-                    os.remove(base + suffix)
+                    os.remove(name + suffix, dir_fd=self.fd)
                 except OSError:
                     pass
+
+    def close(self):
+        os.close(self.fd)
 
 
 class RemoteFunction:
@@ -830,6 +844,7 @@ def _name_failed_dependencies(exercises, results, sources):
 def _check_one(session, ex, names, seed, limits):
     from cnnbook import grading
 
+    remote = None
     try:
         remote = _Remote(session, names, limits.check_slack)
         return grading.run_exercise(
@@ -846,6 +861,9 @@ def _check_one(session, ex, names, seed, limits):
             "the notebook's code broke the grader's calls into it "
             f"({type(exc).__name__})"
         )
+    finally:
+        if remote is not None:
+            remote.close()
     return grading.Result(
         ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
     )

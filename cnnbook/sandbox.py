@@ -145,6 +145,7 @@ def command(
     max_file_mb=1024,
     data_dir=None,
     overlays=(),
+    tmp_mb=512,
 ):
     """The command prefix that runs a program in the sandbox.
 
@@ -162,13 +163,17 @@ def command(
         args += ["--ro-bind", str(data_dir), str(data_dir)]
     for source, target in overlays:
         args += ["--ro-bind", str(source), str(target)]
+    # Only the scratch folder itself is bound: anything inside it may have
+    # been replaced by the notebook's code (a link to elsewhere on this
+    # machine), so no path under it is ever a source of a bind. /tmp is a
+    # private tmpfs of bounded size.
     home = os.path.join(scratch, "home")
-    tmp = os.path.join(scratch, "tmp")
-    for d in (home, tmp):
-        os.makedirs(d, exist_ok=True)
-    args += [  # /tmp first: the scratch folder may lie under it
-        "--bind",
-        tmp,
+    if not os.path.lexists(home):
+        os.mkdir(home)
+    args += [
+        "--size",
+        str(int(tmp_mb) * 2**20),
+        "--tmpfs",
         "/tmp",
         "--bind",
         str(scratch),

@@ -190,26 +190,46 @@ def _encode_model(model, arrays, weights):
     return out
 
 
-def write(path, tree, arrays):
-    """Write ``tree`` to ``path.json`` and ``arrays`` to ``path.npz``."""
-    np.savez(path + ".npz", **arrays)
-    with open(path + ".json", "w") as fh:
+def write(path, tree, arrays, dir_fd=None):
+    """Write ``tree`` to ``path.json`` and ``arrays`` to ``path.npz``.
+
+    With ``dir_fd`` (the grader's side), ``path`` is a name in that open
+    folder, created anew: a symbolic link the notebook's code planted there
+    is never followed.
+    """
+    with _open(path + ".npz", "wb", dir_fd) as fh:
+        np.savez(fh, **arrays)
+    with _open(path + ".json", "w", dir_fd) as fh:
         json.dump(tree, fh, allow_nan=False)
 
 
+def _open(path, mode, dir_fd):
+    if dir_fd is None:
+        return open(path, mode)
+    if "w" in mode:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    else:
+        flags = os.O_RDONLY | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o644, dir_fd=dir_fd)
+    if not os.path.stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise WireError("the answer is not a plain file")
+    return os.fdopen(fd, mode)
+
+
 # ------------------------------------------------------------------ decode
-def read(path):
-    """The (tree, arrays) written by :func:`write`, read with limits."""
-    for suffix, limit in ((".json", MAX_JSON_BYTES), (".npz", MAX_NPZ_BYTES)):
-        size = os.path.getsize(path + suffix)
-        if size > limit:
-            raise WireError(
-                f"the answer is too large ({size / 2**20:.0f} MiB)"
-            )
-    with open(path + ".json") as fh:
+def read(path, dir_fd=None):
+    """The (tree, arrays) written by :func:`write`, read with limits (and,
+    with ``dir_fd``, never through a symbolic link)."""
+    with _open(path + ".json", "r", dir_fd) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES:
+            raise WireError("the answer is too large")
         tree = json.load(fh)
-    with np.load(path + ".npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    with _open(path + ".npz", "rb", dir_fd) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_NPZ_BYTES:
+            raise WireError("the answer is too large")
+        with np.load(fh, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
     return tree, arrays
 
 

@@ -518,3 +518,44 @@ def test_no_sandbox_no_grade_unless_asked(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     assert report["full_marks"] and report["sandboxed"] is False
+
+
+SWAP = """
+import os
+
+
+def conv_layer_params(f, n_c_prev, n_c):
+    # every folder of the scratch space becomes a link to a place outside,
+    # then the kernel dies: the grader restarts it and goes on
+    scratch = os.path.dirname(os.getcwd())
+    for name in os.listdir(scratch):
+        path = os.path.join(scratch, name)
+        os.rename(path, path + ".moved")
+        os.symlink(os.path.join({target!r}, name), path)
+    for name in ("tmp", "rpc", "k1", "k2", "k3"):
+        try:
+            os.symlink(
+                os.path.join({target!r}, name), os.path.join(scratch, name)
+            )
+        except OSError:
+            pass
+    os._exit(1)
+"""
+
+
+def test_links_in_the_scratch_space_lead_nowhere(tmp_path):
+    """The notebook replaces its scratch folders by links to a folder of
+    the grader's machine and kills its kernel; the grader, restarting it,
+    writes nothing there (it follows no link in the scratch space)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    nb = define(
+        solution(), "conv_layer_params", SWAP.format(target=str(outside))
+    )
+    path = tmp_path / "ch01-swap.ipynb"
+    path.write_text(notebooks.render(nb))
+    report = grader.grade(path, limits=LIMITS)
+    summary = grader.format_report(report)
+    got = {r["key"]: r["points"] for r in report["exercises"]}
+    assert got["1.1"] == 1 and got["1.2"] == 0, summary
+    assert list(outside.iterdir()) == [], summary
