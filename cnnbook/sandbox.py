@@ -5,8 +5,9 @@ learner's kernel in `bubblewrap <https://github.com/containers/bubblewrap>`_
 (``bwrap``, Debian package ``bubblewrap``): new user, PID, network, IPC
 and UTS namespaces (no network at all), every capability dropped, the
 software (``/usr``, the Python installation, the virtual environment)
-read-only, one private scratch folder as the only writable place, the
-dataset cache read-only, nothing else of the machine (no home folder, no
+read-only, one private scratch folder as the only writable place on
+disk (``/tmp`` is a private tmpfs of bounded size), the dataset cache
+read-only, nothing else of the machine (no home folder, no
 repository, no other submission, none of the grader's files). ``prlimit``
 bounds its memory, processes, file sizes and CPU time, and the whole
 sandbox dies with the grader.
