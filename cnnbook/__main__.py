@@ -21,7 +21,16 @@ def _limits(args):
         profile=args.profile,
         check_timeout=min(60.0, args.cell_timeout),
         memory_mb=args.memory,
+        sandbox=not args.no_sandbox,
     )
+
+
+NO_SANDBOX = (
+    "error: {why}.\nThe grader runs notebooks only in a sandbox; "
+    "--no-sandbox grades without one, but then the notebook's code runs "
+    "with your rights, can read the answers and can change your files: "
+    "use it only for notebooks you trust."
+)
 
 
 def _grade(args):
@@ -32,9 +41,17 @@ def _grade(args):
     def stop(_signum, _frame):  # stop the kernel too (finally blocks run)
         raise SystemExit(3)
 
+    from cnnbook.sandbox import SandboxUnavailable
+
     signal.signal(signal.SIGTERM, stop)
     limits = _limits(args)
-    report = grader.grade(args.notebook, chapter=args.chapter, limits=limits)
+    try:
+        report = grader.grade(
+            args.notebook, chapter=args.chapter, limits=limits
+        )
+    except SandboxUnavailable as exc:
+        print(NO_SANDBOX.format(why=exc), file=sys.stderr)
+        return 2
     print(grader.format_report(report))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -56,6 +73,16 @@ def _grade_batch(args):
     ]
     if args.chapter:
         options += ["--chapter", args.chapter]
+    if args.no_sandbox:
+        options.append("--no-sandbox")
+    else:
+        from cnnbook.sandbox import SandboxUnavailable, check_available
+
+        try:
+            check_available()
+        except SandboxUnavailable as exc:
+            print(NO_SANDBOX.format(why=exc), file=sys.stderr)
+            return 2
     folder = pathlib.Path(args.folder)
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
@@ -102,6 +129,12 @@ def _grading_options(parser):
         type=int,
         default=6144,
         help="memory limit of the kernel in MiB, 0 for none (default 6144)",
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run the notebook's code without the sandbox (bubblewrap): "
+        "only for notebooks you trust",
     )
 
 

@@ -1,25 +1,36 @@
-"""The grader: run a learner's notebook in a fresh kernel and score it.
+"""The grader: run a learner's notebook in a sandbox and score it.
 
 Introduced in Chapter 1 (``python -m cnnbook grade NOTEBOOK``; a folder
 of submissions: ``python -m cnnbook grade-batch DIR --out OUTDIR``). The
 notebook is read once and rebuilt from its cells' types and sources only
-(broken metadata cannot matter), then executed from memory in a temporary
-working folder, cell by cell, with a per-cell timeout, a limit for the
-whole notebook and a memory limit for the kernel. A cell that fails,
-loops or kills the kernel costs only the exercises that depend on it: the
-kernel is restarted and the cells that worked are replayed. Then each
-exercise's visible and hidden checks run in the kernel, from a freshly
-imported copy of the checks, after undoing what the notebook patched in
-numpy, builtins, json, the import system and the like (so patching the
-checking module from the notebook changes nothing). The check cells of
-the notebook play no part in the grade. The submitted file is never
-written; if the notebook's own code changes or deletes it, the original
-bytes are put back and the report says so.
+(broken metadata cannot matter), then executed from memory, cell by cell,
+with a per-cell timeout and a limit for the whole notebook, in a kernel
+that runs inside a bubblewrap sandbox (:mod:`cnnbook.sandbox`): no
+network, the software read-only, a private scratch folder as the only
+writable place, limits on memory, processes, file sizes and CPU time,
+and none of the grader's files, the repository or other submissions in
+view. The ``cnnbook`` the notebook imports there lacks the checks and
+every implementation that answers one of the chapter's exercises. A cell
+that fails, loops or kills the kernel costs only the exercises that
+depend on it: the kernel is restarted and the cells that worked are
+replayed.
 
-This guards against mistakes and casual tampering, not against a learner
-who sets out to attack the grader: the checks run in the learner's
-process. Batch grading runs every submission in its own process, so one
-that takes its grader down costs only its own grade.
+Then the checks run here, in the grader's own process: each call of a
+learner's function (on inputs the checks chose) is sent into the kernel,
+and only the result comes back (:mod:`cnnbook.wire`: numbers, arrays, a
+Keras model's configuration). Expected values, reference implementations
+and the judgement never exist in the learner's process, so nothing the
+learner's code can reach (stack frames, ``gc``, patched modules) holds an
+answer. The check cells of the notebook play no part in the grade. The
+submitted file is never written (the sandbox cannot even see it; without
+a sandbox, a changed file is put back and the report says so).
+
+Without a working sandbox :func:`grade` raises
+:class:`cnnbook.sandbox.SandboxUnavailable` unless
+``Limits(sandbox=False)`` (``--no-sandbox``) asks for a grade without
+isolation, which protects nothing against a learner who cheats. Batch
+grading runs every submission in its own process, so one that takes its
+grader down costs only its own grade.
 
 Report schema (``--json``; ``grade-batch`` writes one per submission),
 version 1 (documented for readers in book/grading-reference.md)::
@@ -50,8 +61,8 @@ import pathlib
 import re
 import subprocess
 import tempfile
+import threading
 import time
-import uuid
 
 import nbformat
 
@@ -68,6 +79,9 @@ class Limits:
     check_slack: float = 30.0  # import time etc. on top of 2 x check_timeout
     memory_mb: int = 6144  # address-space limit of the kernel; 0: none
     profile: str = "smoke"
+    sandbox: bool = True  # False: run the kernel unisolated (--no-sandbox)
+    max_processes: int = 2048  # processes and threads in the sandbox
+    max_file_mb: int = 1024  # largest file the notebook may write
 
 
 class NotebookProblem(Exception):
@@ -184,75 +198,131 @@ def _capped_client_class():
 
 
 # Runs first in every kernel, before any of the learner's cells: limits the
-# kernel's memory and keeps the state of the modules the checks rely on, so
-# that _GRADE_SNIPPET can undo what the notebook patched (numpy.allclose,
-# builtins.open, json.dump, sys.path, import hooks...). This guards against
-# mistakes and casual tampering; it is not a sandbox.
+# kernel's memory (the sandbox does too) and keeps the function that serves
+# the grader's calls under a private name.
 _PRELUDE = """
 def _cnnbook_prelude():
-    import builtins, importlib, inspect, json, math, resource, signal, sys
-    import dataclasses, traceback, types
-    import numpy
+    import resource, sys
     limit = {memory}
     if limit:
         try:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):
             pass
-    roots = ("builtins", "math", "json", "dataclasses", "traceback", "inspect",
-             "signal", "importlib", "numpy", "resource", "os", "shutil")
-    saved = {{}}
-    for name, mod in list(sys.modules.items()):
-        if isinstance(mod, types.ModuleType) and name.split(".")[0] in roots:
-            # functions, classes and submodules only: never plain state
-            saved[name] = (mod, {{k: v for k, v in vars(mod).items()
-                                 if callable(v) or isinstance(v, types.ModuleType)}})
-    state = (list(sys.path), list(sys.meta_path), list(sys.path_hooks))
-
-    def restore():
-        for name, (mod, attrs) in saved.items():
-            sys.modules[name] = mod
-            now = vars(mod)
-            for key, value in attrs.items():
-                if now.get(key, restore) is not value:
-                    try:
-                        now[key] = value
-                    except Exception:
-                        pass
-        sys.path[:] = [{root!r}] + [p for p in state[0] if p not in ("", ".")]
-        sys.meta_path[:] = state[1]
-        sys.path_hooks[:] = state[2]
-        sys.path_importer_cache.clear()
-
-    guard = types.ModuleType("_cnnbook_guard")
-    guard.restore = restore
-    sys.modules["_cnnbook_guard"] = guard
+    import cnnbook.wire
+    sys.modules["_cnnbook_serve"] = cnnbook.wire
 _cnnbook_prelude()
 del _cnnbook_prelude
 """
+
+# One call of a learner's function, made by the checks (see _Remote).
+_CALL = (
+    "__import__('sys').modules['_cnnbook_serve'].serve({path!r}, globals())"
+)
+
+
+def _kernel_manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        """Starts ``python -m ipykernel_launcher`` behind a command prefix.
+
+        The kernel talks over Unix sockets in the scratch folder (the
+        sandbox has no network, not even the host's loopback).
+        """
+
+        cnnbook_prefix: list = []
+
+        def format_kernel_cmd(self, extra_arguments=None):
+            import sys
+
+            return [
+                *self.cnnbook_prefix,
+                sys.executable,
+                "-Xfrozen_modules=off",
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                self.connection_file,
+            ]
+
+    return SandboxedKernelManager
 
 
 class _Session:
     """A kernel that can be restarted and brought back to where it was."""
 
-    def __init__(self, nb, workdir, limits):
-        self.nb, self.workdir, self.limits = nb, workdir, limits
+    def __init__(self, nb, scratch, package_dir, limits, overlays=()):
+        self.nb, self.scratch_dir, self.limits = nb, scratch, limits
+        self.package_dir, self.overlays = package_dir, overlays
+        self.workdir = os.path.join(scratch, "work")
         # nbclient stores every executed cell back at nb.cells[index]; the
-        # grader's own cells (prelude, checks) go to this extra last slot so
+        # grader's own cells (prelude, calls) go to this extra last slot so
         # that they never overwrite one of the learner's cells.
         nb.cells.append(nbformat.v4.new_markdown_cell(""))
         self.scratch = len(nb.cells) - 1
         self.client = None
         self.replay = []  # indices of cells that ran to completion
+        self.starts = 0
+        self.prefix = None  # the sandbox command, made once
 
-    def start(self):
-        env = dict(
-            os.environ,
+    def _env(self):
+        keep = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        env.update(
+            {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("CNNBOOK_") and k != "CNNBOOK_DATA"
+            }
+        )
+        env.update(
             CNNBOOK_PROFILE=self.limits.profile,
             TF_CPP_MIN_LOG_LEVEL="3",
             MPLBACKEND="Agg",
             PYTHONHASHSEED="0",
         )
+        return env
+
+    def start(self):
+        from cnnbook import sandbox
+        from cnnbook.data import cache_dir
+
+        # Everything under the scratch folder may have been replaced by the
+        # notebook's code (a symbolic link to somewhere else on this
+        # machine): the grader creates only fresh, unguessable names there,
+        # never follows a link in it, and binds nothing from it but itself.
+        self.starts += 1
+        kdir = tempfile.mkdtemp(prefix="k", dir=self.scratch_dir)
+        if self.starts == 1:
+            os.mkdir(self.workdir)
+            _copy_font_cache(os.path.join(self.scratch_dir, "home"))
+        elif not os.path.lexists(self.workdir):  # the notebook deleted it
+            os.mkdir(self.workdir)
+        km = _kernel_manager_class()(
+            kernel_name="python3",
+            transport="ipc",
+            ip=os.path.join(kdir, "s"),
+            connection_file=os.path.join(kdir, "kernel.json"),
+        )
+        env = self._env()
+        if self.limits.sandbox and self.prefix is None:
+            self.prefix = sandbox.command(
+                self.scratch_dir,
+                self.package_dir,
+                env,
+                memory_mb=self.limits.memory_mb,
+                cpu_seconds=4 * self.limits.total_timeout + 3600,
+                max_processes=self.limits.max_processes,
+                max_file_mb=self.limits.max_file_mb,
+                data_dir=str(cache_dir()),
+                overlays=self.overlays,
+            )
+        if self.limits.sandbox:
+            km.cnnbook_prefix = self.prefix
+            env = {}
+        else:
+            env = dict(os.environ, **env, PYTHONPATH=str(self.package_dir))
         self.client = _capped_client_class()(
             self.nb,
             timeout=self.limits.cell_timeout,
@@ -263,15 +333,13 @@ class _Session:
             iopub_timeout=10,
             resources={"metadata": {"path": self.workdir}},
         )
-        # the notebook may have deleted its working folder
-        os.makedirs(self.workdir, exist_ok=True)
-        self.client.km = self.client.create_kernel_manager()
-        self.client.start_new_kernel(env=env, stderr=subprocess.DEVNULL)
+        self.client.km = km
+        self.client.start_new_kernel(
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.client.start_new_kernel_client()
         prelude = nbformat.v4.new_code_cell(
-            _PRELUDE.format(
-                memory=int(self.limits.memory_mb) * 2**20, root=str(_ROOT)
-            )
+            _PRELUDE.format(memory=int(self.limits.memory_mb) * 2**20)
         )
         error = self.run(
             prelude, -1, timeout=max(60, self.limits.cell_timeout)
@@ -335,24 +403,212 @@ class _Session:
         return None
 
 
-_GRADE_SNIPPET = """
-def {fn}():
-    import sys
-    sys.modules["_cnnbook_guard"].restore()
-    import builtins
-    for _name in [m for m in list(sys.modules)
-                  if m == "cnnbook" or m.startswith("cnnbook.")]:
-        del sys.modules[_name]
-    import dataclasses, json
+def _copy_font_cache(home):
+    """Give the sandbox matplotlib's font list (else it rebuilds it, slowly,
+    in every grade)."""
+    import glob
+    import shutil
+
+    target = os.path.join(home, ".matplotlib")
+    if os.path.isdir(target):
+        return
+    os.makedirs(target)
+    try:
+        import matplotlib
+
+        cache = matplotlib.get_cachedir()
+    except Exception:  # noqa: BLE001 - no cache: the sandbox builds one
+        return
+    for path in glob.glob(os.path.join(cache, "fontlist-*.json")):
+        shutil.copy(path, target)
+
+
+class _Remote:
+    """The learner's namespace, seen from the grader: calls go to the kernel.
+
+    ``remote["conv_forward"](A, W, b, 1, 0)`` writes the arguments into the
+    scratch folder, runs :func:`cnnbook.wire.serve` in the kernel and
+    returns the decoded result; arrays the call changed in place are
+    changed here too, and so are the weights of a model passed in. An
+    exception of the learner's code is raised here under its own name.
+    """
+
+    def __init__(self, session, names, slack):
+        self.session, self.slack = session, slack
+        # a fresh folder, used through a descriptor: if the notebook's code
+        # swaps it for a link, the grader still writes and reads only here
+        self.rpc = tempfile.mkdtemp(prefix="rpc", dir=session.scratch_dir)
+        self.fd = os.open(self.rpc, os.O_RDONLY | os.O_DIRECTORY)
+        self.count = 0
+        self.deadline = None
+        self.defined = {}
+        self.defined = self._request({"op": "defined", "names": list(names)})
+
+    # -- the Mapping the checks see
+    def __contains__(self, name):
+        return name in self.defined
+
+    def __getitem__(self, name):
+        if name not in self.defined:
+            raise KeyError(name)
+        return RemoteFunction(self, name)
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def start_phase(self, seconds):
+        self.deadline = time.monotonic() + seconds
+
+    # -- one call
+    def call(self, name, args, kwargs, block=False, weights=False, seed=None):
+        from cnnbook import grading, wire
+
+        left = 3600.0
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0.5:
+                raise grading.Timeout()
+        arrays = {}
+        request = {
+            "op": "call",
+            "name": name,
+            "args": [wire.encode(a, arrays, True) for a in args],
+            "kwargs": [
+                [k, wire.encode(v, arrays, True)] for k, v in kwargs.items()
+            ],
+            "block": block,
+            "weights": weights,
+            "seed": seed,
+            "timeout": left,
+        }
+        answer, out_arrays = self._exchange(request, arrays, left)
+        if not answer.get("ok"):
+            if answer.get("timeout"):
+                raise grading.Timeout()
+            error = answer.get("error")
+            raise _learner_error(error if isinstance(error, dict) else {})
+        try:
+            for index, tree in answer.get("changed") or []:
+                if isinstance(index, int) and 0 <= index < len(args):
+                    _update_argument(
+                        args[index], wire.decode(tree, out_arrays)
+                    )
+            return wire.decode(answer["value"], out_arrays)
+        except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
+            raise grading.CheckFailure(
+                f"{name} returned something the grader cannot read: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+
+    def _request(self, request):
+        from cnnbook import grading
+
+        answer, arrays = self._exchange(request, {}, 60)
+        value = answer.get("value")
+        if not answer.get("ok") or not isinstance(value, dict):
+            raise grading.CheckFailure(
+                "the notebook's code broke the grader's calls into it"
+            )
+        return {str(k): bool(v) for k, v in value.items()}
+
+    def _exchange(self, request, arrays, seconds):
+        from cnnbook import grading, wire
+
+        self.count += 1
+        name = f"r{self.count}"
+        base = os.path.join(self.rpc, name)
+        wire.write(name, request, arrays, dir_fd=self.fd)
+        error = self.session.run(
+            nbformat.v4.new_code_cell(_CALL.format(path=base)),
+            -1,
+            timeout=seconds + self.slack,
+        )
+        if error and error.startswith("KernelDied"):
+            self.session.restart()
+            raise grading.KernelStopped()
+        if error and error.startswith("CellTimeout"):
+            raise grading.Timeout()
+        try:
+            answer, arrays = wire.read(name + ".out", dir_fd=self.fd)
+            if not isinstance(answer, dict):
+                raise ValueError("not an answer")
+            return answer, arrays
+        except wire.WireError as exc:
+            raise grading.CheckFailure(str(exc)) from None
+        except (OSError, ValueError, TypeError):
+            why = f" ({error})" if error else ""
+            raise grading.CheckFailure(
+                f"the notebook's code broke the grader's calls into it{why}"
+            ) from None
+        finally:
+            for suffix in (".json", ".npz", ".out.json", ".out.npz"):
+                try:
+                    os.remove(name + suffix, dir_fd=self.fd)
+                except OSError:
+                    pass
+
+    def close(self):
+        os.close(self.fd)
+
+
+class RemoteFunction:
+    """A learner's function that runs in the sandboxed kernel."""
+
+    def __init__(self, remote, name, **options):
+        self.remote, self.__name__, self.options = remote, name, options
+
+    def __call__(self, *args, **kwargs):
+        return self.remote.call(self.__name__, args, kwargs, **self.options)
+
+    def with_options(self, weights=None, seed=None):
+        """The same function; models come back with their weights
+        (``weights=True``), or the kernel seeds Keras first (``seed``)."""
+        options = dict(self.options)
+        if weights is not None:
+            options["weights"] = weights
+        if seed is not None:
+            options["seed"] = int(seed)
+        return RemoteFunction(self.remote, self.__name__, **options)
+
+    def block(self, inputs, *args, **kwargs):
+        """Call on ``keras.Input`` tensors made in the kernel.
+
+        ``inputs`` holds :class:`cnnbook.wire.KerasInput` markers, passed
+        as the first arguments; a Keras tensor that comes back arrives as
+        the model from those inputs to it.
+        """
+        return self.remote.call(
+            self.__name__,
+            (*inputs, *args),
+            kwargs,
+            **dict(self.options, block=True),
+        )
+
+
+def _learner_error(error):
     from cnnbook import grading
-    _ex = [e for e in grading.exercises({chapter!r}) if e.key == {key!r}][0]
-    _res = grading.run_exercise(_ex, dict(globals()), hidden=True,
-                                seed={seed}, timeout={timeout})
-    with builtins.open({out!r}, "w") as _fh:
-        json.dump(dataclasses.asdict(_res), _fh)
-{fn}()
-del {fn}
-"""
+
+    kind = str(error.get("type") or "Exception")[:80]
+    message = str(error.get("message") or "")
+    if error.get("not_implemented"):
+        return NotImplementedError(message)
+    cls = type(kind, (grading.LearnerError,), {})
+    return cls(message, error.get("line"))
+
+
+def _update_argument(original, changed):
+    import numpy as np
+
+    if isinstance(original, np.ndarray):
+        if getattr(changed, "shape", None) == original.shape:
+            original[...] = changed
+        else:  # reshaped in place: still a change the checks must see
+            original[...] = np.nan if original.dtype.kind in "fc" else 0
+    elif hasattr(original, "set_weights") and hasattr(changed, "get_weights"):
+        original.set_weights(changed.get_weights())
+        original._cnnbook_compiled = getattr(
+            changed, "_cnnbook_compiled", False
+        )
 
 
 def _defining_cells(nb, name):
@@ -364,9 +620,7 @@ def _defining_cells(nb, name):
     return [
         i
         for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-        and pattern.search(c.source)
-        and "_cnnbook_grade_" not in c.source
+        if c.cell_type == "code" and pattern.search(c.source)
     ]
 
 
@@ -375,12 +629,17 @@ def grade(path, chapter=None, limits=None, seed=None):
     from cnnbook import grading
 
     limits = limits or Limits()
+    if limits.sandbox:
+        from cnnbook import sandbox
+
+        sandbox.check_available()  # SandboxUnavailable: no silent fallback
     path = pathlib.Path(path)
     start = time.perf_counter()
     report = {
         "schema_version": SCHEMA_VERSION,
         "notebook": str(path),
         "graded": False,
+        "sandboxed": bool(limits.sandbox),
         "sha256": None,
         "chapter": chapter,
         "points": 0,
@@ -466,15 +725,28 @@ def _finish(report, chapter, results, start):
 
 
 def _execute_and_check(nb, chapter, limits, seed, report):
-    from cnnbook import grading
+    from cnnbook import grading, sandbox
 
     exercises = grading.exercises(chapter)
     deadline = time.monotonic() + limits.total_timeout
     cell_errors = {}
+    source_cells = [c.source for c in nb.cells]
     with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as tmp:
-        workdir = os.path.join(tmp, "work")
-        os.mkdir(workdir)
-        session = _Session(nb, workdir, limits)
+        # tmp/p: the grader's (the package the sandbox sees, Keras stubs);
+        # tmp/s: the sandbox's scratch folder, its only writable place
+        scratch = os.path.join(tmp, "s")
+        os.mkdir(scratch)
+        answers, keras_apps = grading.answers(chapter)
+        package = sandbox.build_package(answers, os.path.join(tmp, "p"))
+        overlays = []
+        if limits.sandbox:
+            overlays = sandbox.keras_overlays(
+                keras_apps, os.path.join(tmp, "k")
+            )
+        session = _Session(nb, scratch, package, limits, overlays)
+        # the checks use Keras here: import it while the notebook runs,
+        # once its set-up cell (which imports Keras there) is done
+        warm = grading.needs_keras(chapter)
         try:
             session.start()
             learner_cells = nb.cells[: session.scratch]
@@ -491,6 +763,9 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                 error = session.run(
                     cell, index, min(limits.cell_timeout, left)
                 )
+                if warm:
+                    threading.Thread(target=_import_keras, daemon=True).start()
+                    warm = False
                 if error is None:
                     session.replay.append(index)
                     continue
@@ -499,10 +774,9 @@ def _execute_and_check(nb, chapter, limits, seed, report):
                 if error.startswith("KernelDied"):
                     session.restart()
             results = {}
+            names = [n for ex in exercises for n in ex.names]
             for ex in exercises:
-                results[ex.key] = _check_one(
-                    session, ex, chapter, seed, limits, tmp
-                )
+                results[ex.key] = _check_one(session, ex, names, seed, limits)
         finally:
             session.stop()
     skipped = [i for i, e in cell_errors.items() if e.startswith("NotRun")]
@@ -526,41 +800,73 @@ def _execute_and_check(nb, chapter, limits, seed, report):
         ]
         if related:
             r.message += " (" + "; ".join(related) + ")"
+    _name_failed_dependencies(exercises, results, source_cells)
     return results
 
 
-def _check_one(session, ex, chapter, seed, limits, tmp):
+def _import_keras():
+    try:
+        import keras  # noqa: F401
+    except Exception:  # noqa: BLE001 - the checks will report it
+        pass
+
+
+def _name_failed_dependencies(exercises, results, sources):
+    """Say so when a failed answer calls another failed exercise's answer."""
+    import types
+
+    nb = types.SimpleNamespace(
+        cells=[nbformat.v4.new_code_cell(s) for s in sources]
+    )
+    failed = [ex for ex in exercises if not results[ex.key].passed]
+    for ex in failed:
+        code = "\n".join(
+            sources[i] for name in ex.names for i in _defining_cells(nb, name)
+        )
+        used = [
+            (name, other.key)
+            for other in failed
+            if other is not ex
+            for name in other.names
+            if name not in ex.names
+            and re.search(rf"(?<![\w.])(?<!def ){re.escape(name)}\s*\(", code)
+        ]
+        if used:
+            parts = ", ".join(
+                f"{name} (your answer to {key})" for name, key in used
+            )
+            results[ex.key].message += (
+                f"; it calls {parts}, which fails its own checks: "
+                "fix that exercise first"
+            )
+
+
+def _check_one(session, ex, names, seed, limits):
     from cnnbook import grading
 
-    fn = "_cnnbook_grade_" + uuid.uuid4().hex[:12]
-    out = os.path.join(tmp, fn + ".json")
-    code = _GRADE_SNIPPET.format(
-        fn=fn,
-        chapter=chapter,
-        key=ex.key,
-        seed=seed,
-        timeout=limits.check_timeout,
-        out=out,
-    )
-    cell = nbformat.v4.new_code_cell(code)
-    error = session.run(
-        cell, -1, timeout=limits.check_timeout * 2 + limits.check_slack
-    )
-    if error and error.startswith("KernelDied"):
-        session.restart()
+    remote = None
     try:
-        with open(out) as fh:
-            data = json.load(fh)
-        return grading.Result(**data)
-    except (OSError, ValueError, TypeError):
-        why = error or "the checks produced no result"
-        if error and error.startswith("KernelDied"):
-            why = "your code stopped the Python kernel while being checked"
-        elif error and error.startswith("CellTimeout"):
-            why = "your code took too long while being checked"
-        return grading.Result(
-            ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
+        remote = _Remote(session, names, limits.check_slack)
+        return grading.run_exercise(
+            ex, remote, hidden=True, seed=seed, timeout=limits.check_timeout
         )
+    except grading.KernelStopped:
+        why = "your code stopped the Python kernel while being checked"
+    except grading.Timeout:
+        why = "your code took too long while being checked"
+    except grading.CheckFailure as exc:
+        why = str(exc)
+    except Exception as exc:  # noqa: BLE001 - never crash on a notebook
+        why = (
+            "the notebook's code broke the grader's calls into it "
+            f"({type(exc).__name__})"
+        )
+    finally:
+        if remote is not None:
+            remote.close()
+    return grading.Result(
+        ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
+    )
 
 
 def format_report(report):

@@ -7,9 +7,17 @@ The grade CLI (``python -m cnnbook grade``) runs the visible checks and the
 *hidden* randomised ones, so hard-coding the visible answers earns nothing.
 
 Exercises are declared in ``cnnbook/checks/<chapter>.py`` with
-:func:`exercise`. A check function receives the learner's namespace (a dict)
-and, for hidden checks, a seeded ``numpy.random.Generator``; it raises
-:class:`CheckFailure` with a message that says what is wrong.
+:func:`exercise`. A check function receives the learner's namespace (a
+mapping) and, for hidden checks, a seeded ``numpy.random.Generator``; it
+raises :class:`CheckFailure` with a message that says what is wrong, and
+names the typical mistake when it recognises one. The same check runs in
+the learner's kernel (``check("1.1")`` in the notebook) and in the grader,
+where the namespace's functions run in the sandboxed kernel and only their
+results come back (:class:`cnnbook.grader.RemoteFunction`), so a check
+calls the learner's functions only through the namespace and builds Keras
+blocks with :func:`block_model`. Each checks module lists in ``ANSWERS``
+the parts of :mod:`cnnbook` that answer one of its exercises; the sandbox
+leaves them out (:mod:`cnnbook.sandbox`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,18 @@ _REGISTRY: dict[str, dict[str, Exercise]] = {}
 
 class CheckFailure(AssertionError):
     """An answer is wrong; the message tells the learner what and where."""
+
+
+class LearnerError(Exception):
+    """An exception the learner's code raised in the sandboxed kernel.
+
+    The grader raises a subclass named after the learner's exception
+    (``ValueError``...), so messages read as they would locally.
+    """
+
+    def __init__(self, message, line=None):
+        super().__init__(message)
+        self.line = line
 
 
 @dataclasses.dataclass
@@ -83,6 +103,32 @@ def exercises(chapter):
     return list(_REGISTRY.get(chapter, {}).values())
 
 
+def answers(chapter):
+    """What the sandbox leaves out while grading ``chapter``.
+
+    Returns ``(modules, keras_applications)``: ``modules`` maps a module of
+    :mod:`cnnbook` to (exercise keys, names or None for all of it);
+    ``keras_applications`` maps a module of ``keras.src.applications`` to
+    exercise keys. Both come from the chapter's checks module
+    (``ANSWERS``, ``KERAS_APPLICATIONS``).
+    """
+    exercises(chapter)
+    module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
+    mod = importlib.import_module(module)
+    return (
+        dict(getattr(mod, "ANSWERS", {})),
+        dict(getattr(mod, "KERAS_APPLICATIONS", {})),
+    )
+
+
+def needs_keras(chapter):
+    """Whether the chapter's checks use Keras (``NEEDS_KERAS``, default
+    True)."""
+    exercises(chapter)
+    module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
+    return bool(getattr(importlib.import_module(module), "NEEDS_KERAS", True))
+
+
 def chapters():
     """Chapter ids that have checks modules."""
     import pkgutil
@@ -96,12 +142,19 @@ def chapters():
     )
 
 
-class _Timeout(Exception):
-    pass
+class Timeout(BaseException):  # learner code catching Exception misses it
+    """The learner's code ran past its time limit."""
+
+
+_Timeout = Timeout
+
+
+class KernelStopped(BaseException):
+    """The learner's code stopped its kernel while being checked."""
 
 
 def _alarm(_signum, _frame):
-    raise _Timeout()
+    raise Timeout()
 
 
 def _call_with_timeout(func, seconds, *args):
@@ -126,8 +179,13 @@ def _explain(exc, ex):
         return str(exc)
     if isinstance(exc, NotImplementedError):
         return "not answered yet: replace `raise NotImplementedError` with your code"
-    if isinstance(exc, _Timeout):
+    if isinstance(exc, Timeout):
         return "your code took too long (is there an endless loop?)"
+    if isinstance(exc, KernelStopped):
+        return "your code stopped the Python kernel while being checked"
+    if isinstance(exc, LearnerError):
+        where = f" (line {exc.line})" if exc.line else ""
+        return f"your code raised {type(exc).__name__}: {exc}{where}"
     frames = traceback.extract_tb(exc.__traceback__)
     learner = [f for f in frames if "cnnbook" not in f.filename]
     where = f" (line {learner[-1].lineno})" if learner else ""
@@ -146,8 +204,11 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
             f"{', '.join(missing)} is not defined: run the cell "
             "that defines it (and fix any error it shows)",
         )
+    remote = hasattr(ns, "start_phase")
+    if remote:  # the kernel enforces the limit, call by call
+        ns.start_phase(timeout)
     try:
-        _call_with_timeout(ex.visible, timeout, ns)
+        _call_with_timeout(ex.visible, 0 if remote else timeout, ns)
     except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -162,8 +223,10 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
             visible_passed=True,
         )
     rng = np.random.default_rng(seed)
+    if remote:
+        ns.start_phase(timeout)
     try:
-        _call_with_timeout(ex.hidden, timeout, ns, rng)
+        _call_with_timeout(ex.hidden, 0 if remote else timeout, ns, rng)
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -330,3 +393,117 @@ def is_close_number(actual, expected, rel=1e-9):
     return isinstance(actual, (int, float, np.number)) and math.isclose(
         float(actual), float(expected), rel_tol=rel
     )
+
+
+# ------------------------------------------------------- Keras blocks
+def is_remote(func):
+    """True for a learner's function that runs in the grader's sandbox."""
+    return hasattr(func, "block") and hasattr(func, "remote")
+
+
+def with_options(func, weights=None, seed=None):
+    """``func`` asked to send models back with their weights, or to run
+    after ``keras.utils.set_random_seed(seed)``; a local function is
+    returned as it is (it shares the caller's Keras and models)."""
+    if is_remote(func):
+        return func.with_options(weights=weights, seed=seed)
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(int(seed))
+    return func
+
+
+def block_model(func, input_shapes, *args, what="it", **kwargs):
+    """``keras.Model(inputs, func(*inputs, *args, **kwargs))``.
+
+    ``input_shapes`` lists the shapes of the Keras inputs the block gets as
+    its first arguments. Fails with a CheckFailure that says what went
+    wrong (an exception, ``None``, something that is not a Keras tensor).
+    """
+    from cnnbook.wire import KerasInput, Opaque
+
+    try:
+        if is_remote(func):
+            model = func.block(
+                [KerasInput(s) for s in input_shapes], *args, **kwargs
+            )
+        else:
+            import keras
+
+            inputs = [keras.Input(s) for s in input_shapes]
+            outputs = func(*inputs, *args, **kwargs)
+            if outputs is not None and hasattr(outputs, "_keras_history"):
+                model = keras.Model(
+                    inputs if len(inputs) > 1 else inputs[0], outputs
+                )
+            else:
+                model = outputs
+    except (CheckFailure, NotImplementedError, Timeout):
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the learner's error
+        shape = (None, *input_shapes[0])
+        raise CheckFailure(
+            f"{what}: calling it on an input of shape {shape} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if model is None:
+        raise CheckFailure(f"{what} returned None: did you forget `return`?")
+    if not hasattr(model, "layers") or isinstance(model, Opaque):
+        raise CheckFailure(
+            f"{what} should return the Keras tensor that comes out of the "
+            f"block, got {type(model).__name__}"
+        )
+    return model
+
+
+def compiled(model):
+    """Whether ``model`` was compiled (here or in the sandbox)."""
+    if hasattr(model, "_cnnbook_compiled"):
+        return model._cnnbook_compiled
+    return getattr(model, "optimizer", None) is not None and bool(
+        getattr(model, "compiled", False)
+    )
+
+
+# ------------------------------------------------------ typical mistakes
+def mistake(what, hint):
+    """The CheckFailure for a recognised mistake: what, then why."""
+    return CheckFailure(f"{what}: {hint}")
+
+
+def match_mistake(got, variants, rtol=1e-6, atol=1e-9):
+    """The hint of the first wrong answer in ``variants`` that ``got`` is.
+
+    ``variants`` are (hint, value) pairs computed from the same inputs by
+    the mistaken formula; a value of None (the mistake does not apply to
+    these inputs) is skipped. Numbers compare exactly, arrays (of the same
+    shape) to the tolerances.
+    """
+    for hint, value in variants:
+        if value is None:
+            continue
+        try:
+            if isinstance(value, np.ndarray):
+                arr = np.asarray(got)
+                if arr.shape == value.shape and np.allclose(
+                    arr, value, rtol=rtol, atol=atol
+                ):
+                    return hint
+            elif isinstance(got, bool) or isinstance(value, bool):
+                continue
+            elif isinstance(value, float) or isinstance(got, float):
+                if math.isclose(float(got), float(value), rel_tol=rtol):
+                    return hint
+            elif got == value:
+                return hint
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def add_hint(exc, hint):
+    """``exc`` (a CheckFailure) with the recognised mistake appended."""
+    if hint:
+        return CheckFailure(f"{exc} Likely cause: {hint}")
+    return exc

@@ -306,7 +306,7 @@ WRONG = {
             : arithmetic.conv_output_size(A.shape[1], W.shape[0], pad, stride),
             : arithmetic.conv_output_size(A.shape[2], W.shape[0], pad, stride),
         ],
-        "differs at",
+        "one pixel at a time",  # the stride left out: a recognised mistake
     ),
     "1.6": (
         lambda A, f, stride, mode="max": reference.pool_forward(

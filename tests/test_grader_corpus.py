@@ -148,9 +148,10 @@ POOL_FWD = solution().cells[index_of(solution(), "def pool_forward(")].source
 FAST = dict(
     cell_timeout=60, total_timeout=240, check_timeout=20, check_slack=30
 )
-# 12 s per cell: enough for the set-up cell (it imports Keras) on a busy machine
+# 20 s per cell: enough for the set-up cell (it imports Keras) on a machine
+# as busy as a shared 2-core one can be
 LOOP = dict(
-    cell_timeout=12, total_timeout=240, check_timeout=4, check_slack=12
+    cell_timeout=20, total_timeout=240, check_timeout=4, check_slack=12
 )
 
 # name: (build(path) -> bytes, points per exercise, {where: [words]}, limits)
@@ -202,7 +203,7 @@ CASES = {
             solution(), "def zero_pad(", "while True:\n    pass"
         ),
         FULL,
-        {"cells": ["CellTimeout", "12 s"]},
+        {"cells": ["CellTimeout", "20 s"]},
         LOOP,
     ),
     # (the two cases below drop the check cells: in the notebook each of
@@ -413,10 +414,11 @@ CASES = {
         {"cells": ["MemoryError", "8.00 GiB"]},
         FAST,
     ),  # the memory limit
+    # the sandbox does not even see the submitted file: the write fails
     "files-written-and-deleted": (
         None,
         FULL,
-        {"problems": ["restored"]},
+        {"cells": ["FileNotFoundError"]},
         FAST,
     ),
     "invalid-json": (

@@ -2,9 +2,11 @@
 
 Visible checks use the examples of the exercise notebook; hidden checks
 draw random shapes, strides and paddings and compare with
-:mod:`cnnbook.arithmetic`, :mod:`cnnbook.reference`, ``numpy.pad`` and the
-Keras layers (``Conv2D``, ``MaxPooling2D``, ``AveragePooling2D``), so an
-answer that hard-codes the visible examples earns nothing.
+:mod:`cnnbook.arithmetic`, :mod:`cnnbook.reference` and ``numpy.pad``
+(the reference code agrees with Keras's ``Conv2D``, ``MaxPooling2D`` and
+``AveragePooling2D``: tests/test_ch01.py), so an answer that hard-codes
+the visible examples earns nothing. :func:`keras_conv` and
+:func:`keras_pool` run those Keras layers for the tests.
 """
 
 from __future__ import annotations
@@ -12,9 +14,28 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import CheckFailure, exercise, expect_array, expect_equal
+from cnnbook.grading import (
+    CheckFailure,
+    exercise,
+    expect_array,
+    expect_equal,
+    match_mistake,
+    mistake,
+)
 
 CHAPTER = "ch01"
+# The checks judge with numpy only (the reference code is tested against
+# Keras's layers in tests/test_ch01.py): the grader need not load Keras.
+NEEDS_KERAS = False
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {
+    "cnnbook.reference": (["1.3", "1.4", "1.5", "1.6"], None),
+    "cnnbook.arithmetic": (
+        ["1.1", "1.2"],
+        ["conv_output_size", "pool_output_size", "conv_params"],
+    ),
+}
 
 
 def _shape(x):
@@ -50,7 +71,42 @@ def _check_output_size(func, n, f, p, s):
             "(n + 2p - f) / s must be rounded down, not up "
             "(use // or math.floor)"
         )
+    if got != expected:
+        hint = match_mistake(got, _output_size_mistakes(n, f, p, s, expected))
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
     expect_equal(got, expected, what)
+
+
+def _output_size_mistakes(n, f, p, s, expected):
+    def unless_right(value):
+        return None if value == expected else value
+
+    # a learner who forgot the + 1 fails on the first visible case (p = 0),
+    # where the padding mistakes are ruled out: those come first
+    return [
+        (
+            "the padding is counted on one side only: p zeros go on "
+            "each side, so the input grows by 2p",
+            unless_right((n + p - f) // s + 1),
+        ),
+        (
+            "the stride is left out: the filter moves s pixels at a "
+            "time, so divide (n + 2p - f) by s",
+            unless_right(n + 2 * p - f + 1),
+        ),
+        (
+            "the padding is left out: add 2p to n",
+            unless_right((n - f) // s + 1),
+        ),
+        (
+            "the + 1 is missing: the first position of the filter counts "
+            "too, so the size is floor((n + 2p - f) / s) + 1",
+            unless_right((n + 2 * p - f) // s),
+        ),
+    ]
 
 
 @exercise(
@@ -102,6 +158,29 @@ def _check_params(func, f, n_c_prev, n_c):
             f"{what} returned {got}, expected {expected}: a "
             "filter is f x f x n_c_prev (the depth of the input)"
         )
+    if got != expected:
+        hint = match_mistake(
+            got,
+            [
+                (
+                    "one bias for the whole layer: each of the n_c filters "
+                    "has its own bias",
+                    f * f * n_c_prev * n_c + 1,
+                ),
+                (
+                    "a filter covers f x f positions (f * f weights per "
+                    "channel), not f",
+                    (f * n_c_prev + 1) * n_c if f != 1 else None,
+                ),
+                (
+                    "the biases are counted n_c_prev times: there is one "
+                    "per filter, not one per input channel",
+                    (f * f + 1) * n_c_prev * n_c if n_c_prev != 1 else None,
+                ),
+            ],
+        )
+        if hint:
+            raise mistake(f"{what} returned {got}, expected {expected}", hint)
     expect_equal(got, expected, what)
 
 
@@ -125,30 +204,20 @@ def params_visible(ns):
 
 @params_visible.hidden_check
 def params_hidden(ns, rng):
-    import keras
-
+    # arithmetic.conv_params is the count Keras reports (tests/test_ch01.py)
     func = ns["conv_layer_params"]
-    for k in range(20):
+    for _ in range(20):
         f = int(rng.integers(1, 8))
         n_c_prev = int(rng.integers(1, 300))
         n_c = int(rng.integers(1, 300))
         _check_params(func, f, n_c_prev, n_c)
-        if k < 3:  # the count Keras itself reports for such a layer
-            layer = keras.layers.Conv2D(n_c, f)
-            layer.build((None, f + 4, f + 4, n_c_prev))
-            expect_equal(
-                func(f, n_c_prev, n_c),
-                layer.count_params(),
-                f"conv_layer_params(f={f}, n_c_prev={n_c_prev}, "
-                f"n_c={n_c}) against keras.layers.Conv2D",
-            )
 
 
 # ------------------------------------------------------------ 1.3 zero padding
 def _check_zero_pad(func, X, pad):
     original = X.copy()
-    got = func(X, pad)
     expected = np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    got = func(X, pad)
     what = f"zero_pad(X of shape {X.shape}, pad={pad})"
     if (
         got is not None
@@ -160,6 +229,36 @@ def _check_zero_pad(func, X, pad):
             f"{expected.shape}: pad only the height and width "
             "(axes 1 and 2), not the examples or the channels"
         )
+    shape = np.shape(got) if got is not None else None
+    m, n_h, n_w, n_c = X.shape
+    if shape != expected.shape and pad > 0:
+        hint = {
+            (m, n_h + pad, n_w + pad, n_c): (
+                "it pads one side only: pad zeros go on each of the four "
+                "sides (top, bottom, left and right)"
+            ),
+            (m, n_h + 2 * pad, n_w, n_c): (
+                "it pads the height only: the width (axis 2) gets pad zeros "
+                "on each side too"
+            ),
+            (m, n_h, n_w + 2 * pad, n_c): (
+                "it pads the width only: the height (axis 1) gets pad zeros "
+                "on each side too"
+            ),
+        }.get(shape)
+        if hint:
+            raise mistake(
+                f"{what} has shape {shape}, expected {expected.shape}", hint
+            )
+    if shape == expected.shape and pad > 0:
+        border = np.asarray(got, dtype=float).copy()
+        border[:, pad:-pad, pad:-pad, :] = 0
+        if np.any(border != 0):
+            raise mistake(
+                f"{what} has non-zero values in the border",
+                "the padding must be zeros (np.pad's constant_values=0, "
+                "not 'edge' or 'reflect' padding)",
+            )
     expect_array(got, expected, what, rtol=0, atol=0)
     if not np.array_equal(X, original):
         raise CheckFailure(f"{what} changed its input X; return a new array")
@@ -202,6 +301,31 @@ def _check_single_step(func, a_slice, W, b):
         raise CheckFailure(
             f"{what} returned {value:.6g}, expected "
             f"{expected:.6g}: add the bias b"
+        )
+    products = np.sum(a_slice * W)
+    hint = match_mistake(
+        value,
+        [
+            (
+                "the bias is added to every product: add b once, to the sum",
+                float(products + b * a_slice.size)
+                if a_slice.size > 1
+                else None,
+            ),
+            (
+                "it takes the mean of the products; a convolution step "
+                "sums them",
+                float(np.mean(a_slice * W) + b) if a_slice.size > 1 else None,
+            ),
+            (
+                "the bias is subtracted: add it",
+                float(products - b) if not np.isclose(b, 0) else None,
+            ),
+        ],
+    )
+    if hint and not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
+        raise mistake(
+            f"{what} returned {value:.6g}, expected {expected:.6g}", hint
         )
     if not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
         raise CheckFailure(
@@ -253,6 +377,9 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
         f"pad={pad})"
     )
     got = func(A.copy(), W.copy(), b.copy(), stride, pad)
+    hint = _conv_mistake(got, A, W, b, stride, pad, np.asarray(expected))
+    if hint:
+        raise mistake(what, hint)
     if got is not None and np.shape(got) == np.shape(expected):
         bias_free = np.asarray(expected) - b
         if np.allclose(got, bias_free, rtol=1e-4, atol=1e-4):
@@ -277,6 +404,91 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
     )
 
 
+def _conv_windows(A, W, b, stride, pad, n_h, n_w, step):
+    """Windows placed ``step`` pixels apart, ``n_h x n_w`` of them."""
+    A = np.pad(np.asarray(A, float), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    f = W.shape[0]
+    Z = np.zeros((A.shape[0], n_h, n_w, W.shape[-1]))
+    for h in range(n_h):
+        for w in range(n_w):
+            window = A[:, h * step : h * step + f, w * step : w * step + f]
+            if window.shape[1:3] != (f, f):
+                return None
+            Z[:, h, w] = np.tensordot(window, W, axes=([1, 2, 3], [0, 1, 2]))
+    return Z + b
+
+
+def _quietly(func, *args):
+    """``func(*args)``, or None where the mistaken variant cannot apply."""
+    try:
+        return func(*args)
+    except (ValueError, IndexError):
+        return None
+
+
+def _recognise(got, expected, variants, tol):
+    """The hint of the variant ``got`` equals (never one that is right)."""
+    variants = [
+        (hint, None if v is None else np.asarray(v, dtype=float))
+        for hint, v in variants
+    ]
+    variants = [
+        (hint, v)
+        for hint, v in variants
+        if v is not None
+        and not (v.shape == expected.shape and np.allclose(v, expected, **tol))
+    ]
+    return match_mistake(got, variants, **tol)
+
+
+def _conv_mistake(got, A, W, b, stride, pad, expected):
+    """The typical mistake ``got`` shows, if one is recognised."""
+    if got is None:
+        return None
+    try:
+        got = np.asarray(got, dtype=float)
+    except Exception:  # noqa: BLE001 - not array-like: the usual message
+        return None
+    m, n_h, n_w, n_c = expected.shape
+    conv = reference.conv_forward
+    variants = [
+        (
+            "the output is one pixel short in each direction: the size is "
+            "floor((n + 2 pad - f) / stride) + 1, with the + 1",
+            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+        ),
+        (
+            "every filter gets the bias of the first one: filter c adds "
+            "its own b[c]",
+            expected - b + b[0],
+        ),
+        (
+            "the windows move one pixel at a time: output position h "
+            "starts at row h * stride of the padded input",
+            _conv_windows(A, W, b, stride, pad, n_h, n_w, 1)
+            if stride > 1
+            else None,
+        ),
+    ]
+    if pad:
+        for sides in (((0, pad), (0, pad)), ((pad, 0), (pad, 0))):
+            padded = np.pad(A, ((0, 0), *sides, (0, 0)))
+            variants.append(
+                (
+                    "it pads one side only: pad zeros go on each side of "
+                    "the height and width",
+                    _quietly(conv, padded, W, b, stride, 0),
+                )
+            )
+        variants.append(
+            (
+                "the padding is left out: zero-pad A_prev by pad first",
+                _quietly(conv, A, W, b, stride, 0),
+            )
+        )
+    return _recognise(got, expected, variants, dict(rtol=1e-4, atol=1e-4))
+
+
 @exercise(
     CHAPTER, "1.5", "convolution forward", points=3, names=["conv_forward"]
 )
@@ -293,7 +505,7 @@ def conv_visible(ns):
             stride,
             pad,
             expected,
-            "cnnbook.reference.conv_forward",
+            "the reference convolution",
         )
 
 
@@ -334,8 +546,8 @@ def conv_hidden(ns, rng):
             b,
             stride,
             pad,
-            keras_conv(A, W, b, stride, pad),
-            "keras.layers.Conv2D",
+            reference.conv_forward(A, W, b, stride, pad),
+            "the reference convolution",
         )
 
 
@@ -343,6 +555,9 @@ def conv_hidden(ns, rng):
 def _check_pool(func, A, f, stride, mode, expected, against):
     what = f"pool_forward(A_prev {_shape(A)}, f={f}, stride={stride}, mode={mode!r})"
     got = func(A.copy(), f, stride, mode)
+    hint = _pool_mistake(got, A, f, stride, mode, np.asarray(expected))
+    if hint:
+        raise mistake(what, hint)
     if got is not None and np.shape(got) == np.shape(expected):
         other = reference.pool_forward(
             A, f, stride, "average" if mode == "max" else "max"
@@ -362,6 +577,59 @@ def _check_pool(func, A, f, stride, mode, expected, against):
     )
 
 
+def _pool_windows(A, f, step, mode, n_h, n_w, axes=(1, 2)):
+    reduce = np.max if mode == "max" else np.mean
+    out = np.zeros((A.shape[0], n_h, n_w, A.shape[3]))
+    for h in range(n_h):
+        for w in range(n_w):
+            window = A[:, h * step : h * step + f, w * step : w * step + f]
+            if window.shape[1:3] != (f, f):
+                return None
+            value = reduce(window, axis=axes)
+            out[:, h, w, :] = (
+                value if axes == (1, 2) else np.asarray(value)[:, None]
+            )
+    return out
+
+
+def _pool_mistake(got, A, f, stride, mode, expected):
+    if got is None:
+        return None
+    try:
+        got = np.asarray(got, dtype=float)
+    except Exception:  # noqa: BLE001
+        return None
+    m, n_h, n_w, n_c = expected.shape
+    across = _pool_windows(A, f, stride, mode, n_h, n_w, (1, 2, 3))
+    together = (
+        "the channels are pooled together: take the "
+        f"{'maximum' if mode == 'max' else 'mean'} over each window's "
+        "height and width only (axis=(1, 2)), channel by channel"
+    )
+    variants = [
+        (
+            "the window ignores the stride: output position h starts at "
+            "row h * stride of the input",
+            _pool_windows(A, f, 1, mode, n_h, n_w) if stride > 1 else None,
+        ),
+        (
+            "the output size uses f as the stride: the windows move "
+            "stride pixels at a time",
+            _quietly(reference.pool_forward, A, f, f, mode)
+            if stride != f
+            else None,
+        ),
+        (
+            "the output is one pixel short in each direction: the size is "
+            "floor((n - f) / stride) + 1, with the + 1",
+            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+        ),
+        (together, across if n_c > 1 else None),
+        (together, across[..., :1] if n_c > 1 else None),
+    ]
+    return _recognise(got, expected, variants, dict(rtol=1e-5, atol=1e-5))
+
+
 @exercise(
     CHAPTER,
     "1.6",
@@ -372,7 +640,8 @@ def _check_pool(func, A, f, stride, mode, expected, against):
 def pool_visible(ns):
     rng = np.random.default_rng(4)
     A = rng.standard_normal((2, 5, 5, 3))
-    for f, stride in [(3, 2), (2, 2)]:
+    # (2, 2) first: there a missing + 1 cannot pass for a stride of f
+    for f, stride in [(2, 2), (3, 2)]:
         for mode in ("max", "average"):
             _check_pool(
                 ns["pool_forward"],
@@ -381,7 +650,7 @@ def pool_visible(ns):
                 stride,
                 mode,
                 reference.pool_forward(A, f, stride, mode),
-                "cnnbook.reference.pool_forward",
+                "the reference pooling",
             )
 
 
@@ -418,6 +687,6 @@ def pool_hidden(ns, rng):
             f,
             stride,
             mode,
-            keras_pool(A, f, stride, mode),
-            f"keras {mode} pooling",
+            reference.pool_forward(A, f, stride, mode),
+            f"the reference {mode} pooling",
         )

@@ -17,12 +17,35 @@ import numpy as np
 
 from cnnbook.grading import (
     CheckFailure,
+    add_hint,
+    compiled,
     exercise,
     expect_equal,
     expect_same_layers,
+    match_mistake,
+    mistake,
+    with_options,
 )
 
 CHAPTER = "ch02"
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {
+    "cnnbook.models.lenet": (
+        ["2.1", "2.2", "2.3"],
+        [
+            "lenet5",
+            "lenet5_classic",
+            "_build",
+            "C3_TABLE",
+            "c3_connection_table",
+            "partial_conv_params",
+            "lenet5_1998_params",
+            "lenet5_spec",
+        ],
+    ),
+    "cnnbook.models.basics": (["2.1"], ["lenet_like"]),
+}
 
 # Exercise 2.4: the subset, the test digits and the accuracy to reach.
 FIT_TRAIN_SIZE = 2000
@@ -49,7 +72,10 @@ def _check_lenet(build, num_classes):
     what = f"build_lenet5({num_classes})"
     model = _call(build, num_classes, what=what)
     reference = lenet5(num_classes)
-    expect_same_layers(model, reference, what)
+    try:
+        expect_same_layers(model, reference, what)
+    except CheckFailure as exc:
+        raise add_hint(exc, _lenet_mistake(model, num_classes)) from None
     mine = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     refs = [l for l in reference.layers if type(l).__name__ != "InputLayer"]
     for i, (layer, ref) in enumerate(zip(mine, refs)):
@@ -62,6 +88,34 @@ def _check_lenet(build, num_classes):
                 f"{what}: layer {i + 1} ('{layer.name}') uses the activation "
                 f"{got!r}, the specification has {want!r}"
             )
+
+
+def _lenet_mistake(model, num_classes):
+    """The typical mistake of a LeNet-5 that differs from the spec."""
+    if not hasattr(model, "layers"):
+        return None
+    mine = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    kinds = [type(x).__name__ for x in mine]
+    convs = [x for x in mine if type(x).__name__ == "Conv2D"]
+    dense = [x for x in mine if type(x).__name__ == "Dense"]
+    if "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds:
+        return (
+            "the modern LeNet-5 subsamples with 2x2 max pooling, not "
+            "average pooling"
+        )
+    if convs and convs[0].get_config().get("padding") == "same":
+        return (
+            "the convolutions use no padding ('valid'): C1 turns 32x32 "
+            "into 28x28"
+        )
+    if "Flatten" not in kinds and dense:
+        return "the feature maps must be flattened before the dense layers"
+    if dense and dense[-1].get_config().get("units") != num_classes:
+        return (
+            f"the output layer needs num_classes ({num_classes}) units, "
+            "not a fixed number"
+        )
+    return None
 
 
 @exercise(
@@ -121,11 +175,43 @@ def _check_table(func, input_size, num_classes):
             )
         got_shape = _as_shape(row[0], f"{what}: the output shape of '{name}'")
         if got_shape != shape:
-            raise CheckFailure(
-                f"{what}: layer '{name}' has output shape "
-                f"{got_shape}, expected {shape}"
+            hint = None
+            if len(got_shape) == 3 and got_shape[0] == shape[0] - 1:
+                hint = (
+                    "a size is one short: the output size is "
+                    "floor((n + 2p - f) / s) + 1, with the + 1"
+                )
+            elif len(got_shape) == 3 and got_shape[0] == shape[0] + 1:
+                hint = (
+                    "a size is one too large: floor((n - f) / s) + 1 "
+                    "rounds down"
+                )
+            raise add_hint(
+                CheckFailure(
+                    f"{what}: layer '{name}' has output shape "
+                    f"{got_shape}, expected {shape}."
+                ),
+                hint,
             )
-        expect_equal(row[1], params, f"{what}: parameters of layer '{name}'")
+        try:
+            expect_equal(
+                row[1], params, f"{what}: parameters of layer '{name}'"
+            )
+        except CheckFailure as exc:
+            raise add_hint(
+                exc, _param_mistake(row[1], params, shape)
+            ) from None
+
+
+def _param_mistake(got, params, shape):
+    units = shape[-1]
+    if params == 0 and got:
+        return "pooling and flattening layers have no parameters"
+    if params and got == params - units:
+        return "the biases are left out: every filter and unit has one"
+    if params and got == params - units + 1:
+        return "one bias for the whole layer: every filter and unit has one"
+    return None
 
 
 @exercise(
@@ -177,11 +263,41 @@ def _reference_partial_params(table, f):
 def _check_partial(func, table, f):
     rows, cols = table.shape
     what = f"partial_conv_params(<{rows}x{cols} table>, {f})"
-    expect_equal(
-        _call(func, table.copy(), f, what=what),
-        _reference_partial_params(table, f),
-        what,
-    )
+    got = _call(func, table.copy(), f, what=what)
+    expected = _reference_partial_params(table, f)
+    seen = int(table.sum())
+    if got != expected:
+        hint = match_mistake(
+            got,
+            [
+                (
+                    "the biases are left out: each C3 map has one",
+                    f * f * seen,
+                ),
+                (
+                    "one bias for the whole layer: each C3 map (column) "
+                    "has its own",
+                    f * f * seen + 1 if cols > 1 else None,
+                ),
+                (
+                    "the table is read the wrong way round: each column is "
+                    "a C3 map, each row an S2 map it may see",
+                    f * f * seen + rows if rows != cols else None,
+                ),
+                (
+                    "the connections are ignored: a C3 map sees only the S2 "
+                    "maps its column marks",
+                    (f * f * rows + 1) * cols if seen != rows * cols else None,
+                ),
+                (
+                    "a filter has f x f weights per map it sees, not f",
+                    f * seen + cols if f != 1 else None,
+                ),
+            ],
+        )
+        if hint:
+            raise mistake(f"{what} returned {got}, expected {expected}", hint)
+    expect_equal(got, expected, what)
 
 
 @exercise(
@@ -200,9 +316,14 @@ def c3_visible(ns):
         )
     got = np.asarray(got)
     if got.shape != expected.shape:
+        hint = ""
+        if got.shape == expected.shape[::-1]:
+            hint = (
+                ": it is transposed; rows are the S2 maps, columns the C3 maps"
+            )
         raise CheckFailure(
             f"c3_table() has shape {got.shape}, expected "
-            f"{expected.shape} (S2 maps, C3 maps)"
+            f"{expected.shape} (S2 maps, C3 maps){hint}"
         )
     got = got.astype(bool)
     for j in range(expected.shape[1]):
@@ -248,11 +369,33 @@ def fit_accuracy(fit, seed):
     (x_train, y_train), (x_test, y_test) = fit_data(seed)
     keras.utils.set_random_seed(seed)
     model = lenet5()
-    _call(
-        fit, model, x_train, y_train, what="fit_lenet(model, x_train, y_train)"
-    )
-    if getattr(model, "optimizer", None) is None or not model.compiled:
+    before = [w.copy() for w in model.get_weights()]
+    try:
+        _call(
+            with_options(fit, seed=seed),
+            model,
+            x_train,
+            y_train,
+            what="fit_lenet(model, x_train, y_train)",
+        )
+    except CheckFailure as exc:
+        hint = None
+        text = str(exc)
+        if "categorical_crossentropy" in text or (
+            "shape" in text.lower() and "10" in text
+        ):
+            hint = (
+                "the labels are digits 0-9, not one-hot vectors: use "
+                "loss='sparse_categorical_crossentropy'"
+            )
+        raise add_hint(exc, hint) from None
+    if not compiled(model):
         raise CheckFailure("fit_lenet did not compile the model it was given")
+    if all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())):
+        raise CheckFailure(
+            "fit_lenet left the weights of the model as they were: call "
+            "model.fit on the training images it is given"
+        )
     return float(np.mean(predict_classes(model, x_test) == y_test))
 
 

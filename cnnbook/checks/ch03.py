@@ -6,12 +6,23 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic as ar
-from cnnbook.grading import CheckFailure, exercise, expect_array, expect_equal
+from cnnbook.grading import (
+    CheckFailure,
+    add_hint,
+    exercise,
+    expect_array,
+    expect_equal,
+    match_mistake,
+    mistake,
+)
 from cnnbook.models.alexnet import (
     CONV_SPEC,
     DENSE_UNITS,
     local_response_normalization,
 )
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {"cnnbook.models.alexnet": (["3.1", "3.2", "3.3"], None)}
 
 SHAPE_NAMES = (
     "conv1",
@@ -35,17 +46,43 @@ PARAM_NAMES = (
 )
 
 
-def reference_shapes(n, channels=3):
-    """AlexNet's volumes after each convolution and pool for an n x n input."""
+def reference_shapes(n, channels=3, pool=3, padded=("same",), plus=1):
+    """AlexNet's volumes after each convolution and pool for an n x n input.
+
+    The other arguments give the typical wrong answers: another pooling
+    window, 'same' padding everywhere or nowhere, the + 1 forgotten.
+    """
     shapes, size = [], n
-    for filters, f, s, padding, pool in CONV_SPEC:
-        p = ar.same_padding(f) if padding == "same" else 0
-        size = ar.conv_output_size(size, f, p, s)
+    for filters, f, s, padding, pool_after in CONV_SPEC:
+        p = ar.same_padding(f) if padding in padded else 0
+        size = max(1, (size + 2 * p - f) // s + plus)
         shapes.append((size, size, filters))
-        if pool:
-            size = ar.pool_output_size(size, 3, 2)
+        if pool_after:
+            size = max(1, (size - pool) // 2 + plus)
             shapes.append((size, size, filters))
     return shapes
+
+
+SHAPE_MISTAKES = (
+    (
+        "AlexNet's pools are overlapping: 3x3 windows with stride 2, not 2x2",
+        dict(pool=2),
+    ),
+    (
+        "conv1 has no padding: 'same' padding applies to conv2 to conv5 only",
+        dict(padded=("same", "valid")),
+    ),
+    (
+        "conv2 to conv5 keep the size ('same' padding); without it every "
+        "layer shrinks the volume",
+        dict(padded=()),
+    ),
+    (
+        "the + 1 of the output-size formula is missing: "
+        "floor((n + 2p - f) / s) + 1",
+        dict(plus=0),
+    ),
+)
 
 
 def reference_parameters(num_classes=1000, input_size=227, channels=3):
@@ -80,6 +117,15 @@ def _compare_shapes(func, n):
         )
     expected = reference_shapes(n)
     result = list(result)
+    try:
+        normalised = [tuple(int(d) for d in v) for v in result]
+    except (TypeError, ValueError):
+        normalised = None
+    if normalised is not None and normalised != expected:
+        for hint, options in SHAPE_MISTAKES:
+            wrong = reference_shapes(n, **options)
+            if wrong != expected and normalised == wrong:
+                raise mistake(f"alexnet_shapes({n})", hint)
     if len(result) != len(expected):
         raise CheckFailure(
             f"alexnet_shapes({n}) should list {len(expected)} volumes "
@@ -125,11 +171,45 @@ def _compare_parameters(func, num_classes, input_size):
             f"{call} has unexpected keys {extra}; use {', '.join(PARAM_NAMES)}"
         )
     for name in PARAM_NAMES:
-        expect_equal(
-            result[name],
-            expected[name],
-            f"{call}['{name}'] (weights and biases)",
-        )
+        try:
+            expect_equal(
+                result[name],
+                expected[name],
+                f"{call}['{name}'] (weights and biases)",
+            )
+        except CheckFailure as exc:
+            raise add_hint(
+                exc,
+                _parameter_mistake(
+                    result[name], name, expected, num_classes, input_size
+                ),
+            ) from None
+
+
+def _parameter_mistake(got, name, expected, num_classes, input_size):
+    units = dict(zip(PARAM_NAMES, [s[0] for s in CONV_SPEC]))
+    units.update(fc6=DENSE_UNITS[0], fc7=DENSE_UNITS[1], fc8=num_classes)
+    standard = reference_parameters(1000, 227)
+    variants = [
+        (
+            "the biases are left out: every filter and unit has one",
+            expected[name] - units[name],
+        ),
+        (
+            "fc6's inputs depend on the input size: flatten the volume "
+            "after pool5 for this input_size",
+            standard["fc6"] if name == "fc6" and input_size != 227 else None,
+        ),
+        (
+            "fc8 has num_classes units, not a fixed 1000",
+            standard["fc8"] if name == "fc8" and num_classes != 1000 else None,
+        ),
+        (
+            "one bias for the whole layer: every filter and unit has one",
+            expected[name] - units[name] + 1,
+        ),
+    ]
+    return match_mistake(got, variants)
 
 
 @exercise(
@@ -154,6 +234,50 @@ def parameters_hidden(ns, rng):
         )
 
 
+def lrn_variant(a, k, n, alpha, beta, half=None, wrap=False, power=2):
+    """LRN with a typical mistake: another window, wrap-around, |a|."""
+    a = np.asarray(a, dtype=np.float64)
+    half = n // 2 if half is None else half
+    channels = a.shape[-1]
+    values = np.abs(a) ** power
+    window = np.zeros_like(a)
+    for c in range(channels):
+        if wrap:
+            idx = [(c + j) % channels for j in range(-half, half + 1)]
+            window[..., c] = values[..., idx].sum(axis=-1)
+        else:
+            lo, hi = max(0, c - half), min(channels, c + half + 1)
+            window[..., c] = values[..., lo:hi].sum(axis=-1)
+    return a / (k + alpha * window) ** beta
+
+
+def _lrn_mistakes(a, k, n, alpha, beta):
+    channels = a.shape[-1]
+    return [
+        (
+            "alpha is divided by n: the formula multiplies the sum by "
+            "alpha itself",
+            lrn_variant(a, k, n, alpha / n, beta) if n > 1 else None,
+        ),
+        (
+            "the window wraps around from the last channel to the first; "
+            "it should stop at the first and last channel",
+            lrn_variant(a, k, n, alpha, beta, wrap=True)
+            if 2 * (n // 2) + 1 <= channels and n > 1
+            else None,
+        ),
+        (
+            "the window reaches n channels on each side; it spans n "
+            "channels in all, n // 2 on each side",
+            lrn_variant(a, k, n, alpha, beta, half=n) if n > 1 else None,
+        ),
+        (
+            "the window sums the activations, not their squares",
+            lrn_variant(a, k, n, alpha, beta, power=1),
+        ),
+    ]
+
+
 def _compare_lrn(func, a, n, k, alpha, beta):
     expected = np.asarray(
         local_response_normalization(
@@ -161,6 +285,27 @@ def _compare_lrn(func, a, n, k, alpha, beta):
         )
     )
     result = func(a.copy(), k=k, n=n, alpha=alpha, beta=beta)
+    try:
+        arr = np.asarray(result, dtype=float)
+    except Exception:  # noqa: BLE001 - the usual message says what it is
+        arr = None
+    if (
+        arr is not None
+        and arr.shape == a.shape
+        and not np.allclose(arr, expected, rtol=1e-4, atol=1e-6)
+    ):
+        variants = [
+            (hint, v)
+            for hint, v in _lrn_mistakes(a, k, n, alpha, beta)
+            if v is None or not np.allclose(v, expected, rtol=1e-4, atol=1e-6)
+        ]
+        hint = match_mistake(result, variants, rtol=1e-4, atol=1e-6)
+        if hint:
+            raise mistake(
+                f"lrn(a of shape {a.shape}, k={k}, n={n}, alpha={alpha}, "
+                f"beta={beta})",
+                hint,
+            )
     expect_array(
         result,
         expected,

@@ -8,10 +8,17 @@ import gc
 from cnnbook import arithmetic as ar
 from cnnbook.grading import (
     CheckFailure,
+    add_hint,
     exercise,
     expect_equal,
     expect_same_layers,
+    match_mistake,
+    mistake,
 )
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {"cnnbook.models.vgg": (["4.1", "4.2"], None)}
+KERAS_APPLICATIONS = {"vgg16": ["4.2"], "vgg19": ["4.2"]}
 
 
 def _free():
@@ -47,7 +54,10 @@ def _compare_block(func, num_convs, filters, input_shape):
     what = f"vgg_block({num_convs}, {filters})"
     mine = _block_model(func(num_convs, filters), input_shape, what)
     ref = _block_model(vgg_block(num_convs, filters), input_shape, what)
-    expect_same_layers(mine, ref, f"{what} on a {input_shape} input")
+    try:
+        expect_same_layers(mine, ref, f"{what} on a {input_shape} input")
+    except CheckFailure as exc:
+        raise add_hint(exc, _block_mistake(mine)) from None
     for layer in mine.layers:
         if type(layer).__name__ == "Conv2D":
             config = layer.get_config()
@@ -59,6 +69,27 @@ def _compare_block(func, num_convs, filters, input_shape):
                 )
             if tuple(config["strides"]) != (1, 1):
                 raise CheckFailure(f"{what}: the convolutions have stride 1")
+
+
+def _block_mistake(model):
+    """The typical mistake of a VGG block that differs from the spec."""
+    layers = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    convs = [x.get_config() for x in layers if type(x).__name__ == "Conv2D"]
+    pools = [
+        x.get_config() for x in layers if type(x).__name__ == "MaxPooling2D"
+    ]
+    if not pools:
+        return "the block ends with a 2x2 max pool with stride 2"
+    if any(c["padding"] != "same" for c in convs):
+        return "the 3x3 convolutions keep the size: padding='same'"
+    if any(tuple(c["kernel_size"]) != (3, 3) for c in convs):
+        return "every convolution of a VGG block is 3x3"
+    if any(
+        tuple(p["pool_size"]) != (2, 2) or tuple(p["strides"]) != (2, 2)
+        for p in pools
+    ):
+        return "the pool is 2x2 with stride 2: it halves height and width"
+    return None
 
 
 @exercise("ch04", "4.1", "vgg_block", points=2, names=["vgg_block"])
@@ -95,9 +126,29 @@ def _compare_vgg16(func, num_classes, input_shape):
     reference = vgg16(num_classes, input_shape)
     try:
         expect_same_layers(mine, reference, what)
+    except CheckFailure as exc:
+        raise add_hint(exc, _vgg16_mistake(mine, num_classes)) from None
     finally:
         del mine, reference
         _free()
+
+
+def _vgg16_mistake(model, num_classes):
+    kinds = [type(x).__name__ for x in model.layers]
+    dense = [x for x in model.layers if type(x).__name__ == "Dense"]
+    if kinds.count("Conv2D") != 13:
+        return (
+            "VGG-16 has 13 convolutions: 2, 2, 3, 3 and 3 in its five blocks"
+        )
+    if kinds.count("MaxPooling2D") != 5:
+        return "each of the five blocks ends with a max pool"
+    if "Flatten" not in kinds:
+        return "the last volume is flattened before the dense layers"
+    if dense and dense[-1].get_config()["units"] != num_classes:
+        return "the output layer has num_classes units, not a fixed number"
+    if any(x.get_config()["units"] != 4096 for x in dense[:-1]):
+        return "the two hidden dense layers have 4096 units each"
+    return None
 
 
 @exercise(
@@ -123,29 +174,64 @@ def reference_receptive_field(num_layers, f=3):
     return 1 + num_layers * (f - 1)
 
 
+def _expect(got, expected, what, variants):
+    if got != expected:
+        hint = match_mistake(
+            got, [(h, v) for h, v in variants if v != expected]
+        )
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
+    expect_equal(got, expected, what)
+
+
 def _compare_stack(ns, num_layers, channels, f):
-    stacked = ns["stacked_params"](num_layers, channels)
-    expect_equal(
-        stacked,
+    c = channels
+    _expect(
+        ns["stacked_params"](num_layers, channels),
         num_layers * ar.conv_params(3, channels, channels),
         f"stacked_params({num_layers}, {channels})",
+        [
+            ("each convolution has a bias per filter", num_layers * 9 * c * c),
+            (
+                "every one of the num_layers convolutions has its own "
+                "weights: multiply by num_layers",
+                ar.conv_params(3, c, c),
+            ),
+        ],
     )
-    single = ns["single_conv_params"](f, channels)
-    expect_equal(
-        single,
+    _expect(
+        ns["single_conv_params"](f, channels),
         ar.conv_params(f, channels, channels),
         f"single_conv_params({f}, {channels})",
+        [
+            ("each filter has a bias", f * f * c * c),
+            ("an f x f filter has f * f weights per channel", (f * c + 1) * c),
+        ],
     )
-    expect_equal(
-        ns["receptive_field"](num_layers),
-        reference_receptive_field(num_layers),
-        f"receptive_field({num_layers})",
-    )
-    expect_equal(
-        ns["receptive_field"](num_layers, f),
-        reference_receptive_field(num_layers, f),
-        f"receptive_field({num_layers}, {f})",
-    )
+    for args in ((num_layers,), (num_layers, f)):
+        size = args[1] if len(args) > 1 else 3
+        _expect(
+            ns["receptive_field"](*args),
+            reference_receptive_field(*args),
+            f"receptive_field({', '.join(map(str, args))})",
+            [
+                (
+                    "each layer widens the field by f - 1 pixels, not f",
+                    1 + num_layers * size,
+                ),
+                (
+                    "the field starts at 1 pixel: add 1 to "
+                    "num_layers * (f - 1)",
+                    num_layers * (size - 1),
+                ),
+                (
+                    "stacked layers add to the field, they do not multiply it",
+                    size**num_layers,
+                ),
+            ],
+        )
 
 
 @exercise(

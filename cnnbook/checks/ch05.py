@@ -19,13 +19,21 @@ import numpy as np
 
 from cnnbook.grading import (
     CheckFailure,
+    add_hint,
+    block_model,
     exercise,
     expect_array,
     expect_same_layers,
+    match_mistake,
+    mistake,
 )
 from cnnbook.models import resnet as reference
 
 CHAPTER = "ch05"
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {"cnnbook.models.resnet": (["5.1", "5.2", "5.3"], None)}
+KERAS_APPLICATIONS = {"resnet": ["5.3"]}
 
 
 # ------------------------------------------------------------------ helpers
@@ -71,27 +79,20 @@ class _InputOrder:
         return self._model.count_params()
 
 
-def _block_model(func, input_shape, *args, **kwargs):
-    import keras
-
-    inputs = keras.Input(input_shape)
+def _block_model(func, input_shape, *args, what="it", **kwargs):
     try:
-        outputs = func(inputs, *args, **kwargs)
-    except NotImplementedError:
+        return block_model(func, [input_shape], *args, what=what, **kwargs)
+    except CheckFailure as exc:
+        text = str(exc).lower()
+        if " raised " in text and ("incompatible" in text or "shape" in text):
+            raise add_hint(
+                exc,
+                "the two paths must have the same shape where they are "
+                "added: the middle convolution keeps the size "
+                "(padding='same'), the last one has F3 filters, and a "
+                "block that changes the shape needs the projection shortcut",
+            ) from None
         raise
-    except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(
-            f"calling it on an input of shape {(None, *input_shape)} "
-            f"raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if outputs is None:
-        raise CheckFailure("it returned None: did you forget `return`?")
-    if not hasattr(outputs, "shape") or not hasattr(outputs, "_keras_history"):
-        raise CheckFailure(
-            "it should return the Keras tensor that comes out "
-            f"of the block, got {type(outputs).__name__}"
-        )
-    return keras.Model(inputs, outputs)
 
 
 def _randomise(model, rng):
@@ -127,9 +128,114 @@ def _copy_weights(source, target):
             ) from exc
 
 
+def _block_mistake(learner, ref):
+    """The typical mistake of a bottleneck block that differs from the spec."""
+
+    def count(model, kind):
+        return sum(type(x).__name__ == kind for x in model.layers)
+
+    projection = count(ref, "Conv2D") == 4
+    convs = [
+        x.get_config() for x in learner.layers if type(x).__name__ == "Conv2D"
+    ]
+    if projection and count(learner, "Conv2D") == 3:
+        return (
+            "the shortcut needs a 1x1 convolution (with the block's stride "
+            "and F3 filters) so that it has the shape of the main path"
+        )
+    if count(learner, "BatchNormalization") < count(ref, "BatchNormalization"):
+        if projection and count(learner, "Conv2D") == 4:
+            bns = count(learner, "BatchNormalization")
+            if bns == 3:
+                return (
+                    "the projection shortcut needs batch normalisation "
+                    "after its 1x1 convolution, like every convolution of "
+                    "the main path"
+                )
+        return "every convolution is followed by batch normalisation"
+    if any(c.get("activation") not in (None, "linear") for c in convs):
+        return (
+            "the ReLU comes after batch normalisation (a separate "
+            "Activation layer), not inside the convolution"
+        )
+    if any(
+        tuple(c["strides"]) != (1, 1) and tuple(c["kernel_size"]) != (1, 1)
+        for c in convs
+    ):
+        return (
+            "the stride goes on the first 1x1 convolution (and the "
+            "shortcut), not on the middle one"
+        )
+    if any(
+        c["padding"] != "same" and tuple(c["kernel_size"]) != (1, 1)
+        for c in convs
+    ):
+        return "the middle convolution keeps the size: padding='same'"
+    if count(learner, "Activation") < count(ref, "Activation"):
+        return (
+            "a ReLU is missing: one after each of the first two batch "
+            "normalisations and one after the addition"
+        )
+    if count(learner, "Add") != 1:
+        return "the shortcut is added once, with an Add layer"
+    order = [type(x).__name__ for x in _InputOrder(learner).layers]
+    if (
+        "Add" in order
+        and order[-1] != "Activation"
+        and order[-2:]
+        != [
+            "Add",
+            "Activation",
+        ]
+    ):
+        return (
+            "the ReLU comes after the addition, not before it: "
+            "relu(main path + shortcut)"
+        )
+    return None
+
+
+def _output_mistake(got, ref, x, name):
+    """Whether ``got`` is the block with its last ReLU misplaced."""
+    import keras
+
+    main = keras.Model(ref.inputs, ref.get_layer(f"{name}_3_bn").output)
+    main = keras.ops.convert_to_numpy(main(x, training=False))
+    if any(layer.name == f"{name}_0_bn" for layer in ref.layers):
+        short = keras.Model(ref.inputs, ref.get_layer(f"{name}_0_bn").output)
+        short = keras.ops.convert_to_numpy(short(x, training=False))
+    else:
+        short = x
+    return match_mistake(
+        got,
+        [
+            (
+                "the block ends with a ReLU after the addition: "
+                "relu(main path + shortcut)",
+                main + short,
+            ),
+            (
+                "the ReLU comes after the addition, not before it: "
+                "relu(main path + shortcut)",
+                np.maximum(main, 0) + short,
+            ),
+            (
+                "the shortcut is not added: the output is relu(main path "
+                "+ shortcut)",
+                np.maximum(main, 0),
+            ),
+        ],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
 def _compare_blocks(learner, ref, what, rng, batch=3):
     """Layer by layer, then numerically with the reference's weights."""
-    expect_same_layers(_InputOrder(learner), _InputOrder(ref), what)
+    try:
+        expect_same_layers(_InputOrder(learner), _InputOrder(ref), what)
+    except CheckFailure as exc:
+        raise add_hint(exc, _block_mistake(learner, ref)) from None
     _randomise(ref, rng)
     _copy_weights(ref, learner)
     x = rng.normal(0, 1, (batch, *ref.input_shape[1:])).astype("float32")
@@ -137,6 +243,10 @@ def _compare_blocks(learner, ref, what, rng, batch=3):
 
     expected = keras.ops.convert_to_numpy(ref(x, training=False))
     got = keras.ops.convert_to_numpy(learner(x, training=False))
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+        hint = _output_mistake(got, ref, x, "ref")
+        if hint:
+            raise mistake(f"the output of {what}", hint)
     expect_array(
         got,
         expected,
@@ -150,12 +260,9 @@ def _compare_blocks(learner, ref, what, rng, batch=3):
 # ------------------------------------------------------- 5.1 identity block
 def _check_identity(func, rng, input_shape, filters, kernel_size):
     what = f"identity_block(x, filters={filters}, kernel_size={kernel_size})"
-    try:
-        learner = _block_model(
-            func, input_shape, filters, kernel_size, name="learner"
-        )
-    except CheckFailure as exc:
-        raise CheckFailure(f"{what}: {exc}") from exc
+    learner = _block_model(
+        func, input_shape, filters, kernel_size, name="learner", what=what
+    )
     ref = _block_model(
         reference.identity_block, input_shape, filters, kernel_size, name="ref"
     )
@@ -186,12 +293,15 @@ def _check_conv(func, rng, input_shape, filters, kernel_size, strides):
         f"convolutional_block(x, filters={filters}, "
         f"kernel_size={kernel_size}, strides={strides})"
     )
-    try:
-        learner = _block_model(
-            func, input_shape, filters, kernel_size, strides, name="learner"
-        )
-    except CheckFailure as exc:
-        raise CheckFailure(f"{what}: {exc}") from exc
+    learner = _block_model(
+        func,
+        input_shape,
+        filters,
+        kernel_size,
+        strides,
+        name="learner",
+        what=what,
+    )
     ref = _block_model(
         reference.convolutional_block,
         input_shape,
@@ -251,7 +361,35 @@ def _check_resnet50(func, input_shape=None, num_classes=None):
     ref = keras.applications.ResNet50(
         weights=None, input_shape=input_shape, classes=num_classes or 1000
     )
-    expect_same_layers(_InputOrder(model), _InputOrder(ref), what)
+    try:
+        expect_same_layers(_InputOrder(model), _InputOrder(ref), what)
+    except CheckFailure as exc:
+        raise add_hint(exc, _resnet50_mistake(model, num_classes)) from None
+
+
+def _resnet50_mistake(model, num_classes):
+    if not hasattr(model, "layers"):
+        return None
+    kinds = [type(x).__name__ for x in model.layers]
+    dense = [x for x in model.layers if type(x).__name__ == "Dense"]
+    if kinds.count("Add") != 16:
+        return (
+            f"ResNet-50 has 16 bottleneck blocks (3, 4, 6 and 3 in its four "
+            f"stages); this model adds {kinds.count('Add')} shortcuts"
+        )
+    if kinds.count("ZeroPadding2D") != 2:
+        return (
+            "the stem pads the image by 3 pixels before its 7x7, stride-2 "
+            "convolution and by 1 before its 3x3 max pool (ZeroPadding2D)"
+        )
+    if "GlobalAveragePooling2D" not in kinds:
+        return (
+            "the network ends with global average pooling, then one "
+            "dense softmax layer"
+        )
+    if dense and dense[-1].get_config()["units"] != (num_classes or 1000):
+        return "the output layer has num_classes units, not a fixed number"
+    return None
 
 
 @exercise(
@@ -278,10 +416,48 @@ def residual_forward_reference(a, W1, b1, W2, b2):
     return relu(relu(a @ W1 + b1) @ W2 + b2 + a)
 
 
+def _forward_mistakes(a, W1, b1, W2, b2):
+    relu = lambda z: np.maximum(z, 0)  # noqa: E731
+    hidden = relu(a @ W1 + b1)
+    return [
+        (
+            "the last ReLU is missing: relu(relu(a W1 + b1) W2 + b2 + a)",
+            hidden @ W2 + b2 + a,
+        ),
+        (
+            "the shortcut is added after the last ReLU; it goes inside: "
+            "relu(z + a)",
+            relu(hidden @ W2 + b2) + a,
+        ),
+        (
+            "the shortcut a is not added",
+            relu(hidden @ W2 + b2),
+        ),
+        (
+            "the first layer has no ReLU: the hidden layer is relu(a W1 + b1)",
+            relu((a @ W1 + b1) @ W2 + b2 + a),
+        ),
+    ]
+
+
 def _check_forward(func, a, W1, b1, W2, b2, what, exact=False):
     got = func(a.copy(), W1.copy(), b1.copy(), W2.copy(), b2.copy())
     expected = residual_forward_reference(a, W1, b1, W2, b2)
     tol = dict(rtol=0, atol=0) if exact else {}
+    try:
+        arr = np.asarray(got, dtype=float)
+    except Exception:  # noqa: BLE001 - expect_array says what it is
+        arr = None
+    if arr is not None and arr.shape == expected.shape:
+        if not np.allclose(arr, expected, **(tol or {"rtol": 1e-4})):
+            variants = [
+                (h, v)
+                for h, v in _forward_mistakes(a, W1, b1, W2, b2)
+                if not np.allclose(v, expected)
+            ]
+            hint = match_mistake(arr, variants, rtol=1e-5, atol=1e-8)
+            if hint:
+                raise mistake(what, hint)
     expect_array(got, expected, what, **tol)
 
 
@@ -371,6 +547,29 @@ def _example_curves(rng, depths, epochs):
     return curves
 
 
+def _gap_mistake(number, curves, kind):
+    depths = sorted(d for k, d in curves if k == kind)
+    deep = np.asarray(curves[kind, depths[-1]], float)
+    shallow = np.asarray(curves[kind, depths[0]], float)
+    for hint, value in (
+        (
+            "it compares the first epochs; the gap is between the final "
+            "epochs' errors",
+            deep[0] - shallow[0],
+        ),
+        (
+            "it compares the mean errors; the gap is between the final "
+            "epochs' errors",
+            deep.mean() - shallow.mean(),
+        ),
+    ):
+        final = deep[-1] - shallow[-1]
+        if not math.isclose(value, final, rel_tol=1e-9, abs_tol=1e-12):
+            if math.isclose(number, value, rel_tol=1e-9, abs_tol=1e-12):
+                return hint
+    return None
+
+
 def _check_gaps(func, curves, what):
     given = {key: list(curve) for key, curve in curves.items()}
     got = func(given)
@@ -397,10 +596,13 @@ def _check_gaps(func, curves, what):
             )
         if not math.isclose(float(number), value, rel_tol=1e-9, abs_tol=1e-12):
             hint = ""
+            other = _gap_mistake(float(number), curves, kind)
             if math.isclose(float(number), -value, rel_tol=1e-9):
                 hint = " (the sign is reversed: deep minus shallow)"
             elif math.isclose(float(number), 100 * value, rel_tol=1e-9):
                 hint = " (keep the units of the curves: fractions, not %)"
+            elif other:
+                hint = f": {other}"
             raise CheckFailure(
                 f"{what}[{kind!r}] is {float(number)!r}, "
                 f"expected {value!r}{hint}"

@@ -22,12 +22,31 @@ import numpy as np
 
 from cnnbook.grading import (
     CheckFailure,
+    add_hint,
+    block_model,
     exercise,
     expect_equal,
     layer_signature,
+    match_mistake,
+    mistake,
+    with_options,
 )
 
 CHAPTER = "ch06"
+
+# What answers an exercise of this chapter; left out of the sandbox.
+ANSWERS = {
+    "cnnbook.models.inception": (
+        ["6.2", "6.3", "6.4"],
+        [
+            "inception_module",
+            "auxiliary_head",
+            "googlenet",
+            "googlenet_small",
+            "_output_classifier",
+        ],
+    )
+}
 CHAPTER_INPUT = (28, 28, 192)
 MODULE_3A = (64, 96, 128, 16, 32, 32)
 MODULE_4A = (192, 96, 208, 16, 48, 64)
@@ -81,19 +100,63 @@ def _expect_same_branches(model, reference, what):
         raise CheckFailure(
             f"{what} should have one output, it has {len(model.outputs)}"
         )
-    expect_equal(
-        _shape(model.output), _shape(reference.output), f"{what}: output shape"
-    )
+    try:
+        expect_equal(
+            _shape(model.output),
+            _shape(reference.output),
+            f"{what}: output shape",
+        )
+    except CheckFailure as exc:
+        raise add_hint(exc, _module_mistake(model)) from None
     problem = _layer_differences(
         layer_signature(model), layer_signature(reference)
     )
     if problem:
-        raise CheckFailure(f"{what}: {problem}")
+        raise add_hint(
+            CheckFailure(f"{what}: {problem}."), _module_mistake(model)
+        )
+    if all(_relu(x) for x in reference.layers if _is_conv(x)):
+        for layer in model.layers:
+            if _is_conv(layer) and not _relu(layer):
+                raise mistake(
+                    f"{what}: the convolution '{layer.name}' has no ReLU",
+                    "every convolution of the module has a ReLU",
+                )
     expect_equal(
         model.count_params(),
         reference.count_params(),
         f"{what}: number of parameters",
     )
+
+
+def _is_conv(layer):
+    return type(layer).__name__ == "Conv2D"
+
+
+def _relu(layer):
+    return layer.get_config().get("activation") == "relu"
+
+
+def _module_mistake(model):
+    """The typical mistake of an inception module that differs."""
+    layers = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    kinds = [type(x).__name__ for x in layers]
+    size = tuple(model.inputs[0].shape[1:3])
+    pools = [x for x in layers if type(x).__name__ == "MaxPooling2D"]
+    if kinds.count("Conv2D") == 5 and pools:
+        return (
+            "the pool branch needs its 1x1 projection (pool_proj filters) "
+            "after the max pool"
+        )
+    if any(tuple(x.output.shape[1:3]) != size for x in pools):
+        return "the 3x3 max pool keeps the size: strides=1, padding='same'"
+    if any(
+        x.get_config().get("activation") != "relu"
+        for x in layers
+        if type(x).__name__ == "Conv2D"
+    ):
+        return "every convolution of the module has a ReLU"
+    return None
 
 
 # ------------------------------------------------------------------ 6.1
@@ -116,9 +179,46 @@ def _check_multiplications(func, case):
         f"bottleneck={bottleneck})"
     )
     got = _call(func, *args, bottleneck=bottleneck, what=what)
-    expect_equal(
-        got, reference_branch_multiplications(*args, bottleneck), what
-    )
+    expected = reference_branch_multiplications(*args, bottleneck)
+    if got != expected:
+        n_h, n_w, n_c_prev, f, n_c = args
+        area = n_h * n_w
+        depth = n_c_prev if bottleneck is None else bottleneck
+        reduce = area * bottleneck * n_c_prev if bottleneck else 0
+        variants = [
+            (
+                "an f x f filter has f * f weights per input channel, not f",
+                reduce + area * n_c * f * depth if f != 1 else None,
+            )
+        ]
+        if bottleneck is not None:
+            variants += [
+                (
+                    "the 1x1 reduction costs multiplications too: add "
+                    "n_h * n_w * bottleneck * n_c_prev",
+                    area * n_c * f * f * bottleneck,
+                ),
+                (
+                    "after the bottleneck the f x f convolution sees only "
+                    "`bottleneck` channels, not n_c_prev",
+                    area * bottleneck * n_c_prev
+                    + area * n_c * f * f * n_c_prev,
+                ),
+                (
+                    "the reduction is a 1x1 convolution: it has 1 x 1 "
+                    "weights per channel, not f x f",
+                    area * bottleneck * n_c_prev * f * f
+                    + area * n_c * f * f * bottleneck,
+                ),
+            ]
+        hint = match_mistake(
+            got, [(h, v) for h, v in variants if v != expected]
+        )
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
+    expect_equal(got, expected, what)
 
 
 @exercise(
@@ -158,14 +258,17 @@ def _module_models(func, input_shape, filters):
     from cnnbook.models import inception_module
 
     what = f"inception_module(x, {', '.join(map(str, filters))})"
-    inputs = keras.Input(input_shape)
-    out = _call(func, inputs, *filters, what=what)
-    if out is None or not hasattr(out, "shape"):
-        raise CheckFailure(
-            f"{what} should return the concatenated tensor, "
-            f"got {type(out).__name__}"
-        )
-    mine = _call(keras.Model, inputs, out, what=f"a Model around {what}")
+    try:
+        mine = block_model(func, [input_shape], *filters, what=what)
+    except CheckFailure as exc:
+        text = str(exc).lower()
+        hint = None
+        if " raised " in text and "concatenate" in text:
+            hint = (
+                "the four branches must keep the height and width "
+                "(padding='same', stride 1) to be concatenated"
+            )
+        raise add_hint(exc, hint) from None
     ref_inputs = keras.Input(input_shape)
     reference = keras.Model(ref_inputs, inception_module(ref_inputs, *filters))
     return mine, reference, f"{what} on a {input_shape} input"
@@ -219,7 +322,18 @@ def _expect_outputs(model, count, what, hint):
 
 def _check_repaired(build, input_shape):
     what = f"build_reduced_model({input_shape})"
-    model = _call(build, input_shape, what=what)
+    try:
+        model = _call(build, input_shape, what=what)
+    except CheckFailure as exc:
+        hint = None
+        if "unexpected keyword" in str(exc) and "input" in str(exc):
+            hint = "keras.Model takes inputs= and outputs= (plural)"
+        elif "not defined" in str(exc) or "NameError" in str(exc):
+            hint = (
+                "every name the snippet uses must be defined: the "
+                "module's output is the tensor the module returns"
+            )
+        raise add_hint(exc, hint) from None
     _expect_outputs(
         model, 1, what, "the snippet builds one module with one output"
     )
@@ -231,7 +345,19 @@ def _check_repaired(build, input_shape):
             "dimension-reduction example needs the module "
             "with 1x1 reductions and a pool projection"
         )
-    _expect_same_branches(model, _reduced_reference(input_shape), what)
+    reference = _reduced_reference(input_shape)
+    if (
+        hasattr(model, "outputs")
+        and len(model.outputs) == 1
+        and _shape(model.output)[-1] != _shape(reference.output)[-1]
+    ):
+        raise mistake(
+            what,
+            "the module must have module 3a's filter numbers "
+            f"{MODULE_3A}, which give {_shape(reference.output)[-1]} output "
+            f"channels, not {_shape(model.output)[-1]}",
+        )
+    _expect_same_branches(model, reference, what)
 
 
 @exercise(
@@ -270,6 +396,26 @@ def _trunk(input_shape, num_classes):
     return keras.Model(inputs, out, name="trunk")
 
 
+def _same_layer(model, layer):
+    """Whether ``model`` holds ``layer``: the very object (checked in the
+    notebook) or, for a model rebuilt by the grader, a layer of the same
+    name, type and weights."""
+    try:
+        mine = model.get_layer(layer.name)
+    except ValueError:
+        return False
+    if mine is layer:
+        return True
+    a, b = mine.get_weights(), layer.get_weights()
+    return (
+        type(mine).__name__ == type(layer).__name__
+        and len(a) == len(b)
+        and all(
+            x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b)
+        )
+    )
+
+
 def _head_reference(feature_shape, num_classes):
     import keras
 
@@ -283,7 +429,13 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     branch = "inception_4a_concat"
     trunk = _trunk(input_shape, num_classes)
     what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
-    model = _call(func, trunk, branch, num_classes, what=what)
+    model = _call(
+        with_options(func, weights=True),
+        trunk,
+        branch,
+        num_classes,
+        what=what,
+    )
     _expect_outputs(
         model, 2, what, "it should have two: [main output, auxiliary output]"
     )
@@ -292,20 +444,16 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
         [(None, num_classes)] * 2,
         f"{what}: output shapes",
     )
-    trunk_layers = {id(l) for l in trunk.layers}
     for layer in trunk.layers:
-        try:
-            same = model.get_layer(layer.name) is layer
-        except ValueError:
-            same = False
-        if not same:
+        if not _same_layer(model, layer):
             raise CheckFailure(
                 f"{what}: the layer '{layer.name}' of the model passed in is "
                 "not part of the new model; build the new model on "
                 "model.input and the existing tensors, so that both outputs "
                 "share the trunk's weights"
             )
-    head = [l for l in model.layers if id(l) not in trunk_layers]
+    trunk_names = {l.name for l in trunk.layers}
+    head = [l for l in model.layers if l.name not in trunk_names]
     feature_shape = _shape(trunk.get_layer(branch).output)[1:]
     reference = _head_reference(feature_shape, num_classes)
     mine = [
@@ -313,9 +461,26 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     ]
     problem = _layer_differences(mine, layer_signature(reference))
     if problem:
-        raise CheckFailure(
-            f"{what}: the auxiliary head differs from the "
-            f"specification: {problem}"
+        kinds = [type(x).__name__ for x in head]
+        hint = None
+        if "AveragePooling2D" not in kinds:
+            hint = "the head starts with 5x5 average pooling, not max pooling"
+        elif "Flatten" not in kinds:
+            hint = "the head flattens the 1x1 convolution's output"
+        elif [x.get_config().get("strides") for x in head][:1] != [
+            (3, 3)
+        ] and any(
+            type(x).__name__ == "AveragePooling2D"
+            and tuple(x.get_config()["strides"]) != (3, 3)
+            for x in head
+        ):
+            hint = "the 5x5 average pooling has stride 3"
+        raise add_hint(
+            CheckFailure(
+                f"{what}: the auxiliary head differs from the "
+                f"specification: {problem}."
+            ),
+            hint,
         )
     rates = sorted(
         getattr(l, "rate", None) for l in head if type(l).__name__ == "Dropout"

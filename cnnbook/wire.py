@@ -1,0 +1,487 @@
+"""How the grader and a sandboxed learner's kernel exchange values.
+
+Introduced with the grader (Chapter 1). The grader judges answers in its
+own process; only the learner's functions run in the learner's kernel. A
+check that calls ``ns["conv_forward"](A, W, b, 2, 1)`` there calls a
+:class:`RemoteFunction` (in :mod:`cnnbook.grader`) that writes the
+arguments to a request file in the sandbox's scratch folder, has the
+kernel run :func:`serve` on it, and reads the answer back.
+
+Values travel as JSON with the arrays in an ``.npz`` file next to it:
+numbers, strings, lists, tuples, dicts, numpy arrays and scalars, Keras
+layers and models (their configuration, and their weights where asked).
+Anything else arrives as an :class:`Opaque` stand-in that only knows its
+type name and ``repr``. Reading a learner's answer never unpickles and
+never rebuilds a Keras object outside Keras's safe mode, and every Keras
+configuration must name only Keras's own modules.
+
+This module runs on both sides: it holds no answer and no expected value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import traceback
+
+import numpy as np
+
+MAX_JSON_BYTES = 64 * 2**20
+MAX_NPZ_BYTES = 512 * 2**20
+MAX_DEPTH = 32
+
+
+class WireError(ValueError):
+    """A value that cannot travel (too big, too deep, unsafe)."""
+
+
+class Opaque:
+    """Stands in for a value of a type that cannot travel."""
+
+    type_name = "object"
+
+    def __init__(self, text):
+        self._text = text
+
+    def __repr__(self):
+        return self._text
+
+
+_OPAQUE = {}
+
+
+def _opaque(type_name, text):
+    cls = _OPAQUE.get(type_name)
+    if cls is None:
+        cls = type(str(type_name)[:80] or "object", (Opaque,), {})
+        cls.type_name = type_name
+        _OPAQUE[type_name] = cls
+    return cls(text)
+
+
+class KerasInput:
+    """Argument marker: the kernel passes ``keras.Input(shape)`` instead."""
+
+    def __init__(self, shape, name=None):
+        self.shape = tuple(int(d) for d in shape)
+        self.name = name
+
+
+# ------------------------------------------------------------------ encode
+def _isinstance_keras(value, kind):
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return False
+    if kind == "Model":
+        return isinstance(value, keras.Model)
+    if kind == "Layer":
+        return isinstance(value, keras.layers.Layer)
+    if kind == "KerasTensor":
+        return isinstance(value, keras.KerasTensor)
+    return False
+
+
+def encode(value, arrays, weights=False, depth=0):
+    """A JSON-able tree for ``value``; arrays go into the dict ``arrays``."""
+    if depth > MAX_DEPTH:
+        raise WireError("the value is nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, KerasInput):
+        return {"t": "input", "shape": list(value.shape), "name": value.name}
+    if type(value) is int:
+        return value
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        return {"t": "float", "v": repr(value)}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            return _opaque_of(value)
+        key = f"a{len(arrays)}"
+        arrays[key] = np.ascontiguousarray(value)
+        return {"t": "array", "k": key}
+    if isinstance(value, np.generic):
+        if value.dtype.kind not in "biufc":
+            return _opaque_of(value)
+        item = value.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            item = repr(item)
+        if isinstance(item, complex):
+            return _opaque_of(value)
+        return {"t": "np", "dtype": value.dtype.str, "v": item}
+    if isinstance(value, (list, tuple)):
+        kind = "list" if isinstance(value, list) else "tuple"
+        return {
+            "t": kind,
+            "v": [encode(v, arrays, weights, depth + 1) for v in value],
+        }
+    if isinstance(value, dict):
+        return {
+            "t": "dict",
+            "v": [
+                [
+                    encode(k, arrays, weights, depth + 1),
+                    encode(v, arrays, weights, depth + 1),
+                ]
+                for k, v in value.items()
+            ],
+        }
+    if isinstance(value, (int, float)):  # subclasses: as plain values
+        return encode(
+            int(value) if isinstance(value, int) else float(value),
+            arrays,
+            weights,
+            depth,
+        )
+    if _isinstance_keras(value, "Model"):
+        return _encode_model(value, arrays, weights)
+    if _isinstance_keras(value, "Layer"):
+        import keras
+
+        return {
+            "t": "layer",
+            "config": _jsonable(keras.saving.serialize_keras_object(value)),
+        }
+    return _opaque_of(value)
+
+
+def _opaque_of(value):
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a learner's __repr__ may raise
+        text = "<unprintable>"
+    return {"t": "opaque", "type": type(value).__name__, "repr": text[:200]}
+
+
+def _jsonable(config):
+    return json.loads(json.dumps(config, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot describe {type(value).__name__}")
+
+
+def _encode_model(model, arrays, weights):
+    import keras
+
+    out = {
+        "t": "model",
+        "config": _jsonable(keras.saving.serialize_keras_object(model)),
+        "compiled": bool(
+            getattr(model, "compiled", False)
+            and getattr(model, "optimizer", None) is not None
+        ),
+    }
+    if weights:
+        keys = []
+        for w in model.get_weights():
+            key = f"a{len(arrays)}"
+            arrays[key] = np.asarray(w)
+            keys.append(key)
+        out["weights"] = keys
+    return out
+
+
+def write(path, tree, arrays, dir_fd=None):
+    """Write ``tree`` to ``path.json`` and ``arrays`` to ``path.npz``.
+
+    With ``dir_fd`` (the grader's side), ``path`` is a name in that open
+    folder, created anew: a symbolic link the notebook's code planted there
+    is never followed.
+    """
+    with _open(path + ".npz", "wb", dir_fd) as fh:
+        np.savez(fh, **arrays)
+    with _open(path + ".json", "w", dir_fd) as fh:
+        json.dump(tree, fh, allow_nan=False)
+
+
+def _open(path, mode, dir_fd):
+    if dir_fd is None:
+        return open(path, mode)
+    if "w" in mode:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    else:
+        flags = os.O_RDONLY | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o644, dir_fd=dir_fd)
+    if not os.path.stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise WireError("the answer is not a plain file")
+    return os.fdopen(fd, mode)
+
+
+# ------------------------------------------------------------------ decode
+def read(path, dir_fd=None):
+    """The (tree, arrays) written by :func:`write`, read with limits (and,
+    with ``dir_fd``, never through a symbolic link)."""
+    with _open(path + ".json", "r", dir_fd) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES:
+            raise WireError("the answer is too large")
+        tree = json.load(fh)
+    with _open(path + ".npz", "rb", dir_fd) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_NPZ_BYTES:
+            raise WireError("the answer is too large")
+        with np.load(fh, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    return tree, arrays
+
+
+def decode(tree, arrays, inputs=None, depth=0):
+    """The value encoded as ``tree``.
+
+    ``inputs`` (a list) collects the ``keras.Input`` tensors made for
+    :class:`KerasInput` markers (only requests carry those).
+    """
+    if depth > MAX_DEPTH:
+        raise WireError("the value is nested too deeply")
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if not isinstance(tree, dict):
+        raise WireError(f"unexpected {type(tree).__name__} in an answer")
+    kind = tree.get("t")
+    if kind == "float":
+        return float(tree["v"])
+    if kind == "array":
+        value = arrays[tree["k"]]
+        if value.dtype.kind not in "biufc":
+            raise WireError("arrays must hold numbers")
+        return value
+    if kind == "np":
+        dtype = np.dtype(tree["dtype"])
+        if dtype.kind not in "biufc":
+            raise WireError("numbers only")
+        v = tree["v"]
+        return dtype.type(float(v) if isinstance(v, str) else v)
+    if kind in ("list", "tuple"):
+        items = [decode(v, arrays, inputs, depth + 1) for v in tree["v"]]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        out = {}
+        for k, v in tree["v"]:
+            key = decode(k, arrays, inputs, depth + 1)
+            if isinstance(key, list):
+                key = tuple(key)
+            try:
+                out[key] = decode(v, arrays, inputs, depth + 1)
+            except TypeError as exc:
+                raise WireError(f"a key cannot be used: {exc}") from None
+        return out
+    if kind == "opaque":
+        return _opaque(str(tree.get("type", "object")), str(tree["repr"]))
+    if kind == "input":
+        import keras
+
+        tensor = keras.Input(tuple(tree["shape"]), name=tree.get("name"))
+        if inputs is not None:
+            inputs.append(tensor)
+        return tensor
+    if kind in ("model", "layer"):
+        return _decode_keras(tree, arrays)
+    raise WireError(f"unknown kind of value {kind!r}")
+
+
+# The only modules a configuration may name: Keras's layers, models and
+# what they are built from. (Keras's safe mode refuses Lambda layers; this
+# also keeps out every other function Keras could be asked to look up.)
+KERAS_MODULES = frozenset(
+    {
+        "keras",
+        "keras.layers",
+        "keras.initializers",
+        "keras.regularizers",
+        "keras.constraints",
+        "keras.activations",
+        "keras.optimizers",
+        "keras.optimizers.schedules",
+        "keras.losses",
+        "keras.metrics",
+        "keras.models",
+        "keras.src.models.functional",
+        "keras.src.models.sequential",
+        "keras.src.models.model",
+    }
+)
+
+
+def _check_config(config, depth=0):
+    """Refuse configurations that name anything but Keras's own parts."""
+    if depth > 200:
+        raise WireError("the model's configuration is nested too deeply")
+    if isinstance(config, dict):
+        module = config.get("module")
+        if "module" in config and module not in KERAS_MODULES:
+            raise WireError(
+                f"it uses {str(config.get('class_name'))[:80]!r} from "
+                f"{str(module)[:80]!r}: only Keras's own layers can be "
+                "checked"
+            )
+        if config.get("class_name") in ("Lambda", "TFSMLayer"):
+            raise WireError(
+                "it uses a Lambda layer: only Keras's own layers can be "
+                "checked"
+            )
+        for value in config.values():
+            _check_config(value, depth + 1)
+    elif isinstance(config, list):
+        for value in config:
+            _check_config(value, depth + 1)
+
+
+def _zero_initializers(config):
+    if isinstance(config, dict):
+        return {
+            k: (
+                {
+                    "module": "keras.initializers",
+                    "class_name": "Zeros",
+                    "config": {},
+                    "registered_name": None,
+                }
+                if k.endswith("_initializer") and isinstance(v, dict)
+                else _zero_initializers(v)
+            )
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [_zero_initializers(v) for v in config]
+    return config
+
+
+def _decode_keras(tree, arrays):
+    import keras
+
+    config = tree["config"]
+    _check_config(config)
+    if tree["t"] == "model":
+        # the grader sets the weights it needs itself: skip random draws
+        config = _zero_initializers(config)
+    try:
+        obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a config Keras cannot rebuild
+        raise WireError(
+            f"Keras cannot rebuild it from its configuration "
+            f"({type(exc).__name__}: {str(exc)[:200]}); use Keras's own "
+            "layers"
+        ) from None
+    if tree["t"] == "model":
+        obj._cnnbook_compiled = bool(tree.get("compiled"))
+        keys = tree.get("weights")
+        if keys is not None:
+            try:
+                obj.set_weights([arrays[k] for k in keys])
+            except Exception as exc:  # noqa: BLE001
+                raise WireError(
+                    f"its weights do not fit its layers ({exc})"
+                ) from None
+    return obj
+
+
+# --------------------------------------------------- the kernel's side
+def _error_tree(exc, package_dir):
+    frames = traceback.extract_tb(exc.__traceback__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    learner = [
+        f
+        for f in frames
+        if not f.filename.startswith(here)
+        and not (package_dir and f.filename.startswith(package_dir))
+        and "site-packages" not in f.filename
+    ]
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:500],
+        "line": learner[-1].lineno if learner else None,
+        "not_implemented": isinstance(exc, NotImplementedError),
+    }
+
+
+class _Alarm(BaseException):
+    pass
+
+
+def serve(path, namespace):
+    """Run the request at ``path`` (.json/.npz) against ``namespace``.
+
+    Called by the grader in the learner's kernel. Writes ``path`` +
+    ``.out.json``/``.out.npz``: the value (and the arrays and models
+    passed in, as the call left them) or the error the call raised.
+    """
+    import signal
+
+    with open(path + ".json") as fh:
+        request = json.load(fh)
+    with np.load(path + ".npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    out = path + ".out"
+    if request.get("op") == "defined":
+        names = {
+            n: callable(namespace.get(n))
+            for n in request["names"]
+            if n in namespace
+        }
+        write(out, {"ok": True, "value": names}, {})
+        return
+    inputs = []
+    args = [decode(a, arrays, inputs) for a in request["args"]]
+    kwargs = {k: decode(v, arrays, inputs) for k, v in request["kwargs"]}
+    before = [a.copy() if isinstance(a, np.ndarray) else None for a in args]
+    func = namespace.get(request["name"])
+    if request.get("seed") is not None:
+        import keras
+
+        keras.utils.set_random_seed(int(request["seed"]))
+    seconds = float(request.get("timeout") or 0)
+
+    def alarm(_signum, _frame):
+        raise _Alarm()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    if seconds > 0:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        try:
+            value = func(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        if request.get("block"):
+            value = _as_model(value, inputs)
+        result_arrays = {}
+        tree = {
+            "ok": True,
+            "value": encode(value, result_arrays, bool(request["weights"])),
+            "changed": [],
+        }
+        for i, (a, b) in enumerate(zip(args, before)):
+            if b is not None and (
+                a.shape != b.shape or not np.array_equal(a, b, equal_nan=True)
+            ):
+                tree["changed"].append([i, encode(a, result_arrays)])
+            elif _isinstance_keras(a, "Model"):
+                tree["changed"].append([i, encode(a, result_arrays, True)])
+    except _Alarm:
+        tree, result_arrays = {"ok": False, "timeout": True}, {}
+    except BaseException as exc:  # noqa: BLE001 - report whatever it raised
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        tree = {"ok": False, "error": _error_tree(exc, None)}
+        result_arrays = {}
+    write(out, tree, result_arrays)
+
+
+def _as_model(value, inputs):
+    """A block's output tensor, wrapped into a model from the inputs."""
+    if not _isinstance_keras(value, "KerasTensor"):
+        return value
+    import keras
+
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], value)
