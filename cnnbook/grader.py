@@ -385,7 +385,7 @@ class _Session:
             return "KernelDied: the cell stopped the Python kernel"
         except CellTimeoutError:
             # An interrupted kernel aborts the requests queued behind it, so
-            # the reliable way on is a fresh kernel with the good cells replayed.
+            # the reliable way on is a fresh kernel, good cells replayed.
             self.restart()
             return (
                 f"CellTimeout: the cell ran past its {int(timeout)} s "
@@ -625,7 +625,7 @@ def _defining_cells(nb, name):
 
 
 def grade(path, chapter=None, limits=None, seed=None):
-    """Grade the notebook at ``path``; return the report dict (schema above)."""
+    """Grade the notebook at ``path``; return the report (schema above)."""
     from cnnbook import grading
 
     limits = limits or Limits()
@@ -966,7 +966,7 @@ def _grade_in_subprocess(path, json_path, options, hard_timeout):
 def grade_batch(
     folder, outdir, workers=2, options=(), hard_timeout=1800, progress=None
 ):
-    """Grade every ``*.ipynb`` under ``folder`` with at most ``workers`` at once.
+    """Grade every ``*.ipynb`` under ``folder``, ``workers`` at a time.
 
     Writes ``OUTDIR/<name>.json`` (one report per submission, the schema
     above) and ``OUTDIR/summary.csv`` with the columns ``name``, one per

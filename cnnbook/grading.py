@@ -178,7 +178,10 @@ def _explain(exc, ex):
     if isinstance(exc, CheckFailure):
         return str(exc)
     if isinstance(exc, NotImplementedError):
-        return "not answered yet: replace `raise NotImplementedError` with your code"
+        return (
+            "not answered yet: replace `raise NotImplementedError` "
+            "with your code"
+        )
     if isinstance(exc, Timeout):
         return "your code took too long (is there an endless loop?)"
     if isinstance(exc, KernelStopped):
@@ -253,7 +256,10 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
 
 def format_result(r):
     mark = "\u2714" if r.passed else "\u2718"
-    line = f"{mark} Exercise {r.key} ({r.title}): {r.points}/{r.max_points} points"
+    line = (
+        f"{mark} Exercise {r.key} ({r.title}): "
+        f"{r.points}/{r.max_points} points"
+    )
     return line if r.passed else f"{line}\n  {r.message}"
 
 
@@ -310,7 +316,7 @@ def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
     except Exception:  # noqa: BLE001
         raise CheckFailure(
             f"{what} should be an array, got {_describe(actual)}"
-        )
+        ) from None
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise CheckFailure(
             f"{what} should hold numbers, got dtype {arr.dtype}"
@@ -372,7 +378,9 @@ def expect_same_layers(model, reference, what="your model"):
         for name, x, y in zip(fields, a, b):
             if x != y:
                 layer = [
-                    l for l in model.layers if type(l).__name__ != "InputLayer"
+                    candidate
+                    for candidate in model.layers
+                    if type(candidate).__name__ != "InputLayer"
                 ][i]
                 raise CheckFailure(
                     f"{what}: layer {i + 1} ('{layer.name}') has {name} {x}, "

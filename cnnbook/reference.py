@@ -90,7 +90,7 @@ def conv_forward(A_prev, W, b, stride=1, pad=0):
         for w in range(n_W):
             left = w * stride
             window = A_pad[:, top : top + f, left : left + f, :]
-            # (m, f, f, C_prev) against (f, f, C_prev, n_C): every filter at once
+            # (m, f, f, n_C_prev) with (f, f, n_C_prev, n_C): all filters
             Z[:, h, w, :] = np.tensordot(
                 window, W, axes=([1, 2, 3], [0, 1, 2])
             )

@@ -108,7 +108,8 @@ g.CheckFailure = type("Never", (Exception,), {})
 numpy.isclose = lambda a, b, **k: numpy.ones(numpy.broadcast(a, b).shape, bool)
 numpy.allclose = lambda *a, **k: True
 _dump = json.dump
-json.dump = lambda obj, fh, **k: _dump(dict(obj, points=obj.get("max_points", 0)), fh)
+json.dump = lambda obj, fh, **k: _dump(
+    dict(obj, points=obj.get("max_points", 0)), fh)
 # a fake checking package in the working folder, first on the path
 import os
 os.makedirs("cnnbook", exist_ok=True)
@@ -163,7 +164,8 @@ CASES = {
         lambda: define(
             solution(),
             "conv_forward",
-            "def conv_forward(A_prev, W, b, stride, pad):\n    return A_prev +\n",
+            "def conv_forward(A_prev, W, b, stride, pad):\n"
+            "    return A_prev +\n",
         ),
         zero("1.5"),
         {"1.5": ["conv_forward is not defined", "SyntaxError"]},

@@ -279,10 +279,13 @@ def zero_pad_hidden(ns, rng):
         _check_zero_pad(ns["zero_pad"], rng.standard_normal(shape), pad)
 
 
-# ------------------------------------------------------- 1.4 one convolution step
+# ---------------------------------------------- 1.4 one convolution step
 def _check_single_step(func, a_slice, W, b):
     expected = reference.conv_single_step(a_slice, W, b)
-    what = f"conv_single_step(a_slice_prev and W of shape {a_slice.shape}, b={b:.4g})"
+    what = (
+        f"conv_single_step(a_slice_prev and W of shape {a_slice.shape}, "
+        f"b={b:.4g})"
+    )
     got = func(a_slice.copy(), W.copy(), b)
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
@@ -294,7 +297,9 @@ def _check_single_step(func, a_slice, W, b):
     try:
         value = float(got)
     except (TypeError, ValueError):
-        raise CheckFailure(f"{what} should return a number, got {got!r}")
+        raise CheckFailure(
+            f"{what} should return a number, got {got!r}"
+        ) from None
     if np.isclose(
         value, expected - b, rtol=1e-6, atol=1e-9
     ) and not np.isclose(b, 0):
@@ -363,7 +368,7 @@ def single_step_hidden(ns, rng):
         )
 
 
-# -------------------------------------------------------- 1.5 convolution forward
+# ----------------------------------------------- 1.5 convolution forward
 def _conv_case(rng, m, n_h, n_w, c_prev, f, n_c):
     A = rng.standard_normal((m, n_h, n_w, c_prev)).astype(np.float32)
     W = rng.standard_normal((f, f, c_prev, n_c)).astype(np.float32)
@@ -551,9 +556,12 @@ def conv_hidden(ns, rng):
         )
 
 
-# ------------------------------------------------------------ 1.6 pooling forward
+# --------------------------------------------------- 1.6 pooling forward
 def _check_pool(func, A, f, stride, mode, expected, against):
-    what = f"pool_forward(A_prev {_shape(A)}, f={f}, stride={stride}, mode={mode!r})"
+    what = (
+        f"pool_forward(A_prev {_shape(A)}, f={f}, stride={stride}, "
+        f"mode={mode!r})"
+    )
     got = func(A.copy(), f, stride, mode)
     hint = _pool_mistake(got, A, f, stride, mode, np.asarray(expected))
     if hint:

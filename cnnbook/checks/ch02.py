@@ -76,8 +76,14 @@ def _check_lenet(build, num_classes):
         expect_same_layers(model, reference, what)
     except CheckFailure as exc:
         raise add_hint(exc, _lenet_mistake(model, num_classes)) from None
-    mine = [l for l in model.layers if type(l).__name__ != "InputLayer"]
-    refs = [l for l in reference.layers if type(l).__name__ != "InputLayer"]
+    mine = [
+        layer for layer in model.layers if type(layer).__name__ != "InputLayer"
+    ]
+    refs = [
+        layer
+        for layer in reference.layers
+        if type(layer).__name__ != "InputLayer"
+    ]
     for i, (layer, ref) in enumerate(zip(mine, refs)):
         if not hasattr(ref, "activation"):
             continue

@@ -338,7 +338,7 @@ def _check_repaired(build, input_shape):
         model, 1, what, "the snippet builds one module with one output"
     )
     naive = {"MaxPooling2D", "Concatenate"}
-    kinds = Counter(type(l).__name__ for l in model.layers)
+    kinds = Counter(type(layer).__name__ for layer in model.layers)
     if kinds["Conv2D"] == 3 and naive <= set(kinds):
         raise CheckFailure(
             f"{what} still calls the naive block: the "
@@ -452,12 +452,13 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
                 "model.input and the existing tensors, so that both outputs "
                 "share the trunk's weights"
             )
-    trunk_names = {l.name for l in trunk.layers}
-    head = [l for l in model.layers if l.name not in trunk_names]
+    trunk_names = {layer.name for layer in trunk.layers}
+    head = [layer for layer in model.layers if layer.name not in trunk_names]
     feature_shape = _shape(trunk.get_layer(branch).output)[1:]
     reference = _head_reference(feature_shape, num_classes)
     mine = [
-        (type(l).__name__, _shape(l.output), l.count_params()) for l in head
+        (type(layer).__name__, _shape(layer.output), layer.count_params())
+        for layer in head
     ]
     problem = _layer_differences(mine, layer_signature(reference))
     if problem:
@@ -483,7 +484,9 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
             hint,
         )
     rates = sorted(
-        getattr(l, "rate", None) for l in head if type(l).__name__ == "Dropout"
+        getattr(layer, "rate", None)
+        for layer in head
+        if type(layer).__name__ == "Dropout"
     )
     if rates != [0.7]:
         raise CheckFailure(
