@@ -43,22 +43,22 @@ def same_padding(f):
     return (f - 1) // 2
 
 
-def conv_params(f, n_c_prev, n_c, bias=True):
-    """Parameters of a convolution: (f*f*n_c_prev + bias) * n_c. Chapter 1."""
-    _check_positive(f=f, n_c_prev=n_c_prev, n_c=n_c)
-    return (f * f * n_c_prev + int(bool(bias))) * n_c
+def conv_params(f, n_C_prev, n_C, bias=True):
+    """Parameters of a convolution: (f*f*n_C_prev + bias) * n_C. Chapter 1."""
+    _check_positive(f=f, n_C_prev=n_C_prev, n_C=n_C)
+    return (f * f * n_C_prev + int(bool(bias))) * n_C
 
 
-def conv_multiplications(n_h, n_w, n_c, f, n_c_prev):
+def conv_multiplications(n_H, n_W, n_C, f, n_C_prev):
     """Multiplications of a convolution: output positions x filter volume.
 
-    Chapter 1. ``n_h x n_w x n_c`` is the *output* volume; each of its
-    entries costs one ``f x f x n_c_prev`` dot product. Additions are not
+    Chapter 1. ``n_H x n_W x n_C`` is the *output* volume; each of its
+    entries costs one ``f x f x n_C_prev`` dot product. Additions are not
     counted (there is one fewer addition than multiplications per entry,
     plus the bias).
     """
-    _check_positive(n_h=n_h, n_w=n_w, n_c=n_c, f=f, n_c_prev=n_c_prev)
-    return n_h * n_w * n_c * f * f * n_c_prev
+    _check_positive(n_H=n_H, n_W=n_W, n_C=n_C, f=f, n_C_prev=n_C_prev)
+    return n_H * n_W * n_C * f * f * n_C_prev
 
 
 def pool_output_size(n, f, s=None, p=0):

@@ -143,39 +143,39 @@ def output_size_hidden(ns, rng):
 
 
 # --------------------------------------------------------- 1.2 parameter count
-def _check_params(func, f, n_c_prev, n_c):
-    expected = arithmetic.conv_params(f, n_c_prev, n_c)
-    got = func(f, n_c_prev, n_c)
-    what = f"conv_layer_params(f={f}, n_c_prev={n_c_prev}, n_c={n_c})"
+def _check_params(func, f, n_C_prev, n_C):
+    expected = arithmetic.conv_params(f, n_C_prev, n_C)
+    got = func(f, n_C_prev, n_C)
+    what = f"conv_layer_params(f={f}, n_C_prev={n_C_prev}, n_C={n_C})"
     _expect_number(got, what)
-    if got == f * f * n_c_prev * n_c and got != expected:
+    if got == f * f * n_C_prev * n_C and got != expected:
         raise CheckFailure(
             f"{what} returned {got}, expected {expected}: each "
-            "of the n_c filters also has one bias"
+            "of the n_C filters also has one bias"
         )
-    if got == (f * f * n_c + 1) * n_c and got != expected:
+    if got == (f * f * n_C + 1) * n_C and got != expected:
         raise CheckFailure(
             f"{what} returned {got}, expected {expected}: a "
-            "filter is f x f x n_c_prev (the depth of the input)"
+            "filter is f x f x n_C_prev (the depth of the input)"
         )
     if got != expected:
         hint = match_mistake(
             got,
             [
                 (
-                    "one bias for the whole layer: each of the n_c filters "
+                    "one bias for the whole layer: each of the n_C filters "
                     "has its own bias",
-                    f * f * n_c_prev * n_c + 1,
+                    f * f * n_C_prev * n_C + 1,
                 ),
                 (
                     "a filter covers f x f positions (f * f weights per "
                     "channel), not f",
-                    (f * n_c_prev + 1) * n_c if f != 1 else None,
+                    (f * n_C_prev + 1) * n_C if f != 1 else None,
                 ),
                 (
-                    "the biases are counted n_c_prev times: there is one "
+                    "the biases are counted n_C_prev times: there is one "
                     "per filter, not one per input channel",
-                    (f * f + 1) * n_c_prev * n_c if n_c_prev != 1 else None,
+                    (f * f + 1) * n_C_prev * n_C if n_C_prev != 1 else None,
                 ),
             ],
         )
@@ -193,13 +193,13 @@ def _check_params(func, f, n_c_prev, n_c):
 )
 def params_visible(ns):
     func = ns["conv_layer_params"]
-    for f, n_c_prev, n_c in [
+    for f, n_C_prev, n_C in [
         (3, 3, 10),
         (5, 10, 20),
         (5, 20, 40),
         (1, 192, 32),
     ]:
-        _check_params(func, f, n_c_prev, n_c)
+        _check_params(func, f, n_C_prev, n_C)
 
 
 @params_visible.hidden_check
@@ -208,9 +208,9 @@ def params_hidden(ns, rng):
     func = ns["conv_layer_params"]
     for _ in range(20):
         f = int(rng.integers(1, 8))
-        n_c_prev = int(rng.integers(1, 300))
-        n_c = int(rng.integers(1, 300))
-        _check_params(func, f, n_c_prev, n_c)
+        n_C_prev = int(rng.integers(1, 300))
+        n_C = int(rng.integers(1, 300))
+        _check_params(func, f, n_C_prev, n_C)
 
 
 # ------------------------------------------------------------ 1.3 zero padding
@@ -230,18 +230,18 @@ def _check_zero_pad(func, X, pad):
             "(axes 1 and 2), not the examples or the channels"
         )
     shape = np.shape(got) if got is not None else None
-    m, n_h, n_w, n_c = X.shape
+    m, n_H, n_W, n_C = X.shape
     if shape != expected.shape and pad > 0:
         hint = {
-            (m, n_h + pad, n_w + pad, n_c): (
+            (m, n_H + pad, n_W + pad, n_C): (
                 "it pads one side only: pad zeros go on each of the four "
                 "sides (top, bottom, left and right)"
             ),
-            (m, n_h + 2 * pad, n_w, n_c): (
+            (m, n_H + 2 * pad, n_W, n_C): (
                 "it pads the height only: the width (axis 2) gets pad zeros "
                 "on each side too"
             ),
-            (m, n_h, n_w + 2 * pad, n_c): (
+            (m, n_H, n_W + 2 * pad, n_C): (
                 "it pads the width only: the height (axis 1) gets pad zeros "
                 "on each side too"
             ),
@@ -369,10 +369,10 @@ def single_step_hidden(ns, rng):
 
 
 # ----------------------------------------------- 1.5 convolution forward
-def _conv_case(rng, m, n_h, n_w, c_prev, f, n_c):
-    A = rng.standard_normal((m, n_h, n_w, c_prev)).astype(np.float32)
-    W = rng.standard_normal((f, f, c_prev, n_c)).astype(np.float32)
-    b = rng.standard_normal(n_c).astype(np.float32)
+def _conv_case(rng, m, n_H, n_W, n_C_prev, f, n_C):
+    A = rng.standard_normal((m, n_H, n_W, n_C_prev)).astype(np.float32)
+    W = rng.standard_normal((f, f, n_C_prev, n_C)).astype(np.float32)
+    b = rng.standard_normal(n_C).astype(np.float32)
     return A, W, b
 
 
@@ -409,13 +409,13 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
     )
 
 
-def _conv_windows(A, W, b, stride, pad, n_h, n_w, step):
-    """Windows placed ``step`` pixels apart, ``n_h x n_w`` of them."""
+def _conv_windows(A, W, b, stride, pad, n_H, n_W, step):
+    """Windows placed ``step`` pixels apart, ``n_H x n_W`` of them."""
     A = np.pad(np.asarray(A, float), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     f = W.shape[0]
-    Z = np.zeros((A.shape[0], n_h, n_w, W.shape[-1]))
-    for h in range(n_h):
-        for w in range(n_w):
+    Z = np.zeros((A.shape[0], n_H, n_W, W.shape[-1]))
+    for h in range(n_H):
+        for w in range(n_W):
             window = A[:, h * step : h * step + f, w * step : w * step + f]
             if window.shape[1:3] != (f, f):
                 return None
@@ -454,13 +454,13 @@ def _conv_mistake(got, A, W, b, stride, pad, expected):
         got = np.asarray(got, dtype=float)
     except Exception:  # noqa: BLE001 - not array-like: the usual message
         return None
-    m, n_h, n_w, n_c = expected.shape
+    m, n_H, n_W, n_C = expected.shape
     conv = reference.conv_forward
     variants = [
         (
             "the output is one pixel short in each direction: the size is "
             "floor((n + 2 pad - f) / stride) + 1, with the + 1",
-            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+            expected[:, :-1, :-1] if n_H > 1 and n_W > 1 else None,
         ),
         (
             "every filter gets the bias of the first one: filter c adds "
@@ -470,7 +470,7 @@ def _conv_mistake(got, A, W, b, stride, pad, expected):
         (
             "the windows move one pixel at a time: output position h "
             "starts at row h * stride of the padded input",
-            _conv_windows(A, W, b, stride, pad, n_h, n_w, 1)
+            _conv_windows(A, W, b, stride, pad, n_H, n_W, 1)
             if stride > 1
             else None,
         ),
@@ -533,13 +533,13 @@ def conv_hidden(ns, rng):
         f = int(rng.choice([1, 2, 3, 5]))
         pad = int(rng.integers(0, 3))
         stride = int(rng.integers(1, 4))
-        n_h = int(rng.integers(max(1, f - 2 * pad), 9))
-        n_w = int(rng.integers(max(1, f - 2 * pad), 9))
+        n_H = int(rng.integers(max(1, f - 2 * pad), 9))
+        n_W = int(rng.integers(max(1, f - 2 * pad), 9))
         A, W, b = _conv_case(
             rng,
             int(rng.integers(1, 3)),
-            n_h,
-            n_w,
+            n_H,
+            n_W,
             int(rng.integers(1, 4)),
             f,
             int(rng.integers(1, 5)),
@@ -585,11 +585,11 @@ def _check_pool(func, A, f, stride, mode, expected, against):
     )
 
 
-def _pool_windows(A, f, step, mode, n_h, n_w, axes=(1, 2)):
+def _pool_windows(A, f, step, mode, n_H, n_W, axes=(1, 2)):
     reduce = np.max if mode == "max" else np.mean
-    out = np.zeros((A.shape[0], n_h, n_w, A.shape[3]))
-    for h in range(n_h):
-        for w in range(n_w):
+    out = np.zeros((A.shape[0], n_H, n_W, A.shape[3]))
+    for h in range(n_H):
+        for w in range(n_W):
             window = A[:, h * step : h * step + f, w * step : w * step + f]
             if window.shape[1:3] != (f, f):
                 return None
@@ -607,8 +607,8 @@ def _pool_mistake(got, A, f, stride, mode, expected):
         got = np.asarray(got, dtype=float)
     except Exception:  # noqa: BLE001
         return None
-    m, n_h, n_w, n_c = expected.shape
-    across = _pool_windows(A, f, stride, mode, n_h, n_w, (1, 2, 3))
+    m, n_H, n_W, n_C = expected.shape
+    across = _pool_windows(A, f, stride, mode, n_H, n_W, (1, 2, 3))
     together = (
         "the channels are pooled together: take the "
         f"{'maximum' if mode == 'max' else 'mean'} over each window's "
@@ -618,7 +618,7 @@ def _pool_mistake(got, A, f, stride, mode, expected):
         (
             "the window ignores the stride: output position h starts at "
             "row h * stride of the input",
-            _pool_windows(A, f, 1, mode, n_h, n_w) if stride > 1 else None,
+            _pool_windows(A, f, 1, mode, n_H, n_W) if stride > 1 else None,
         ),
         (
             "the output size uses f as the stride: the windows move "
@@ -630,10 +630,10 @@ def _pool_mistake(got, A, f, stride, mode, expected):
         (
             "the output is one pixel short in each direction: the size is "
             "floor((n - f) / stride) + 1, with the + 1",
-            expected[:, :-1, :-1] if n_h > 1 and n_w > 1 else None,
+            expected[:, :-1, :-1] if n_H > 1 and n_W > 1 else None,
         ),
-        (together, across if n_c > 1 else None),
-        (together, across[..., :1] if n_c > 1 else None),
+        (together, across if n_C > 1 else None),
+        (together, across[..., :1] if n_C > 1 else None),
     ]
     return _recognise(got, expected, variants, dict(rtol=1e-5, atol=1e-5))
 

@@ -161,15 +161,15 @@ def _module_mistake(model):
 
 # ------------------------------------------------------------------ 6.1
 def reference_branch_multiplications(
-    n_h, n_w, n_c_prev, f, n_c, bottleneck=None
+    n_H, n_W, n_C_prev, f, n_C, bottleneck=None
 ):
     from cnnbook.arithmetic import conv_multiplications
 
     if bottleneck is None:
-        return conv_multiplications(n_h, n_w, n_c, f, n_c_prev)
+        return conv_multiplications(n_H, n_W, n_C, f, n_C_prev)
     return conv_multiplications(
-        n_h, n_w, bottleneck, 1, n_c_prev
-    ) + conv_multiplications(n_h, n_w, n_c, f, bottleneck)
+        n_H, n_W, bottleneck, 1, n_C_prev
+    ) + conv_multiplications(n_H, n_W, n_C, f, bottleneck)
 
 
 def _check_multiplications(func, case):
@@ -181,34 +181,34 @@ def _check_multiplications(func, case):
     got = _call(func, *args, bottleneck=bottleneck, what=what)
     expected = reference_branch_multiplications(*args, bottleneck)
     if got != expected:
-        n_h, n_w, n_c_prev, f, n_c = args
-        area = n_h * n_w
-        depth = n_c_prev if bottleneck is None else bottleneck
-        reduce = area * bottleneck * n_c_prev if bottleneck else 0
+        n_H, n_W, n_C_prev, f, n_C = args
+        area = n_H * n_W
+        depth = n_C_prev if bottleneck is None else bottleneck
+        reduce = area * bottleneck * n_C_prev if bottleneck else 0
         variants = [
             (
                 "an f x f filter has f * f weights per input channel, not f",
-                reduce + area * n_c * f * depth if f != 1 else None,
+                reduce + area * n_C * f * depth if f != 1 else None,
             )
         ]
         if bottleneck is not None:
             variants += [
                 (
                     "the 1x1 reduction costs multiplications too: add "
-                    "n_h * n_w * bottleneck * n_c_prev",
-                    area * n_c * f * f * bottleneck,
+                    "n_H * n_W * bottleneck * n_C_prev",
+                    area * n_C * f * f * bottleneck,
                 ),
                 (
                     "after the bottleneck the f x f convolution sees only "
-                    "`bottleneck` channels, not n_c_prev",
-                    area * bottleneck * n_c_prev
-                    + area * n_c * f * f * n_c_prev,
+                    "`bottleneck` channels, not n_C_prev",
+                    area * bottleneck * n_C_prev
+                    + area * n_C * f * f * n_C_prev,
                 ),
                 (
                     "the reduction is a 1x1 convolution: it has 1 x 1 "
                     "weights per channel, not f x f",
-                    area * bottleneck * n_c_prev * f * f
-                    + area * n_c * f * f * bottleneck,
+                    area * bottleneck * n_C_prev * f * f
+                    + area * n_C * f * f * bottleneck,
                 ),
             ]
         hint = match_mistake(
@@ -243,12 +243,12 @@ def multiplications_visible(ns):
 def multiplications_hidden(ns, rng):
     func = ns["branch_multiplications"]
     for _ in range(12):
-        n_h, n_w = (int(v) for v in rng.integers(1, 60, size=2))
-        n_c_prev = int(rng.integers(1, 600))
+        n_H, n_W = (int(v) for v in rng.integers(1, 60, size=2))
+        n_C_prev = int(rng.integers(1, 600))
         f = int(rng.choice([1, 3, 5, 7]))
-        n_c = int(rng.integers(1, 400))
+        n_C = int(rng.integers(1, 400))
         bottleneck = None if rng.random() < 0.4 else int(rng.integers(1, 64))
-        _check_multiplications(func, (n_h, n_w, n_c_prev, f, n_c, bottleneck))
+        _check_multiplications(func, (n_H, n_W, n_C_prev, f, n_C, bottleneck))
 
 
 # ------------------------------------------------------------------ 6.2

@@ -78,8 +78,8 @@ def naive_inception_module(x, f1, f3, f5, name=None):
     """1x1, 3x3 and 5x5 convolutions and a 3x3 max pool, concatenated.
 
     Chapter 6. Every branch keeps the height and width ('same' padding,
-    stride 1), so the output has ``f1 + f3 + f5 + C`` channels, where ``C``
-    is the number of input channels passed on by the pool.
+    stride 1), so the output has ``f1 + f3 + f5 + n_C_prev`` channels,
+    ``n_C_prev`` being the number of input channels passed on by the pool.
     """
     b1 = _conv(x, f1, 1, _name(name, "1x1"))
     b3 = _conv(x, f3, 3, _name(name, "3x3"))

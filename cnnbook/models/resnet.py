@@ -273,10 +273,11 @@ def cifar_style_net(
     resolution), global average pooling and a softmax layer: 6n + 2
     weighted layers. ``residual=False`` gives the "plain" network with the
     same layers and no shortcuts. Where a residual stage changes shape the
-    shortcut is a 1x1 projection (the paper's option B), so the residual
-    network has two 1x1 convolutions more than the plain one (at the start
-    of the second and third stage); they are not counted in the depth, as
-    in the paper.
+    shortcut is a 1x1 projection (the paper's option B; the paper's own
+    CIFAR-10 networks use option A, parameter-free shortcuts: identity at
+    stride 2 with zero-padded channels), so the residual network has two
+    1x1 convolutions more than the plain one (at the start of the second
+    and third stage); they are not counted in the depth, as in the paper.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth}")
