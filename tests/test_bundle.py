@@ -119,7 +119,7 @@ def test_summary_reads_run_records_tolerantly(tmp_path):
         json.dumps(
             {
                 "schema": 1,
-                "notebook": "ch02-lenet.ipynb",
+                "lab": "ch02-lenet",
                 "model": "lenet5",
                 "test_accuracy": 0.9931,
                 "seconds": 41.5,
@@ -135,7 +135,7 @@ def test_summary_reads_run_records_tolerantly(tmp_path):
     labs = [
         ("ch01-layer-arithmetic", True, now - 600, now - 590, 10.0),
         ("ch02-lenet", True, now - 590, now - 500, 88.0),
-        # b.json names no notebook: it belongs to the lab running then
+        # b.json names no lab: it belongs to the lab running then
         ("ch05-resnet18", False, now - 100, now + 100, 95.0),
     ]
     rows = bundle.summarise(labs, records, "gpu")
