@@ -346,12 +346,13 @@ def gap(first, second):
     return f"{100 * (first - second):+.2f}"
 
 
-def from_stored_notebook(path, lab, model, parameters, commit_made):
+def from_stored_notebook(path, lab, model, parameters, commit_made, run=0):
     """A record rebuilt from the outputs a lab notebook stored before run
     records existed (its banner, its settings line, Keras's per-epoch lines
-    and the summary line of the old trainer). The bare step rate and the
-    CPU use were not measured then and stay ``None``; ``source`` says where
-    the record comes from. Chapter 7.
+    and the summary line of the old trainer); ``run`` picks one training
+    when the notebook holds several. The bare step rate and the CPU use
+    were not measured then and stay ``None``; ``source`` says where the
+    record comes from. Chapter 7.
     """
     import ast
     import re
@@ -372,11 +373,15 @@ def from_stored_notebook(path, lab, model, parameters, commit_made):
         text,
     )
     settings_line = re.search(r"^settings: (.+)$", text, re.M)
-    summary = re.search(
-        r"trained (\d+) epoch\(s\) in ([\d.]+) s \(([\d,]+) images/s\); "
-        r"test accuracy",
-        text,
+    summaries = list(
+        re.finditer(
+            r"trained (\d+) epoch\(s\) in ([\d.]+) s \(([\d,]+) images/s"
+            r"\); test accuracy",
+            text,
+        )
     )
+    summary = summaries[run] if run < len(summaries) else None
+    start = summaries[run - 1].end() if summary and run else 0
     if not (banner and settings_line and summary):
         raise RecordError(f"{path}: no stored run found in its outputs")
     settings = {}
@@ -387,7 +392,8 @@ def from_stored_notebook(path, lab, model, parameters, commit_made):
         except (ValueError, SyntaxError):
             settings[key] = raw
     history = {}
-    for line in re.findall(r"^\d+/\d+ - .*$", text, re.M):
+    span = text[start : summary.start()]
+    for line in re.findall(r"^\d+/\d+ - .*$", span, re.M):
         for key, number in re.findall(r"(\w+): ([\d.]+)", line):
             history.setdefault(key, []).append(float(number))
     epochs = int(summary.group(1))
