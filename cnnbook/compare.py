@@ -79,12 +79,13 @@ def _builders():
     }
 
 
-# Rows of the chapter's table: (lab, model name in the records, label).
+# Rows of the chapter's table: (lab, model name in the records, label);
+# a name may end in * (ResNet-18's name carries its width).
 CASE_STUDIES = (
     ("ch02-lenet", "lenet5", "LeNet-5 (modern)"),
     ("ch03-alexnet", "alexnet_fashion", "AlexNet"),
     ("ch04-vgg", "vgg_fashion", "VGG (narrow)"),
-    ("ch05-resnet18", "resnet18", "ResNet-18"),
+    ("ch05-resnet18", "resnet18_cifar_w*", "ResNet-18"),
     ("ch06-googlenet", "googlenet_small_aux", "GoogLeNet (narrow)"),
 )
 
@@ -101,8 +102,11 @@ CANONICAL = (
 
 def builder_for(model_name):
     """The builder of a lab's network from its record's model name."""
-    for start, build in _builders().items():
-        if model_name == start or model_name.startswith(start + "_"):
+    builders = _builders()
+    if model_name in builders:
+        return builders[model_name]
+    for start, build in builders.items():
+        if model_name.startswith(start + "_"):
             return build
     raise KeyError(f"no builder known for the recorded model {model_name!r}")
 
@@ -125,10 +129,12 @@ class Row:
 
 
 def _matching(root, lab, model, **match):
+    from fnmatch import fnmatchcase
+
     return [
         r
         for r in records.load_all(root, lab=lab, **match)
-        if r["model"] == model or r["model"].startswith(model + "_")
+        if fnmatchcase(r["model"], model)
     ]
 
 
