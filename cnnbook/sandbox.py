@@ -298,6 +298,34 @@ def _strip_source(source, module, names, keys):
     return ast.unparse(tree) + "\n\n" + stub.split("\n", 1)[1]
 
 
+def _strip_imports(source, names):
+    """``source`` without ``names`` in its ``from ... import`` statements
+    and in its ``__all__``."""
+    tree = ast.parse(source)
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            node.names = [a for a in node.names if a.name not in names]
+            if not node.names:
+                continue
+        elif (
+            isinstance(node, ast.Assign)
+            and any(
+                isinstance(t, ast.Name) and t.id == "__all__"
+                for t in node.targets
+            )
+            and isinstance(node.value, (ast.List, ast.Tuple))
+        ):
+            node.value.elts = [
+                e
+                for e in node.value.elts
+                if not (isinstance(e, ast.Constant) and e.value in names)
+            ]
+        body.append(node)
+    tree.body = body
+    return ast.unparse(tree) + "\n"
+
+
 def build_package(answers, dest):
     """Write the sandbox's ``cnnbook`` under ``dest``; return ``dest``.
 
@@ -331,6 +359,9 @@ def build_package(answers, dest):
             parents.setdefault(init, ({}, set()))
             parents[init][0].update(dict.fromkeys(names, keys))
     for init, (names, _) in parents.items():
+        # the package re-exports its modules' names by name: it must not
+        # import the left-out ones itself
+        init.write_text(_strip_imports(init.read_text(), set(names)))
         # `from cnnbook.models import identity_block` says why, too
         for keys in sorted(set(names.values())):
             chosen = sorted(n for n, k in names.items() if k == keys)
