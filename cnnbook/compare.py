@@ -83,7 +83,7 @@ def _builders():
 # a name may end in * (ResNet-18's name carries its width).
 CASE_STUDIES = (
     ("ch02-lenet", "lenet5", "LeNet-5 (modern)"),
-    ("ch03-alexnet", "alexnet_fashion", "AlexNet"),
+    ("ch03-alexnet", "alexnet_fashion", "AlexNet (67×67)"),
     ("ch04-vgg", "vgg_fashion", "VGG (narrow)"),
     ("ch05-resnet18", "resnet18_cifar_w*", "ResNet-18"),
     ("ch06-googlenet", "googlenet_small_aux", "GoogLeNet (narrow)"),
