@@ -284,6 +284,19 @@ class checker:  # noqa: N801 - reads as a function in notebooks
 
 
 # ----------------------------------------------------------------- helpers
+def call_learner(func, *args, what, **kwargs):
+    """Call a learner's function; its own error becomes a
+    :class:`CheckFailure` that says which call raised what."""
+    try:
+        return func(*args, **kwargs)
+    except (CheckFailure, NotImplementedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the learner's error
+        raise CheckFailure(
+            f"{what} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _describe(value):
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"

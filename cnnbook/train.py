@@ -254,28 +254,16 @@ def fit(
             validation_freq=validation_freq,
             verbose=2,
         )
-    results = model.evaluate(
+    report = _report(
+        model,
+        fitted,
         split.x_test,
         y_test,
-        batch_size=max(batch_size, 256),
-        verbose=0,
-        return_dict=True,
-    )
-    history = {
-        k: [float(v) for v in vals] for k, vals in fitted.history.items()
-    }
-    epochs_run = len(history.get("loss", [])) or epochs
-    report = TrainReport(
-        history=history,
-        epochs=epochs_run,
-        seconds=meter.seconds,
-        images_per_second=len(split.x_train) * epochs_run / meter.seconds,
+        batch_size,
+        epochs,
+        len(split.x_train),
+        meter.seconds,
         step_images_per_second=bare,
-        test_accuracy=_accuracy(results),
-        test_loss=float(results.get("loss", np.nan)),
-        train_accuracy=_accuracy(
-            {k: v[-1] for k, v in history.items() if not k.startswith("val_")}
-        ),
         cpu_busy=meter.busy,
         epoch_seconds=clock.train,
         validation_seconds=clock.validation,
@@ -293,6 +281,43 @@ def fit(
         report.record_path = records.write(record)
         print(f"run record: {_shown(report.record_path)}")
     return report
+
+
+def _report(
+    model,
+    fitted,
+    x_test,
+    y_test,
+    batch_size,
+    epochs,
+    images,
+    seconds,
+    **measured,
+):
+    """Evaluate on the test images and gather the :class:`TrainReport`."""
+    results = model.evaluate(
+        x_test,
+        y_test,
+        batch_size=max(batch_size, 256),
+        verbose=0,
+        return_dict=True,
+    )
+    history = {
+        k: [float(v) for v in vals] for k, vals in fitted.history.items()
+    }
+    epochs_run = len(history.get("loss", [])) or epochs
+    return TrainReport(
+        history=history,
+        epochs=epochs_run,
+        seconds=seconds,
+        images_per_second=images * epochs_run / seconds,
+        test_accuracy=_accuracy(results),
+        test_loss=float(results.get("loss", np.nan)),
+        train_accuracy=_accuracy(
+            {k: v[-1] for k, v in history.items() if not k.startswith("val_")}
+        ),
+        **measured,
+    )
 
 
 def _accuracy(results):
@@ -431,28 +456,16 @@ def train(
         verbose=2,
     )
     seconds = time.perf_counter() - start
-    results = model.evaluate(
+    report = _report(
+        model,
+        fitted,
         x_test,
         y_test,
-        batch_size=max(batch_size, 256),
-        verbose=0,
-        return_dict=True,
-    )
-    history = {
-        k: [float(v) for v in vals] for k, vals in fitted.history.items()
-    }
-    epochs_run = len(history.get("loss", [])) or epochs
-    report = TrainReport(
-        history=history,
-        epochs=epochs_run,
-        seconds=seconds,
-        images_per_second=len(x_train) * epochs_run / seconds,
+        batch_size,
+        epochs,
+        len(x_train),
+        seconds,
         step_images_per_second=float("nan"),
-        test_accuracy=_accuracy(results),
-        test_loss=float(results.get("loss", np.nan)),
-        train_accuracy=_accuracy(
-            {k: v[-1] for k, v in history.items() if not k.startswith("val_")}
-        ),
         cpu_busy=float("nan"),
     )
     print(

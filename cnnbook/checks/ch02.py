@@ -18,6 +18,7 @@ import numpy as np
 from cnnbook.grading import (
     CheckFailure,
     add_hint,
+    call_learner,
     compiled,
     exercise,
     expect_equal,
@@ -54,23 +55,12 @@ FIT_THRESHOLD = 0.90
 FIT_SEEDS = {"visible": 0, "hidden": 1}
 
 
-def _call(func, *args, what):
-    try:
-        return func(*args)
-    except (CheckFailure, NotImplementedError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(
-            f"{what} raised {type(exc).__name__}: {exc}"
-        ) from exc
-
-
 # ------------------------------------------------------------------ 2.1
 def _check_lenet(build, num_classes):
     from cnnbook.models import lenet5
 
     what = f"build_lenet5({num_classes})"
-    model = _call(build, num_classes, what=what)
+    model = call_learner(build, num_classes, what=what)
     reference = lenet5(num_classes)
     try:
         expect_same_layers(model, reference, what)
@@ -162,7 +152,7 @@ def _as_shape(value, what):
 
 def _check_table(func, input_size, num_classes):
     what = f"lenet5_table({input_size}, {num_classes})"
-    rows = _call(func, input_size, num_classes, what=what)
+    rows = call_learner(func, input_size, num_classes, what=what)
     expected = _reference_rows(input_size, num_classes)
     if rows is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
@@ -269,7 +259,7 @@ def _reference_partial_params(table, f):
 def _check_partial(func, table, f):
     rows, cols = table.shape
     what = f"partial_conv_params(<{rows}x{cols} table>, {f})"
-    got = _call(func, table.copy(), f, what=what)
+    got = call_learner(func, table.copy(), f, what=what)
     expected = _reference_partial_params(table, f)
     seen = int(table.sum())
     if got != expected:
@@ -315,7 +305,7 @@ def _check_partial(func, table, f):
 )
 def c3_visible(ns):
     expected = paper_c3_table()
-    got = _call(ns["c3_table"], what="c3_table()")
+    got = call_learner(ns["c3_table"], what="c3_table()")
     if got is None:
         raise CheckFailure(
             "c3_table() returned None: did you forget `return`?"
@@ -377,7 +367,7 @@ def fit_accuracy(fit, seed):
     model = lenet5()
     before = [w.copy() for w in model.get_weights()]
     try:
-        _call(
+        call_learner(
             with_options(fit, seed=seed),
             model,
             x_train,

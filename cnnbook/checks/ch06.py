@@ -24,6 +24,7 @@ from cnnbook.grading import (
     CheckFailure,
     add_hint,
     block_model,
+    call_learner,
     exercise,
     expect_equal,
     layer_signature,
@@ -51,17 +52,6 @@ CHAPTER_INPUT = (28, 28, 192)
 MODULE_3A = (64, 96, 128, 16, 32, 32)
 MODULE_4A = (192, 96, 208, 16, 48, 64)
 MODULE_4B = (160, 112, 224, 24, 64, 64)
-
-
-def _call(func, *args, what, **kwargs):
-    try:
-        return func(*args, **kwargs)
-    except (CheckFailure, NotImplementedError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(
-            f"{what} raised {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _shape(tensor):
@@ -178,7 +168,7 @@ def _check_multiplications(func, case):
         f"branch_multiplications({', '.join(map(str, args))}, "
         f"bottleneck={bottleneck})"
     )
-    got = _call(func, *args, bottleneck=bottleneck, what=what)
+    got = call_learner(func, *args, bottleneck=bottleneck, what=what)
     expected = reference_branch_multiplications(*args, bottleneck)
     if got != expected:
         n_H, n_W, n_C_prev, f, n_C = args
@@ -323,7 +313,7 @@ def _expect_outputs(model, count, what, hint):
 def _check_repaired(build, input_shape):
     what = f"build_reduced_model({input_shape})"
     try:
-        model = _call(build, input_shape, what=what)
+        model = call_learner(build, input_shape, what=what)
     except CheckFailure as exc:
         hint = None
         if "unexpected keyword" in str(exc) and "input" in str(exc):
@@ -429,7 +419,7 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     branch = "inception_4a_concat"
     trunk = _trunk(input_shape, num_classes)
     what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
-    model = _call(
+    model = call_learner(
         with_options(func, weights=True),
         trunk,
         branch,

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import math
 
-from cnnbook.grading import CheckFailure, exercise, expect_equal
+from cnnbook.grading import (
+    CheckFailure,
+    call_learner,
+    exercise,
+    expect_equal,
+)
 
 CHAPTER = "ch07"
 
@@ -24,17 +29,6 @@ ANSWERS = {
     "cnnbook.arithmetic": (["7.1"], ["layer_table", "LayerTable"]),
     "cnnbook.records": (["7.4"], ["Range", "expected_range"]),
 }
-
-
-def _call(func, *args, what):
-    try:
-        return func(*args)
-    except (CheckFailure, NotImplementedError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - report the learner's error
-        raise CheckFailure(
-            f"{what} raised {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _outputs(layer):
@@ -133,7 +127,7 @@ def _diagnose_macs(model, got):
 
 
 def _check_macs(func, model, what):
-    got = _call(func, model, what=what)
+    got = call_learner(func, model, what=what)
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     expected = _expected_macs(model)
@@ -157,7 +151,7 @@ def macs_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 7.2
 def _check_activations(func, model, what):
-    got = _call(func, model, what=what)
+    got = call_learner(func, model, what=what)
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     expected = _expected_activations(model)
@@ -221,7 +215,7 @@ def _expected_front(results):
 
 
 def _check_front(func, results, what):
-    got = _call(func, [dict(r) for r in results], what=what)
+    got = call_learner(func, [dict(r) for r in results], what=what)
     if got is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     try:
@@ -298,7 +292,7 @@ PLACE_CASES = [
 
 def _check_place(func, accuracy, recorded):
     what = f"place_run({accuracy}, {recorded})"
-    got = _call(func, accuracy, list(recorded), what=what)
+    got = call_learner(func, accuracy, list(recorded), what=what)
     expected = _expected_place(accuracy, recorded)
     if got != expected and got in ("lower", "higher"):
         low, high = min(recorded), max(recorded)
