@@ -166,3 +166,21 @@ def test_a_wrong_but_unrecognised_answer_gets_got_expected():
         ch07._check_front(
             lambda results: ["A"], ch07.FRONT_EXAMPLE, "pareto_front"
         )
+
+
+def test_page_lists_the_exercises_with_their_points():
+    import pathlib
+    import re
+
+    page = (
+        pathlib.Path(__file__).resolve().parent.parent
+        / "book"
+        / "ch07-side-by-side.md"
+    ).read_text()
+    text = " ".join(page.split())
+    listed = exercises("ch07")
+    assert f"{sum(e.points for e in listed)} points in all" in text
+    for e in listed:
+        assert re.search(
+            rf"\*\*{re.escape(e.key)} .+?\*\* \({e.points} points?\)", text
+        ), e.key
