@@ -12,6 +12,7 @@ builder (``cnnbook.models.alexnet(...)``); the module is
 ``from cnnbook.models.alexnet import CONV_SPEC``.
 """
 
+from cnnbook.models._layers import BN_MOMENTUM
 from cnnbook.models.alexnet import (
     LocalResponseNormalization,
     alexnet,
@@ -25,6 +26,7 @@ from cnnbook.models.inception import (
     googlenet,
     googlenet_small,
     inception_module,
+    module_table,
     naive_inception_module,
 )
 from cnnbook.models.lenet import (
@@ -59,6 +61,7 @@ from cnnbook.models.vgg import (
 )
 
 __all__ = [
+    "BN_MOMENTUM",
     # alexnet
     "alexnet",
     "alexnet_fashion",
@@ -74,6 +77,7 @@ __all__ = [
     "auxiliary_head",
     "googlenet",
     "googlenet_small",
+    "module_table",
     # lenet
     "lenet5",
     "lenet5_classic",

@@ -11,7 +11,11 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from cnnbook.models._layers import add_dense_classifier
+from cnnbook.models._layers import (
+    BN_MOMENTUM,
+    add_dense_classifier,
+    bn_layer,
+)
 
 __all__ = [
     "alexnet",
@@ -77,7 +81,7 @@ class LocalResponseNormalization(layers.Layer):
 
 
 def alexnet(
-    num_classes=1000, input_shape=(227, 227, 3), lrn=False, dropout=0.5
+    input_shape=(227, 227, 3), num_classes=1000, *, lrn=False, dropout=0.5
 ):
     """The canonical single-tower AlexNet. Chapter 3.
 
@@ -103,54 +107,43 @@ def alexnet(
             model.add(LocalResponseNormalization(name=f"lrn{i}"))
         if pool:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(DENSE_UNITS, 6):
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-        if dropout:
-            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
-    model.add(layers.Dense(num_classes, activation="softmax", name="fc8"))
-    return model
+    return add_dense_classifier(model, DENSE_UNITS, dropout, num_classes, 6)
 
 
 def alexnet_fashion(
-    input_size=112,
+    input_shape=(28, 28, 1),
     num_classes=10,
+    *,
+    resize_to=112,
     batch_norm=True,
     dropout=0.5,
     dense_units=DENSE_UNITS,
-    bn_momentum=0.9,
+    bn_momentum=BN_MOMENTUM,
 ):
     """AlexNet for 28x28x1 images: resized inside the model. Chapter 3.
 
     The same five convolutions and three pools as :func:`alexnet` on one
     input channel; a ``Resizing`` layer scales each batch to
-    ``input_size`` (at least 67, so that the last pool still has a 3x3
-    window), so the dataset never has to be resized in memory. With
-    ``batch_norm`` every convolution is followed by batch normalisation,
-    which lets Adam train it quickly; the dense layers keep dropout. The
-    normalisation's running statistics follow the last batches closely
-    (``bn_momentum`` 0.9 rather than Keras' 0.99), so that a short run is
-    evaluated with statistics of its final weights. The output is logits
-    (no softmax): train with ``from_logits=True``.
+    ``resize_to`` pixels (at least 67, so that the last pool still has a
+    3x3 window), so the dataset never has to be resized in memory. With
+    ``batch_norm`` every convolution is followed by batch normalisation
+    (momentum ``bn_momentum``), which lets Adam train it quickly; the dense
+    layers keep dropout.
     """
-    if input_size < 67:
+    if resize_to < 67:
         raise ValueError(
             "AlexNet's stride-4 stem and three 3x3/2 pools need "
-            f"an input of at least 67 pixels, got {input_size}"
+            f"an input of at least 67 pixels, got resize_to={resize_to}"
         )
 
     def activation(name):
         if batch_norm:
-            model.add(
-                layers.BatchNormalization(
-                    momentum=bn_momentum, name=f"{name}_bn"
-                )
-            )
+            model.add(bn_layer(f"{name}_bn", bn_momentum))
         model.add(layers.Activation("relu", name=f"{name}_relu"))
 
     model = keras.Sequential(name="alexnet_fashion")
-    model.add(keras.Input(shape=(28, 28, 1)))
-    model.add(layers.Resizing(input_size, input_size, name="resize"))
+    model.add(keras.Input(shape=input_shape))
+    model.add(layers.Resizing(resize_to, resize_to, name="resize"))
     for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
         model.add(
             layers.Conv2D(

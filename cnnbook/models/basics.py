@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cnnbook.models._layers import classifier_layer
+
 __all__ = ["simple_convnet", "lenet_like"]
 
 
@@ -26,7 +28,7 @@ def simple_convnet(input_shape=(39, 39, 3), num_classes=10):
             layers.Conv2D(20, 5, strides=2, activation="relu", name="conv2"),
             layers.Conv2D(40, 5, strides=2, activation="relu", name="conv3"),
             layers.Flatten(name="flatten"),
-            layers.Dense(num_classes, activation="softmax", name="softmax"),
+            classifier_layer(num_classes, "softmax"),
         ],
         name="simple_convnet",
     )
@@ -49,7 +51,7 @@ def lenet_like(input_shape=(32, 32, 3), num_classes=10):
             layers.Flatten(name="flatten"),
             layers.Dense(120, activation="relu", name="fc3"),
             layers.Dense(84, activation="relu", name="fc4"),
-            layers.Dense(num_classes, activation="softmax", name="softmax"),
+            classifier_layer(num_classes, "softmax"),
         ],
         name="lenet_like",
     )

@@ -17,6 +17,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cnnbook.arithmetic import format_table
+from cnnbook.models._layers import BN_MOMENTUM, bn_layer, classifier_layer
+
 __all__ = [
     "GOOGLENET_MODULES",
     "naive_inception_module",
@@ -24,6 +27,7 @@ __all__ = [
     "auxiliary_head",
     "googlenet",
     "googlenet_small",
+    "module_table",
 ]
 
 # Table 1 of the paper: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5,
@@ -45,7 +49,15 @@ _POOL_AFTER = ("3b", "4e")
 _AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 
 
-def _conv(x, filters, size, name, batch_norm=False, strides=1):
+def _conv(
+    x,
+    filters,
+    size,
+    name,
+    batch_norm=False,
+    strides=1,
+    bn_momentum=BN_MOMENTUM,
+):
     """Convolution + ReLU ('same' padding), with optional batch norm."""
     if not batch_norm:
         return layers.Conv2D(
@@ -64,9 +76,7 @@ def _conv(x, filters, size, name, batch_norm=False, strides=1):
         use_bias=False,
         name=name,
     )(x)
-    # Momentum 0.9 (Keras defaults to 0.99): the moving averages used at
-    # test time then settle within a few dozen steps, which short runs need.
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    x = bn_layer(f"{name}_bn", bn_momentum)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -93,7 +103,16 @@ def naive_inception_module(x, f1, f3, f5, name=None):
 
 
 def inception_module(
-    x, f1, f3_reduce, f3, f5_reduce, f5, pool_proj, name=None, batch_norm=False
+    x,
+    f1,
+    f3_reduce,
+    f3,
+    f5_reduce,
+    f5,
+    pool_proj,
+    name=None,
+    batch_norm=False,
+    bn_momentum=BN_MOMENTUM,
 ):
     """Inception module with dimension reduction (Figure 2b of the paper).
 
@@ -108,18 +127,19 @@ def inception_module(
       ``pool_proj`` channels.
 
     Every convolution is followed by a ReLU (and, with ``batch_norm``, a
-    batch normalisation before it, which the original network did not have).
+    batch normalisation before it, with momentum ``bn_momentum``, which the
+    original network did not have).
     """
-    bn = batch_norm
-    b1 = _conv(x, f1, 1, _name(name, "1x1"), bn)
-    b3 = _conv(x, f3_reduce, 1, _name(name, "3x3_reduce"), bn)
-    b3 = _conv(b3, f3, 3, _name(name, "3x3"), bn)
-    b5 = _conv(x, f5_reduce, 1, _name(name, "5x5_reduce"), bn)
-    b5 = _conv(b5, f5, 5, _name(name, "5x5"), bn)
+    bn = {"batch_norm": batch_norm, "bn_momentum": bn_momentum}
+    b1 = _conv(x, f1, 1, _name(name, "1x1"), **bn)
+    b3 = _conv(x, f3_reduce, 1, _name(name, "3x3_reduce"), **bn)
+    b3 = _conv(b3, f3, 3, _name(name, "3x3"), **bn)
+    b5 = _conv(x, f5_reduce, 1, _name(name, "5x5_reduce"), **bn)
+    b5 = _conv(b5, f5, 5, _name(name, "5x5"), **bn)
     bp = layers.MaxPooling2D(
         3, strides=1, padding="same", name=_name(name, "pool")
     )(x)
-    bp = _conv(bp, pool_proj, 1, _name(name, "pool_proj"), bn)
+    bp = _conv(bp, pool_proj, 1, _name(name, "pool_proj"), **bn)
     return layers.Concatenate(axis=-1, name=_name(name, "concat"))(
         [b1, b3, b5, bp]
     )
@@ -151,11 +171,11 @@ def auxiliary_head(
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name=name)(x)
+    return classifier_layer(num_classes, name)(x)
 
 
 def googlenet(
-    num_classes=1000, input_shape=(224, 224, 3), aux_classifiers=True
+    input_shape=(224, 224, 3), num_classes=1000, *, aux_classifiers=True
 ):
     """GoogLeNet as in Table 1 of the paper (no local response norm).
 
@@ -187,12 +207,13 @@ def googlenet(
 
 
 def googlenet_small(
-    num_classes=10,
     input_shape=(28, 28, 1),
+    num_classes=10,
+    *,
     aux_classifiers=True,
     width=0.25,
     batch_norm=True,
-    augment=False,
+    bn_momentum=BN_MOMENTUM,
 ):
     """A narrow GoogLeNet for 28x28 greyscale images (Fashion-MNIST).
 
@@ -203,21 +224,17 @@ def googlenet_small(
     maps; the auxiliary heads (after 4a and 4d, on 7x7 maps) pool 3x3 with
     stride 2. ``batch_norm`` adds batch normalisation after every
     convolution (an addition of Inception v2; it makes training from
-    scratch quick and stable). ``augment`` puts random horizontal flips
-    and shifts of up to 10% in front (active only in training).
+    scratch quick and stable), with momentum ``bn_momentum``.
     """
 
     def w(n):
         return max(4, int(round(n * width)))
 
     inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    if augment:
-        x = layers.RandomFlip("horizontal", name="augment_flip")(x)
-        x = layers.RandomTranslation(0.1, 0.1, name="augment_shift")(x)
-    x = _conv(x, w(64), 3, "stem_conv1", batch_norm)
-    x = _conv(x, w(64), 1, "stem_conv2_reduce", batch_norm)
-    x = _conv(x, w(192), 3, "stem_conv2", batch_norm)
+    norm = {"batch_norm": batch_norm, "bn_momentum": bn_momentum}
+    x = _conv(inputs, w(64), 3, "stem_conv1", **norm)
+    x = _conv(x, w(64), 1, "stem_conv2_reduce", **norm)
+    x = _conv(x, w(192), 3, "stem_conv2", **norm)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     aux = []
     for key, filters in GOOGLENET_MODULES.items():
@@ -225,7 +242,7 @@ def googlenet_small(
             x,
             *(w(f) for f in filters),
             name=f"inception_{key}",
-            batch_norm=batch_norm,
+            **norm,
         )
         if aux_classifiers and key in _AUX_AFTER:
             aux.append(
@@ -251,5 +268,37 @@ def _output_classifier(inputs, x, aux, num_classes, name):
     heads (if any) become extra outputs after the main one. Chapter 6."""
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(0.4, name="dropout")(x)
-    main = layers.Dense(num_classes, activation="softmax", name="main")(x)
+    main = classifier_layer(num_classes, "main")(x)
     return keras.Model(inputs, [main, *aux] if aux else main, name=name)
+
+
+def module_table(model):
+    """Output shape and parameters after the stem and each inception module
+    of a :func:`googlenet` or :func:`googlenet_small` model, auxiliary heads
+    left out. Chapter 6.
+
+    A layer belongs to the stage its name starts with: ``stem_*`` to the
+    stem, ``inception_3a_*`` to module 3a, and so on; pooling between
+    modules and the classifier (``main``) are their own rows. The shape of
+    a stage is the output of its last layer.
+    """
+    rows, index = [], {}
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if layer.name.startswith("aux"):
+            continue
+        parts = layer.name.split("_")
+        stage = "_".join(parts[:2]) if parts[0] == "inception" else parts[0]
+        if stage not in index:
+            index[stage] = len(rows)
+            rows.append([stage, (), 0])
+        row = rows[index[stage]]
+        row[1] = tuple(layer.output.shape)[1:]
+        row[2] += layer.count_params()
+    shown = [
+        (stage, "x".join(map(str, shape)), f"{params:,}")
+        for stage, shape, params in rows
+        if params
+    ]
+    return format_table(("stage", "output", "parameters"), shown, "lrr")

@@ -108,13 +108,15 @@ def pad_digits(images, size=32):
     return out
 
 
-def _build(name, activation, pooling, num_classes, input_size):
+def _build(name, activation, pooling, input_shape, num_classes):
     import keras
     from keras import layers
 
+    from cnnbook.models._layers import classifier_layer
+
     return keras.Sequential(
         [
-            keras.Input((input_size, input_size, 1)),
+            keras.Input(input_shape),
             layers.Conv2D(6, 5, activation=activation, name="c1"),
             pooling(2, name="s2"),
             layers.Conv2D(16, 5, activation=activation, name="c3"),
@@ -122,13 +124,13 @@ def _build(name, activation, pooling, num_classes, input_size):
             layers.Flatten(name="flatten"),
             layers.Dense(120, activation=activation, name="f5"),
             layers.Dense(84, activation=activation, name="f6"),
-            layers.Dense(num_classes, activation="softmax", name="output"),
+            classifier_layer(num_classes, "output"),
         ],
         name=name,
     )
 
 
-def lenet5(num_classes=10, input_size=32):
+def lenet5(input_shape=(32, 32, 1), num_classes=10):
     """LeNet-5 in its modern form: ReLU, max pooling, softmax. Chapter 2.
 
     Valid 5x5 convolutions with 6 and 16 filters, each followed by 2x2
@@ -138,11 +140,11 @@ def lenet5(num_classes=10, input_size=32):
     from keras import layers
 
     return _build(
-        "lenet5", "relu", layers.MaxPooling2D, num_classes, input_size
+        "lenet5", "relu", layers.MaxPooling2D, input_shape, num_classes
     )
 
 
-def lenet5_classic(num_classes=10, input_size=32):
+def lenet5_classic(input_shape=(32, 32, 1), num_classes=10):
     """LeNet-5 closer to 1998: tanh and average pooling. Chapter 2.
 
     The same layers and parameter count as :func:`lenet5`; it keeps the
@@ -155,27 +157,33 @@ def lenet5_classic(num_classes=10, input_size=32):
         "lenet5_classic",
         "tanh",
         layers.AveragePooling2D,
+        input_shape,
         num_classes,
-        input_size,
     )
 
 
-def lenet5_spec(input_size=32, num_classes=10):
+def lenet5_spec(input_shape=(32, 32, 1), num_classes=10):
     """Output shape and parameters of each :func:`lenet5` layer by formula.
 
     Chapter 2. A list of ``(name, output shape without the batch axis,
     parameters)`` computed with :mod:`cnnbook.arithmetic` alone, no Keras.
     """
-    conv1 = arithmetic.conv_output_size(input_size, 5)
-    pool1 = arithmetic.pool_output_size(conv1, 2)
-    conv2 = arithmetic.conv_output_size(pool1, 5)
-    pool2 = arithmetic.pool_output_size(conv2, 2)
-    flat = pool2 * pool2 * 16
+    height, width, channels = input_shape
+
+    def after_c1_to_s4(size):
+        conv1 = arithmetic.conv_output_size(size, 5)
+        pool1 = arithmetic.pool_output_size(conv1, 2)
+        conv2 = arithmetic.conv_output_size(pool1, 5)
+        return conv1, pool1, conv2, arithmetic.pool_output_size(conv2, 2)
+
+    c1_h, s2_h, c3_h, s4_h = after_c1_to_s4(height)
+    c1_w, s2_w, c3_w, s4_w = after_c1_to_s4(width)
+    flat = s4_h * s4_w * 16
     return [
-        ("c1", (conv1, conv1, 6), arithmetic.conv_params(5, 1, 6)),
-        ("s2", (pool1, pool1, 6), arithmetic.pool_params()),
-        ("c3", (conv2, conv2, 16), arithmetic.conv_params(5, 6, 16)),
-        ("s4", (pool2, pool2, 16), arithmetic.pool_params()),
+        ("c1", (c1_h, c1_w, 6), arithmetic.conv_params(5, channels, 6)),
+        ("s2", (s2_h, s2_w, 6), arithmetic.pool_params()),
+        ("c3", (c3_h, c3_w, 16), arithmetic.conv_params(5, 6, 16)),
+        ("s4", (s4_h, s4_w, 16), arithmetic.pool_params()),
         ("flatten", (flat,), 0),
         ("f5", (120,), arithmetic.dense_params(flat, 120)),
         ("f6", (84,), arithmetic.dense_params(120, 84)),

@@ -27,6 +27,7 @@ import keras
 from keras import layers
 
 from cnnbook.arithmetic import format_shape, format_table
+from cnnbook.models._layers import BN_MOMENTUM, bn_layer, classifier_layer
 
 __all__ = [
     "identity_block",
@@ -53,11 +54,13 @@ RESNET_STAGES = {
 BN_EPSILON = 1.001e-5
 
 
-def _bn(name):
-    return layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name)
+def _bn(name, momentum):
+    return bn_layer(name, momentum, epsilon=BN_EPSILON)
 
 
-def identity_block(x, filters, kernel_size=3, name="block"):
+def identity_block(
+    x, filters, kernel_size=3, name="block", bn_momentum=BN_MOMENTUM
+):
     """Bottleneck block whose shortcut is the identity. Chapter 5.
 
     ``filters = (F1, F2, F3)``: a 1x1 convolution to F1 channels, a
@@ -73,10 +76,19 @@ def identity_block(x, filters, kernel_size=3, name="block"):
             f"the shortcut, got {x.shape[-1]}: use "
             "convolutional_block to change the shape"
         )
-    return _bottleneck_and_add(x, x, filters, kernel_size, 1, name)
+    return _bottleneck_and_add(
+        x, x, filters, kernel_size, 1, name, bn_momentum
+    )
 
 
-def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
+def convolutional_block(
+    x,
+    filters,
+    kernel_size=3,
+    strides=2,
+    name="block",
+    bn_momentum=BN_MOMENTUM,
+):
     """Bottleneck block with a projection shortcut. Chapter 5.
 
     As :func:`identity_block`, but the first 1x1 convolution has stride
@@ -88,31 +100,40 @@ def convolutional_block(x, filters, kernel_size=3, strides=2, name="block"):
     """
     _, _, f3 = filters
     shortcut = layers.Conv2D(f3, 1, strides=strides, name=f"{name}_0_conv")(x)
-    shortcut = _bn(f"{name}_0_bn")(shortcut)
+    shortcut = _bn(f"{name}_0_bn", bn_momentum)(shortcut)
     return _bottleneck_and_add(
-        x, shortcut, filters, kernel_size, strides, name
+        x, shortcut, filters, kernel_size, strides, name, bn_momentum
     )
 
 
-def _bottleneck_and_add(x, shortcut, filters, kernel_size, strides, name):
+def _bottleneck_and_add(
+    x, shortcut, filters, kernel_size, strides, name, bn_momentum
+):
     """Main path 1x1 -> kxk -> 1x1 (the first with ``strides``), then the
     addition of ``shortcut`` before the last ReLU. Chapter 5."""
     f1, f2, f3 = filters
     x = layers.Conv2D(f1, 1, strides=strides, name=f"{name}_1_conv")(x)
-    x = _bn(f"{name}_1_bn")(x)
+    x = _bn(f"{name}_1_bn", bn_momentum)(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = layers.Conv2D(f2, kernel_size, padding="same", name=f"{name}_2_conv")(
         x
     )
-    x = _bn(f"{name}_2_bn")(x)
+    x = _bn(f"{name}_2_bn", bn_momentum)(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = layers.Conv2D(f3, 1, name=f"{name}_3_conv")(x)
-    x = _bn(f"{name}_3_bn")(x)
+    x = _bn(f"{name}_3_bn", bn_momentum)(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def basic_block(x, filters, strides=1, residual=True, name="block"):
+def basic_block(
+    x,
+    filters,
+    strides=1,
+    residual=True,
+    name="block",
+    bn_momentum=BN_MOMENTUM,
+):
     """Two 3x3 convolutions with batch norm: the block of ResNet-18/34. Ch. 5.
 
     With ``residual=True`` the input is added before the second ReLU; the
@@ -133,7 +154,7 @@ def basic_block(x, filters, strides=1, residual=True, name="block"):
         kernel_initializer=init,
         name=f"{name}_1_conv",
     )(x)
-    y = _bn(f"{name}_1_bn")(y)
+    y = _bn(f"{name}_1_bn", bn_momentum)(y)
     y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = layers.Conv2D(
         filters,
@@ -143,7 +164,7 @@ def basic_block(x, filters, strides=1, residual=True, name="block"):
         kernel_initializer=init,
         name=f"{name}_2_conv",
     )(y)
-    y = _bn(f"{name}_2_bn")(y)
+    y = _bn(f"{name}_2_bn", bn_momentum)(y)
     if residual:
         if strides != 1 or x.shape[-1] != filters:
             shortcut = layers.Conv2D(
@@ -154,26 +175,30 @@ def basic_block(x, filters, strides=1, residual=True, name="block"):
                 kernel_initializer=init,
                 name=f"{name}_0_conv",
             )(x)
-            shortcut = _bn(f"{name}_0_bn")(shortcut)
+            shortcut = _bn(f"{name}_0_bn", bn_momentum)(shortcut)
         y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def _bottleneck_stage(x, filters, blocks, strides, name):
+def _bottleneck_stage(x, filters, blocks, strides, name, bn_momentum):
     x = convolutional_block(
         x,
         (filters, filters, 4 * filters),
         strides=strides,
         name=f"{name}_block1",
+        bn_momentum=bn_momentum,
     )
     for i in range(2, blocks + 1):
         x = identity_block(
-            x, (filters, filters, 4 * filters), name=f"{name}_block{i}"
+            x,
+            (filters, filters, 4 * filters),
+            name=f"{name}_block{i}",
+            bn_momentum=bn_momentum,
         )
     return x
 
 
-def _imagenet_stem(inputs, width, use_bias):
+def _imagenet_stem(inputs, width, use_bias, bn_momentum):
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(
         width,
@@ -183,13 +208,13 @@ def _imagenet_stem(inputs, width, use_bias):
         kernel_initializer="glorot_uniform" if use_bias else "he_normal",
         name="conv1_conv",
     )(x)
-    x = _bn("conv1_bn")(x)
+    x = _bn("conv1_bn", bn_momentum)(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
-def _small_image_stem(inputs, width):
+def _small_image_stem(inputs, width, bn_momentum):
     """One 3x3 stride-1 convolution, batch norm and ReLU (``conv1``)."""
     x = layers.Conv2D(
         width,
@@ -199,20 +224,20 @@ def _small_image_stem(inputs, width):
         kernel_initializer="he_normal",
         name="conv1_conv",
     )(inputs)
-    x = _bn("conv1_bn")(x)
+    x = _bn("conv1_bn", bn_momentum)(x)
     return layers.Activation("relu", name="conv1_relu")(x)
 
 
 def _classifier(inputs, x, num_classes, name):
     """Global average pooling and a softmax layer; the finished model."""
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(
-        num_classes, activation="softmax", name="predictions"
-    )(x)
+    outputs = classifier_layer(num_classes, "predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def resnet50(input_shape=(224, 224, 3), num_classes=1000):
+def resnet50(
+    input_shape=(224, 224, 3), num_classes=1000, *, bn_momentum=BN_MOMENTUM
+):
     """ResNet-50, layer for layer as ``keras.applications.ResNet50``. Ch. 5.
 
     Stem (7x7/2 convolution, 3x3/2 max pooling), then stages conv2..conv5
@@ -222,17 +247,29 @@ def resnet50(input_shape=(224, 224, 3), num_classes=1000):
     convolutions keep their biases although batch norm follows each one.
     """
     inputs = keras.Input(input_shape)
-    x = _imagenet_stem(inputs, 64, use_bias=True)
+    x = _imagenet_stem(inputs, 64, True, bn_momentum)
     for stage, (filters, blocks) in enumerate(
         zip((64, 128, 256, 512), RESNET_STAGES[50]), start=2
     ):
         x = _bottleneck_stage(
-            x, filters, blocks, 1 if stage == 2 else 2, name=f"conv{stage}"
+            x,
+            filters,
+            blocks,
+            1 if stage == 2 else 2,
+            f"conv{stage}",
+            bn_momentum,
         )
     return _classifier(inputs, x, num_classes, "resnet50")
 
 
-def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
+def resnet18(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    *,
+    width=64,
+    stem="cifar",
+    bn_momentum=BN_MOMENTUM,
+):
     """ResNet-18: stem, four stages of two basic blocks, pool, softmax. Ch. 5.
 
     ``stem="imagenet"`` is the stem of the paper (7x7/2 convolution and
@@ -246,25 +283,31 @@ def resnet18(input_shape=(28, 28, 1), num_classes=10, width=64, stem="cifar"):
         raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
     inputs = keras.Input(input_shape)
     if stem == "imagenet":
-        x = _imagenet_stem(inputs, width, use_bias=False)
+        x = _imagenet_stem(inputs, width, False, bn_momentum)
     else:
-        x = _small_image_stem(inputs, width)
+        x = _small_image_stem(inputs, width, bn_momentum)
     for stage, blocks in enumerate(RESNET_STAGES[18], start=2):
         filters = width * 2 ** (stage - 2)
         for block in range(1, blocks + 1):
             strides = 2 if stage > 2 and block == 1 else 1
             x = basic_block(
-                x, filters, strides=strides, name=f"conv{stage}_block{block}"
+                x,
+                filters,
+                strides=strides,
+                name=f"conv{stage}_block{block}",
+                bn_momentum=bn_momentum,
             )
     return _classifier(inputs, x, num_classes, f"resnet18_{stem}_w{width}")
 
 
 def cifar_style_net(
     depth,
-    residual=True,
     input_shape=(28, 28, 1),
     num_classes=10,
+    *,
+    residual=True,
     widths=(16, 32, 64),
+    bn_momentum=BN_MOMENTUM,
 ):
     """The 6n+2-layer networks of He et al., Section 4.2. Chapter 5.
 
@@ -283,7 +326,7 @@ def cifar_style_net(
         raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth}")
     n = (depth - 2) // 6
     inputs = keras.Input(input_shape)
-    x = _small_image_stem(inputs, widths[0])
+    x = _small_image_stem(inputs, widths[0], bn_momentum)
     for stage, filters in enumerate(widths, start=2):
         for block in range(1, n + 1):
             strides = 2 if stage > 2 and block == 1 else 1
@@ -293,6 +336,7 @@ def cifar_style_net(
                 strides=strides,
                 residual=residual,
                 name=f"conv{stage}_block{block}",
+                bn_momentum=bn_momentum,
             )
     kind = "resnet" if residual else "plain"
     return _classifier(inputs, x, num_classes, f"{kind}{depth}")

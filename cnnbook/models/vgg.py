@@ -11,7 +11,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnbook.models._layers import add_dense_classifier
+from cnnbook.models._layers import (
+    BN_MOMENTUM,
+    add_dense_classifier,
+    bn_layer,
+    classifier_layer,
+)
 
 __all__ = [
     "vgg_block",
@@ -56,8 +61,9 @@ def vgg_block(num_convs, filters, name=None):
 
 def vgg_network(
     blocks,
-    num_classes=1000,
     input_shape=(224, 224, 3),
+    num_classes=1000,
+    *,
     dense_units=(4096, 4096),
     name="vgg",
 ):
@@ -74,54 +80,55 @@ def vgg_network(
     model.add(layers.Flatten(name="flatten"))
     for i, units in enumerate(dense_units, 1):
         model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-    model.add(
-        layers.Dense(num_classes, activation="softmax", name="predictions")
-    )
+    model.add(classifier_layer(num_classes, "predictions"))
     return model
 
 
-def vgg16(num_classes=1000, input_shape=(224, 224, 3)):
+def vgg16(input_shape=(224, 224, 3), num_classes=1000):
     """VGG-16: 13 convolutions and 3 dense layers, 138,357,544 parameters.
 
     Chapter 4.
     """
-    return vgg_network(VGG16_BLOCKS, num_classes, input_shape, name="vgg16")
+    return vgg_network(VGG16_BLOCKS, input_shape, num_classes, name="vgg16")
 
 
-def vgg19(num_classes=1000, input_shape=(224, 224, 3)):
+def vgg19(input_shape=(224, 224, 3), num_classes=1000):
     """VGG-19: 16 convolutions and 3 dense layers, 143,667,240 parameters.
 
     Chapter 4.
     """
-    return vgg_network(VGG19_BLOCKS, num_classes, input_shape, name="vgg19")
+    return vgg_network(VGG19_BLOCKS, input_shape, num_classes, name="vgg19")
 
 
 def vgg_fashion(
-    input_size=64,
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    *,
+    resize_to=64,
     width=16,
     blocks=VGG16_BLOCKS,
     dense_units=(512, 512),
-    num_classes=10,
     batch_norm=True,
     dropout=0.5,
+    bn_momentum=BN_MOMENTUM,
 ):
     """A narrower VGG for 28x28x1 images, resized inside the model. Ch. 4.
 
     The VGG-16 block pattern with the filters divided so that the first
     block has ``width`` of them (VGG-16 has 64), an input resized to
-    ``input_size`` (halved five times, so a multiple of 32), batch
-    normalisation after each convolution and a smaller classifier. Returns
-    logits: train with ``from_logits=True``.
+    ``resize_to`` pixels (halved five times, so a multiple of 32), batch
+    normalisation (momentum ``bn_momentum``) after each convolution and a
+    smaller classifier.
     """
-    if input_size % 2 ** len(blocks):
+    if resize_to % 2 ** len(blocks):
         raise ValueError(
-            f"input_size must be a multiple of "
-            f"{2 ** len(blocks)}, got {input_size}"
+            f"resize_to must be a multiple of "
+            f"{2 ** len(blocks)}, got {resize_to}"
         )
     scale = width / blocks[0][1]
     model = keras.Sequential(name="vgg_fashion")
-    model.add(keras.Input(shape=(28, 28, 1)))
-    model.add(layers.Resizing(input_size, input_size, name="resize"))
+    model.add(keras.Input(shape=input_shape))
+    model.add(layers.Resizing(resize_to, resize_to, name="resize"))
     for b, (num_convs, filters) in enumerate(blocks, 1):
         for c in range(1, num_convs + 1):
             name = f"block{b}_conv{c}"
@@ -135,7 +142,7 @@ def vgg_fashion(
                 )
             )
             if batch_norm:
-                model.add(layers.BatchNormalization(name=f"{name}_bn"))
+                model.add(bn_layer(f"{name}_bn", bn_momentum))
             model.add(layers.Activation("relu", name=f"{name}_relu"))
         model.add(layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool"))
     return add_dense_classifier(model, dense_units, dropout, num_classes)
