@@ -105,6 +105,12 @@ class LayerTable(list):
     def total_multiplications(self):
         return sum(r.multiplications for r in self)
 
+    def signature(self):
+        """(layer class, output shape, parameters) of every row: what two
+        models must share to be the same network, whatever their layer
+        names. Chapter 4."""
+        return [(r.kind, r.output_shape, r.params) for r in self]
+
     def __str__(self):
         head = (
             "layer",

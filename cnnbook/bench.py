@@ -9,6 +9,8 @@ run record to see what validation, feeding and the machine cost.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 
@@ -19,12 +21,12 @@ def networks():
     return {
         "lenet5": (lambda: models.lenet5(), (32, 32, 1), 64),
         "alexnet_fashion": (
-            lambda: models.alexnet_fashion(input_size=67),
+            lambda: models.alexnet_fashion(resize_to=67),
             (28, 28, 1),
             128,
         ),
         "vgg_fashion": (
-            lambda: models.vgg_fashion(input_size=32, width=16),
+            lambda: models.vgg_fashion(resize_to=32, width=16),
             (32, 32, 1),
             128,
         ),
@@ -62,15 +64,9 @@ def run(names=None, seconds=5.0, batches=256):
         build, shape, batch = chosen[name]
         keras.utils.set_random_seed(0)
         model = build()
-        logits = getattr(model.layers[-1], "activation", None) in (
-            None,
-            keras.activations.linear,
-        )
         model.compile(
             optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=logits
-            ),
+            loss="sparse_categorical_crossentropy",
         )
         rng = np.random.default_rng(0)
         x = rng.random((batch * batches, *shape), dtype=np.float32)
@@ -80,3 +76,16 @@ def run(names=None, seconds=5.0, batches=256):
         del model
         keras.backend.clear_session()
     return rows
+
+
+def forward_seconds(model, batch, repeats):
+    """Median wall time of one forward pass of ``model`` over ``batch``,
+    after two passes that compile it. Chapter 6."""
+    model.predict_on_batch(batch)
+    model.predict_on_batch(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

@@ -67,10 +67,10 @@ def _builders():
         "lenet5_classic": lambda s: models.lenet5_classic(),
         "lenet5": lambda s: models.lenet5(),
         "alexnet_fashion": lambda s: models.alexnet_fashion(
-            input_size=s["input_size"]
+            resize_to=s["input_size"]
         ),
         "vgg_fashion": lambda s: models.vgg_fashion(
-            input_size=s["input_size"], width=s["width"]
+            resize_to=s["input_size"], width=s["width"]
         ),
         "resnet18": lambda s: models.resnet18(width=s["width"]),
         "googlenet_small_aux": lambda s: models.googlenet_small(

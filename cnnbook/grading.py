@@ -376,7 +376,7 @@ def layer_signature(model):
     """(class, output shape, parameters) per layer, inputs left out."""
     from cnnbook.arithmetic import layer_table
 
-    return [(r.kind, r.output_shape, r.params) for r in layer_table(model)]
+    return layer_table(model).signature()
 
 
 def expect_same_layers(model, reference, what="your model"):

@@ -114,3 +114,58 @@ def show_images(images, titles=None, ncols=8, cmap="gray", size=1.3):
                 ax.set_title(str(titles[k]), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def draw_padding(ax, n, p, f, s, title):
+    """An n x n input with ``p`` zeros around it (grey) and the first
+    windows of an f x f filter at stride ``s`` (coloured), on ``ax``; the
+    title gives the output size. Chapter 1."""
+    from cnnbook.arithmetic import conv_output_size
+
+    total = n + 2 * p
+    for i in range(total):
+        for j in range(total):
+            padded = not (p <= i < p + n and p <= j < p + n)
+            ax.add_patch(
+                plt.Rectangle(
+                    (j, total - 1 - i),
+                    1,
+                    1,
+                    facecolor="0.85" if padded else "white",
+                    edgecolor="0.5",
+                    lw=0.8,
+                )
+            )
+            if padded:
+                ax.text(
+                    j + 0.5,
+                    total - 0.5 - i,
+                    "0",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="0.4",
+                )
+    for k, colour in enumerate(("tab:blue", "tab:orange", "tab:green")):
+        left = k * s
+        if left + f > total:
+            break
+        ax.add_patch(
+            plt.Rectangle(
+                (left + 0.08 * k, total - f - 0.08 * k),
+                f,
+                f,
+                fill=False,
+                edgecolor=colour,
+                lw=2.2,
+            )
+        )
+    out = conv_output_size(n, f, p, s)
+    ax.set_title(
+        f"{title}\nn={n}, f={f}, p={p}, s={s} -> {out}x{out}", fontsize=9
+    )
+    ax.set_xlim(-0.2, total + 0.2)
+    ax.set_ylim(-0.2, total + 0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax

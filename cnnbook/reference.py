@@ -19,7 +19,14 @@ import numpy as np
 
 from cnnbook.arithmetic import conv_output_size, pool_output_size
 
-__all__ = ["zero_pad", "conv_single_step", "conv_forward", "pool_forward"]
+__all__ = [
+    "zero_pad",
+    "conv_single_step",
+    "conv_forward",
+    "pool_forward",
+    "keras_conv",
+    "keras_pool",
+]
 
 
 def zero_pad(X, pad):
@@ -121,3 +128,30 @@ def pool_forward(A_prev, f, stride=None, mode="max"):
             ]
             A[:, h, w, :] = reduce(window, axis=(1, 2))
     return A
+
+
+def keras_conv(A_prev, W, b, stride=1, pad=0):
+    """:func:`conv_forward` computed by Keras: a ``Conv2D`` layer holding
+    ``(W, b)``, applied to ``A_prev`` zero-padded by ``pad``. Chapter 1."""
+    import keras
+
+    padded = zero_pad(np.asarray(A_prev, np.float32), pad)
+    layer = keras.layers.Conv2D(
+        W.shape[-1], W.shape[0], strides=stride, padding="valid"
+    )
+    layer.build(padded.shape)
+    layer.set_weights([W, b])
+    return keras.ops.convert_to_numpy(layer(padded))
+
+
+def keras_pool(A_prev, f, stride=None, mode="max"):
+    """:func:`pool_forward` computed by Keras's ``MaxPooling2D`` or
+    ``AveragePooling2D`` ('valid' padding). Chapter 1."""
+    import keras
+
+    kind = {
+        "max": keras.layers.MaxPooling2D,
+        "average": keras.layers.AveragePooling2D,
+    }[mode]
+    layer = kind(pool_size=f, strides=stride or f, padding="valid")
+    return keras.ops.convert_to_numpy(layer(np.asarray(A_prev, np.float32)))

@@ -91,13 +91,21 @@ def test_table_equals_formulas_and_summary(build):
     assert int(total.replace(",", "")) == model.count_params()
 
 
-@pytest.mark.parametrize("size,classes", [(28, 3), (40, 10), (64, 100)])
-def test_spec_follows_input_size(size, classes):
+@pytest.mark.parametrize(
+    "shape,classes",
+    [
+        ((28, 28, 1), 3),
+        ((40, 40, 1), 10),
+        ((64, 64, 1), 100),
+        ((36, 48, 3), 5),
+    ],
+)
+def test_spec_follows_input_shape(shape, classes):
     rows = [
         (r.name, r.output_shape[1:], r.params)
-        for r in layer_table(lenet5(classes, size))
+        for r in layer_table(lenet5(shape, classes))
     ]
-    assert rows == lenet5_spec(size, classes)
+    assert rows == lenet5_spec(shape, classes)
 
 
 # ------------------------------------------------------------ C3 and 1998
@@ -175,7 +183,9 @@ def _solutions():
     def lenet5_table(input_size=32, num_classes=10):
         return [
             (shape, params)
-            for _, shape, params in lenet5_spec(input_size, num_classes)
+            for _, shape, params in lenet5_spec(
+                (input_size, input_size, 1), num_classes
+            )
         ]
 
     return dict(

@@ -90,7 +90,7 @@ def test_lrn_matches_definition(n):
 # ------------------------------------------------------------ variant
 @pytest.mark.parametrize("size", [67, 112, 227])
 def test_fashion_variant_shapes(size):
-    net = models.alexnet_fashion(input_size=size)
+    net = models.alexnet_fashion(resize_to=size)
     assert net.input_shape == (None, 28, 28, 1)
     assert net.output_shape == (None, 10)
     built = [
@@ -104,7 +104,7 @@ def test_fashion_variant_shapes(size):
 
 def test_fashion_variant_rejects_small_inputs():
     with pytest.raises(ValueError, match="67"):
-        models.alexnet_fashion(input_size=64)
+        models.alexnet_fashion(resize_to=64)
 
 
 # ------------------------------------------------------------ diagrams

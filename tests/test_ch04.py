@@ -109,7 +109,7 @@ def test_vgg_block(num_convs, filters, shape):
 
 @pytest.mark.parametrize("size, width", [(32, 8), (64, 16)])
 def test_fashion_variant(size, width):
-    net = models.vgg_fashion(input_size=size, width=width)
+    net = models.vgg_fashion(resize_to=size, width=width)
     assert net.input_shape == (None, 28, 28, 1)
     assert net.output_shape == (None, 10)
     pools = [
@@ -123,7 +123,7 @@ def test_fashion_variant(size, width):
 
 def test_fashion_variant_needs_multiple_of_32():
     with pytest.raises(ValueError, match="32"):
-        models.vgg_fashion(input_size=48)
+        models.vgg_fashion(resize_to=48)
 
 
 def test_stacked_3x3_arithmetic():
@@ -137,8 +137,8 @@ def test_stacked_3x3_arithmetic():
 
 # ------------------------------------------------------------ checks
 def _solution_namespace():
-    def build_vgg16(num_classes=1000, input_shape=(224, 224, 3)):
-        return models.vgg16(num_classes, input_shape)
+    def build_vgg16(input_shape=(224, 224, 3), num_classes=1000):
+        return models.vgg16(input_shape, num_classes)
 
     return dict(
         vgg_block=lambda n, f: models.vgg_block(n, f),
@@ -171,7 +171,7 @@ def test_wrong_answers_fail():
         result = run_exercise(by_key["4.1"], dict(ns, vgg_block=wrong))
         assert not result.passed
 
-    def vgg16_one_dense(num_classes=1000, input_shape=(224, 224, 3)):
+    def vgg16_one_dense(input_shape=(224, 224, 3), num_classes=1000):
         model = keras.Sequential([keras.Input(shape=input_shape)])
         for num_convs, filters in models.VGG16_BLOCKS:
             for layer in models.vgg_block(num_convs, filters):

@@ -5,8 +5,7 @@ draw random shapes, strides and paddings and compare with
 :mod:`cnnbook.arithmetic`, :mod:`cnnbook.reference` and ``numpy.pad``
 (the reference code agrees with Keras's ``Conv2D``, ``MaxPooling2D`` and
 ``AveragePooling2D``: tests/test_ch01.py), so an answer that hard-codes
-the visible examples earns nothing. :func:`keras_conv` and
-:func:`keras_pool` run those Keras layers for the tests.
+the visible examples earns nothing.
 """
 
 from __future__ import annotations
@@ -514,19 +513,6 @@ def conv_visible(ns):
         )
 
 
-def keras_conv(A, W, b, stride, pad):
-    """Keras Conv2D with weights (W, b) on A zero-padded by ``pad``. Ch. 1."""
-    import keras
-
-    layer = keras.layers.Conv2D(
-        W.shape[-1], W.shape[0], strides=stride, padding="valid"
-    )
-    padded = np.pad(A, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    layer.build(padded.shape)
-    layer.set_weights([W, b])
-    return keras.ops.convert_to_numpy(layer(padded.astype(np.float32)))
-
-
 @conv_visible.hidden_check
 def conv_hidden(ns, rng):
     for _ in range(5):
@@ -660,19 +646,6 @@ def pool_visible(ns):
                 reference.pool_forward(A, f, stride, mode),
                 "the reference pooling",
             )
-
-
-def keras_pool(A, f, stride, mode):
-    """Keras MaxPooling2D / AveragePooling2D ('valid') on A. Chapter 1."""
-    import keras
-
-    cls = (
-        keras.layers.MaxPooling2D
-        if mode == "max"
-        else keras.layers.AveragePooling2D
-    )
-    layer = cls(pool_size=f, strides=stride, padding="valid")
-    return keras.ops.convert_to_numpy(layer(np.asarray(A, np.float32)))
 
 
 @pool_visible.hidden_check

@@ -61,7 +61,7 @@ def _check_lenet(build, num_classes):
 
     what = f"build_lenet5({num_classes})"
     model = call_learner(build, num_classes, what=what)
-    reference = lenet5(num_classes)
+    reference = lenet5(num_classes=num_classes)
     try:
         expect_same_layers(model, reference, what)
     except CheckFailure as exc:
@@ -136,7 +136,7 @@ def _reference_rows(input_size, num_classes):
     from cnnbook.arithmetic import layer_table
     from cnnbook.models import lenet5
 
-    table = layer_table(lenet5(num_classes, input_size))
+    table = layer_table(lenet5((input_size, input_size, 1), num_classes))
     return [(r.name, tuple(r.output_shape[1:]), r.params) for r in table]
 
 

@@ -9,6 +9,7 @@ from cnnbook import arithmetic as ar
 from cnnbook.grading import (
     CheckFailure,
     add_hint,
+    call_learner,
     exercise,
     expect_equal,
     expect_same_layers,
@@ -112,18 +113,18 @@ def block_hidden(ns, rng):
     _free()
 
 
-def _compare_vgg16(func, num_classes, input_shape):
+def _compare_vgg16(func, input_shape, num_classes):
     import keras
 
     from cnnbook.models.vgg import vgg16
 
-    what = f"build_vgg16({num_classes}, {input_shape})"
-    mine = func(num_classes, input_shape)
+    what = f"build_vgg16({input_shape}, {num_classes})"
+    mine = call_learner(func, input_shape, num_classes, what=what)
     if not isinstance(mine, keras.Model):
         raise CheckFailure(
             f"{what} should return a keras Model, got {type(mine).__name__}"
         )
-    reference = vgg16(num_classes, input_shape)
+    reference = vgg16(input_shape, num_classes)
     try:
         expect_same_layers(mine, reference, what)
     except CheckFailure as exc:
@@ -155,7 +156,7 @@ def _vgg16_mistake(model, num_classes):
     "ch04", "4.2", "VGG-16 to the parameter", points=3, names=["build_vgg16"]
 )
 def vgg16_visible(ns):
-    _compare_vgg16(ns["build_vgg16"], 1000, (224, 224, 3))
+    _compare_vgg16(ns["build_vgg16"], (224, 224, 3), 1000)
 
 
 @vgg16_visible.hidden_check
@@ -164,8 +165,8 @@ def vgg16_hidden(ns, rng):
         size = 32 * int(rng.integers(1, 4))
         _compare_vgg16(
             ns["build_vgg16"],
-            int(rng.integers(2, 200)),
             (size, size, int(rng.choice([1, 3]))),
+            int(rng.integers(2, 200)),
         )
 
 

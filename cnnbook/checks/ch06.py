@@ -243,9 +243,7 @@ def multiplications_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 6.2
 def _module_models(func, input_shape, filters):
-    import keras
-
-    from cnnbook.models import inception_module
+    from cnnbook.models import inception_module, module_model
 
     what = f"inception_module(x, {', '.join(map(str, filters))})"
     try:
@@ -259,8 +257,7 @@ def _module_models(func, input_shape, filters):
                 "(padding='same', stride 1) to be concatenated"
             )
         raise add_hint(exc, hint) from None
-    ref_inputs = keras.Input(input_shape)
-    reference = keras.Model(ref_inputs, inception_module(ref_inputs, *filters))
+    reference = module_model(inception_module, input_shape, *filters)
     return mine, reference, f"{what} on a {input_shape} input"
 
 
@@ -290,12 +287,9 @@ def module_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 6.3
 def _reduced_reference(input_shape):
-    import keras
+    from cnnbook.models import inception_module, module_model
 
-    from cnnbook.models import inception_module
-
-    inputs = keras.Input(input_shape)
-    return keras.Model(inputs, inception_module(inputs, *MODULE_3A))
+    return module_model(inception_module, input_shape, *MODULE_3A)
 
 
 def _expect_outputs(model, count, what, hint):

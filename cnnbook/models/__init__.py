@@ -12,11 +12,11 @@ builder (``cnnbook.models.alexnet(...)``); the module is
 ``from cnnbook.models.alexnet import CONV_SPEC``.
 """
 
-from cnnbook.models._layers import BN_MOMENTUM
 from cnnbook.models.alexnet import (
     LocalResponseNormalization,
     alexnet,
     alexnet_fashion,
+    alexnet_spec,
     local_response_normalization,
 )
 from cnnbook.models.basics import lenet_like, simple_convnet
@@ -26,6 +26,7 @@ from cnnbook.models.inception import (
     googlenet,
     googlenet_small,
     inception_module,
+    module_model,
     module_table,
     naive_inception_module,
 )
@@ -61,10 +62,10 @@ from cnnbook.models.vgg import (
 )
 
 __all__ = [
-    "BN_MOMENTUM",
     # alexnet
     "alexnet",
     "alexnet_fashion",
+    "alexnet_spec",
     "LocalResponseNormalization",
     "local_response_normalization",
     # basics
@@ -78,6 +79,7 @@ __all__ = [
     "googlenet",
     "googlenet_small",
     "module_table",
+    "module_model",
     # lenet
     "lenet5",
     "lenet5_classic",

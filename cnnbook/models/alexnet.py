@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from cnnbook import arithmetic
 from cnnbook.models._layers import (
     BN_MOMENTUM,
     add_dense_classifier,
@@ -19,6 +20,7 @@ from cnnbook.models._layers import (
 
 __all__ = [
     "alexnet",
+    "alexnet_spec",
     "alexnet_fashion",
     "LocalResponseNormalization",
     "local_response_normalization",
@@ -108,6 +110,39 @@ def alexnet(
         if pool:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
     return add_dense_classifier(model, DENSE_UNITS, dropout, num_classes, 6)
+
+
+def alexnet_spec(input_shape=(227, 227, 3), num_classes=1000):
+    """Output shape and parameters of each :func:`alexnet` layer by formula.
+
+    Chapter 3. A list of ``(name, output shape without the batch axis,
+    parameters)`` for the convolutions, the pools and the dense layers
+    (``conv1``, ``pool1``, ... ``fc8``), computed with
+    :mod:`cnnbook.arithmetic` alone, no Keras.
+    """
+    height, width, depth = input_shape
+    rows = []
+    for i, (filters, f, s, padding, pool) in enumerate(CONV_SPEC, 1):
+        p = arithmetic.same_padding(f) if padding == "same" else 0
+        height = arithmetic.conv_output_size(height, f, p, s)
+        width = arithmetic.conv_output_size(width, f, p, s)
+        rows.append(
+            (
+                f"conv{i}",
+                (height, width, filters),
+                arithmetic.conv_params(f, depth, filters),
+            )
+        )
+        depth = filters
+        if pool:
+            height = arithmetic.pool_output_size(height, 3, 2)
+            width = arithmetic.pool_output_size(width, 3, 2)
+            rows.append((f"pool{i}", (height, width, filters), 0))
+    n_in = height * width * depth
+    for i, units in enumerate((*DENSE_UNITS, num_classes), 6):
+        rows.append((f"fc{i}", (units,), arithmetic.dense_params(n_in, units)))
+        n_in = units
+    return rows
 
 
 def alexnet_fashion(

@@ -28,6 +28,7 @@ __all__ = [
     "googlenet",
     "googlenet_small",
     "module_table",
+    "module_model",
 ]
 
 # Table 1 of the paper: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5,
@@ -143,6 +144,15 @@ def inception_module(
     return layers.Concatenate(axis=-1, name=_name(name, "concat"))(
         [b1, b3, b5, bp]
     )
+
+
+def module_model(module, input_shape, *filters, name=None, **options):
+    """One module on its own, as a Keras model: ``module`` (such as
+    :func:`inception_module`) applied to an input of ``input_shape`` with
+    ``filters`` and ``options``. Chapter 6."""
+    inputs = keras.Input(input_shape)
+    outputs = module(inputs, *filters, name=name, **options)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def auxiliary_head(
