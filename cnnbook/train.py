@@ -415,8 +415,10 @@ def augmented(net, shift=0.1, flip=True):
     weights with ``net``, so ``net`` is the trained network afterwards, and
     keeps the names of ``net``'s outputs (GoogLeNet's ``main``, ``aux1``,
     ``aux2``). Fashion-MNIST's clothes stay clothes when mirrored left to
-    right.
+    right. With neither ``shift`` nor ``flip``, ``net`` itself is returned.
     """
+    if not shift and not flip:
+        return net
     inputs = keras.Input(net.input_shape[1:], name="image")
     x = inputs
     if shift:

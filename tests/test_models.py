@@ -13,6 +13,7 @@ from cnnbook.models import _layers
 # (lenet5_spec, the formula version of lenet5, follows the same signature)
 BUILDERS = {
     models.lenet5_spec: (),
+    models.alexnet_spec: (),
     models.simple_convnet: (),
     models.lenet_like: (),
     models.lenet5: (),
