@@ -189,9 +189,14 @@ def _bench(args):
         f"device: {profiles.device_description()} | cores: "
         f"{machine.cpu_count()} | {machine.tune_allocator()}"
     )
-    print(f"{'network':18s}{'parameters':>12s}{'batch':>7s}{'images/s':>10s}")
-    for name, params, batch, rate in rows:
-        print(f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}")
+    print(
+        f"{'network':18s}{'parameters':>12s}{'batch':>7s}{'images/s':>10s}"
+        f"{'cores busy':>12s}"
+    )
+    for name, params, batch, rate, busy in rows:
+        print(
+            f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}{busy:>12.0%}"
+        )
     return 0
 
 

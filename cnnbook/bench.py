@@ -45,7 +45,8 @@ def networks():
 
 
 def run(names=None, seconds=5.0, batches=256):
-    """Bare images/s of each network; returns ``[(name, params, rate)]``."""
+    """Bare images/s of each network and the share of the cores it kept
+    busy meanwhile; returns ``[(name, params, batch, rate, busy)]``."""
     import keras
 
     from cnnbook import machine
@@ -71,8 +72,10 @@ def run(names=None, seconds=5.0, batches=256):
         rng = np.random.default_rng(0)
         x = rng.random((batch * batches, *shape), dtype=np.float32)
         y = rng.integers(0, 10, batch * batches)
-        rate = bare_step_rate(model, x, y, batch, seconds)
-        rows.append((name, model.count_params(), batch, rate))
+        bare_step_rate(model, x, y, batch, 1.0)  # compiles the step
+        with machine.CpuMeter() as meter:
+            rate = bare_step_rate(model, x, y, batch, seconds)
+        rows.append((name, model.count_params(), batch, rate, meter.busy))
         del model
         keras.backend.clear_session()
     return rows
