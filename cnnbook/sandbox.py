@@ -157,7 +157,15 @@ def command(
     ``PYTHONPATH``; ``overlays`` are (file, path) pairs bound read-only
     over files of the software. ``env`` is the whole environment.
     """
-    args = _base_args()
+    # /tmp first: a private tmpfs of bounded size. The binds below come
+    # after it, so a checkout, a venv or a dataset cache that lives under
+    # /tmp on this machine stays visible inside.
+    args = _base_args() + [
+        "--size",
+        str(int(tmp_mb) * 2**20),
+        "--tmpfs",
+        "/tmp",
+    ]
     for d in _software_dirs():
         args += ["--ro-bind", d, d]
     if data_dir and os.path.isdir(data_dir):
@@ -166,16 +174,11 @@ def command(
         args += ["--ro-bind", str(source), str(target)]
     # Only the scratch folder itself is bound: anything inside it may have
     # been replaced by the notebook's code (a link to elsewhere on this
-    # machine), so no path under it is ever a source of a bind. /tmp is a
-    # private tmpfs of bounded size.
+    # machine), so no path under it is ever a source of a bind.
     home = os.path.join(scratch, "home")
     if not os.path.lexists(home):
         os.mkdir(home)
     args += [
-        "--size",
-        str(int(tmp_mb) * 2**20),
-        "--tmpfs",
-        "/tmp",
         "--bind",
         str(scratch),
         str(scratch),

@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, run_cli
 from nbformat.v4 import new_code_cell
 
-from cnnbook import grader, notebooks
+from cnnbook import grader, notebooks, sandbox
 
 CH01 = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
 CH05 = ROOT / "solutions" / "ch05-resnet.ipynb"
@@ -559,3 +559,25 @@ def test_links_in_the_scratch_space_lead_nowhere(tmp_path):
     got = {r["key"]: r["points"] for r in report["exercises"]}
     assert got["1.1"] == 1 and got["1.2"] == 0, summary
     assert list(outside.iterdir()) == [], summary
+
+
+def test_software_under_tmp_stays_visible(tmp_path):
+    """The private /tmp is mounted before the binds, so a checkout, venv or
+    dataset cache that lives under /tmp (CI clones there) is still bound."""
+    scratch = tmp_path / "scratch"
+    (scratch / "work").mkdir(parents=True)
+    assert str(tmp_path).startswith("/tmp/")  # pytest's default basetemp
+    data = tmp_path / "data"
+    data.mkdir()
+    args = sandbox.command(str(scratch), str(tmp_path), {}, data_dir=data)
+    tmpfs = args.index("--tmpfs")
+    assert args[tmpfs + 1] == "/tmp"
+    binds = [
+        args[i + 1]
+        for i, arg in enumerate(args)
+        if arg in ("--bind", "--ro-bind")
+    ]
+    assert str(data) in binds and str(scratch) in binds
+    for i, arg in enumerate(args):
+        if arg in ("--bind", "--ro-bind") and args[i + 1].startswith("/tmp"):
+            assert i > tmpfs, f"{args[i + 1]} is bound before /tmp's tmpfs"
