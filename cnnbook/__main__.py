@@ -194,9 +194,7 @@ def _bench(args):
         f"{'cores busy':>12s}"
     )
     for name, params, batch, rate, busy in rows:
-        print(
-            f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}{busy:>12.0%}"
-        )
+        print(f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}{busy:>12.0%}")
     return 0
 
 

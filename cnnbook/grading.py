@@ -493,6 +493,21 @@ def mistake(what, hint):
     return CheckFailure(f"{what}: {hint}")
 
 
+def expect_equal_or_mistake(got, expected, what, variants):
+    """:func:`expect_equal`, naming the mistake when ``got`` is the value of
+    one of ``variants`` ((hint, wrong value) pairs, as for
+    :func:`match_mistake`) that differs from ``expected``."""
+    if got != expected:
+        hint = match_mistake(
+            got, [(h, v) for h, v in variants if v != expected]
+        )
+        if hint:
+            raise mistake(
+                f"{what} returned {got!r}, expected {expected}", hint
+            )
+    expect_equal(got, expected, what)
+
+
 def match_mistake(got, variants, rtol=1e-6, atol=1e-9):
     """The hint of the first wrong answer in ``variants`` that ``got`` is.
 

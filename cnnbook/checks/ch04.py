@@ -11,10 +11,8 @@ from cnnbook.grading import (
     add_hint,
     call_learner,
     exercise,
-    expect_equal,
+    expect_equal_or_mistake,
     expect_same_layers,
-    match_mistake,
-    mistake,
 )
 
 # What answers an exercise of this chapter; left out of the sandbox.
@@ -175,21 +173,9 @@ def reference_receptive_field(num_layers, f=3):
     return 1 + num_layers * (f - 1)
 
 
-def _expect(got, expected, what, variants):
-    if got != expected:
-        hint = match_mistake(
-            got, [(h, v) for h, v in variants if v != expected]
-        )
-        if hint:
-            raise mistake(
-                f"{what} returned {got!r}, expected {expected}", hint
-            )
-    expect_equal(got, expected, what)
-
-
 def _compare_stack(ns, num_layers, channels, f):
     c = channels
-    _expect(
+    expect_equal_or_mistake(
         ns["stacked_params"](num_layers, channels),
         num_layers * ar.conv_params(3, channels, channels),
         f"stacked_params({num_layers}, {channels})",
@@ -202,7 +188,7 @@ def _compare_stack(ns, num_layers, channels, f):
             ),
         ],
     )
-    _expect(
+    expect_equal_or_mistake(
         ns["single_conv_params"](f, channels),
         ar.conv_params(f, channels, channels),
         f"single_conv_params({f}, {channels})",
@@ -213,7 +199,7 @@ def _compare_stack(ns, num_layers, channels, f):
     )
     for args in ((num_layers,), (num_layers, f)):
         size = args[1] if len(args) > 1 else 3
-        _expect(
+        expect_equal_or_mistake(
             ns["receptive_field"](*args),
             reference_receptive_field(*args),
             f"receptive_field({', '.join(map(str, args))})",

@@ -82,6 +82,33 @@ class LocalResponseNormalization(layers.Layer):
         }
 
 
+def _add_convolutions(
+    model, lrn=False, batch_norm=False, bn_momentum=BN_MOMENTUM
+):
+    """AlexNet's five convolutions (ReLU) and three 3x3/2 max pools, added
+    to ``model``; with ``batch_norm``, each convolution loses its bias and
+    is followed by batch normalisation, then the ReLU. Chapter 3."""
+    for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
+        model.add(
+            layers.Conv2D(
+                filters,
+                size,
+                strides=stride,
+                padding=padding,
+                activation=None if batch_norm else "relu",
+                use_bias=not batch_norm,
+                name=f"conv{i}",
+            )
+        )
+        if batch_norm:
+            model.add(bn_layer(f"conv{i}_bn", bn_momentum))
+            model.add(layers.Activation("relu", name=f"conv{i}_relu"))
+        if lrn and i <= 2:
+            model.add(LocalResponseNormalization(name=f"lrn{i}"))
+        if pool:
+            model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
+
+
 def alexnet(
     input_shape=(227, 227, 3), num_classes=1000, *, lrn=False, dropout=0.5
 ):
@@ -94,21 +121,7 @@ def alexnet(
     """
     model = keras.Sequential(name="alexnet")
     model.add(keras.Input(shape=input_shape))
-    for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
-        model.add(
-            layers.Conv2D(
-                filters,
-                size,
-                strides=stride,
-                padding=padding,
-                activation="relu",
-                name=f"conv{i}",
-            )
-        )
-        if lrn and i <= 2:
-            model.add(LocalResponseNormalization(name=f"lrn{i}"))
-        if pool:
-            model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
+    _add_convolutions(model, lrn=lrn)
     return add_dense_classifier(model, DENSE_UNITS, dropout, num_classes, 6)
 
 
@@ -171,28 +184,10 @@ def alexnet_fashion(
             f"an input of at least 67 pixels, got resize_to={resize_to}"
         )
 
-    def activation(name):
-        if batch_norm:
-            model.add(bn_layer(f"{name}_bn", bn_momentum))
-        model.add(layers.Activation("relu", name=f"{name}_relu"))
-
     model = keras.Sequential(name="alexnet_fashion")
     model.add(keras.Input(shape=input_shape))
     model.add(layers.Resizing(resize_to, resize_to, name="resize"))
-    for i, (filters, size, stride, padding, pool) in enumerate(CONV_SPEC, 1):
-        model.add(
-            layers.Conv2D(
-                filters,
-                size,
-                strides=stride,
-                padding=padding,
-                use_bias=not batch_norm,
-                name=f"conv{i}",
-            )
-        )
-        activation(f"conv{i}")
-        if pool:
-            model.add(layers.MaxPooling2D(3, strides=2, name=f"pool{i}"))
+    _add_convolutions(model, batch_norm=batch_norm, bn_momentum=bn_momentum)
     # No batch normalisation in the dense layers: after dropout, the
     # statistics it learned in training would not match at test time.
     return add_dense_classifier(model, dense_units, dropout, num_classes, 6)
