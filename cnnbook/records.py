@@ -64,7 +64,8 @@ def should_write(profile):
 
 
 def commit():
-    """The repository's commit (with ``+dirty`` for uncommitted changes)."""
+    """The repository's commit (with ``+dirty`` for uncommitted changes to
+    the code; the records and figures that runs write do not count)."""
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
@@ -74,7 +75,18 @@ def commit():
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "status",
+                "--porcelain",
+                "-uno",
+                "--",
+                ".",
+                ":!results",
+                ":!book/figures",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
