@@ -342,3 +342,28 @@ def test_every_stored_training_has_its_record():
             ), (path.name, epochs, seconds, accuracy)
             checked += 1
     assert checked >= 5
+
+
+def test_commit_is_dirty_for_code_not_for_run_outputs(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(
+            ["git", "-C", str(tmp_path), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(records, "REPO", tmp_path)
+    clean = records.commit()
+    assert clean != "unknown" and not clean.endswith("+dirty")
+    (tmp_path / "results" / "run.json").write_text('{"a": 1}')
+    assert records.commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert records.commit() == clean + "+dirty"
