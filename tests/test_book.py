@@ -29,6 +29,8 @@ def test_every_chapter_page_is_built(built_book):
         "ch04-vgg",
         "ch05-resnet",
         "ch06-inception",
+        "ch07-side-by-side",
+        "glossary",
     ]:
         assert (built_book / "book" / f"{stem}.html").exists(), stem
     assert (built_book / "index.html").exists()
