@@ -379,6 +379,41 @@ def layer_signature(model):
     return layer_table(model).signature()
 
 
+def _keras_histories(value):
+    """The layer names in the ``keras_history`` of every Keras tensor
+    described in ``value`` (part of a model's configuration)."""
+    if isinstance(value, dict):
+        history = value.get("config", {}).get("keras_history")
+        if value.get("class_name") == "__keras_tensor__" and history:
+            return [history[0]]
+        return [n for item in value.values() for n in _keras_histories(item)]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _keras_histories(item)]
+    return []
+
+
+def parent_layers(model):
+    """Layer name -> names of the layers whose outputs it takes, read from
+    ``model.get_config()`` (Keras's public description of the graph). A
+    ``Sequential`` model's layers each take the previous one's output.
+    Chapter 5."""
+    layers = model.get_config().get("layers", [])
+    parents = {}
+    for index, layer in enumerate(layers):
+        name = layer.get("name") or layer["config"]["name"]
+        nodes = layer.get("inbound_nodes")
+        if nodes is None:  # Sequential: a chain
+            before = layers[index - 1] if index else None
+            parents[name] = (
+                [before.get("name") or before["config"]["name"]]
+                if before
+                else []
+            )
+            continue
+        parents[name] = _keras_histories(nodes)
+    return parents
+
+
 def expect_same_layers(model, reference, what="your model"):
     """Compare two models layer by layer; name the first layer that differs."""
     if model is None or not hasattr(model, "layers"):
@@ -454,7 +489,10 @@ def block_model(func, input_shapes, *args, what="it", **kwargs):
 
             inputs = [keras.Input(s) for s in input_shapes]
             outputs = func(*inputs, *args, **kwargs)
-            if outputs is not None and hasattr(outputs, "_keras_history"):
+            if outputs is not None and all(
+                keras.backend.is_keras_tensor(o)
+                for o in keras.tree.flatten(outputs)
+            ):
                 model = keras.Model(
                     inputs if len(inputs) > 1 else inputs[0], outputs
                 )

@@ -441,3 +441,20 @@ def test_exercise_curves_are_the_stored_run():
     cell = next(c for c in solution.cells if "stored_run = {" in c.source)
     assignment = ast.parse(cell.source).body[0]
     assert ast.literal_eval(assignment.value) == printed
+
+
+def test_parent_layers_reads_the_graph_from_the_public_config():
+    from cnnbook.grading import parent_layers
+
+    x = keras.Input((8, 8, 4), name="image")
+    block = keras.Model(x, resnet.basic_block(x, 8, strides=2, name="b"))
+    parents = parent_layers(block)
+    assert parents["b_1_conv"] == ["image"]
+    assert parents["b_0_conv"] == ["image"]  # the projection shortcut
+    assert sorted(parents["b_add"]) == ["b_0_bn", "b_2_bn"]
+    assert parents["b_out"] == ["b_add"]
+    chain = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="d1")]
+        + [keras.layers.Dense(2, name="d2")]
+    )
+    assert parent_layers(chain)["d2"] == ["d1"]

@@ -37,7 +37,7 @@ ANSWERS = {
 }
 
 
-def _shape(x):
+def _dims(x):
     return "x".join(str(d) for d in np.shape(x))
 
 
@@ -377,7 +377,7 @@ def _conv_case(rng, m, n_H, n_W, n_C_prev, f, n_C):
 
 def _check_conv(func, A, W, b, stride, pad, expected, against):
     what = (
-        f"conv_forward(A_prev {_shape(A)}, W {_shape(W)}, stride={stride}, "
+        f"conv_forward(A_prev {_dims(A)}, W {_dims(W)}, stride={stride}, "
         f"pad={pad})"
     )
     got = func(A.copy(), W.copy(), b.copy(), stride, pad)
@@ -545,7 +545,7 @@ def conv_hidden(ns, rng):
 # --------------------------------------------------- 1.6 pooling forward
 def _check_pool(func, A, f, stride, mode, expected, against):
     what = (
-        f"pool_forward(A_prev {_shape(A)}, f={f}, stride={stride}, "
+        f"pool_forward(A_prev {_dims(A)}, f={f}, stride={stride}, "
         f"mode={mode!r})"
     )
     got = func(A.copy(), f, stride, mode)

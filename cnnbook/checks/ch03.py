@@ -21,6 +21,8 @@ from cnnbook.models.alexnet import (
     local_response_normalization,
 )
 
+CHAPTER = "ch03"
+
 # What answers an exercise of this chapter; left out of the sandbox.
 ANSWERS = {"cnnbook.models.alexnet": (["3.1", "3.2", "3.3"], None)}
 
@@ -141,7 +143,7 @@ def _compare_shapes(func, n):
 
 
 @exercise(
-    "ch03", "3.1", "AlexNet's shape table", points=2, names=["alexnet_shapes"]
+    CHAPTER, "3.1", "AlexNet's shape table", points=2, names=["alexnet_shapes"]
 )
 def shapes_visible(ns):
     _compare_shapes(ns["alexnet_shapes"], 227)
@@ -213,7 +215,7 @@ def _parameter_mistake(got, name, expected, num_classes, input_size):
 
 
 @exercise(
-    "ch03",
+    CHAPTER,
     "3.2",
     "Where AlexNet's parameters are",
     points=2,
@@ -316,7 +318,7 @@ def _compare_lrn(func, a, n, k, alpha, beta):
 
 
 @exercise(
-    "ch03", "3.3", "Local response normalisation", points=2, names=["lrn"]
+    CHAPTER, "3.3", "Local response normalisation", points=2, names=["lrn"]
 )
 def lrn_visible(ns):
     rng = np.random.default_rng(3)

@@ -15,6 +15,8 @@ from cnnbook.grading import (
     expect_same_layers,
 )
 
+CHAPTER = "ch04"
+
 # What answers an exercise of this chapter; left out of the sandbox.
 ANSWERS = {"cnnbook.models.vgg": (["4.1", "4.2"], None)}
 KERAS_APPLICATIONS = {"vgg16": ["4.2"], "vgg19": ["4.2"]}
@@ -91,7 +93,7 @@ def _block_mistake(model):
     return None
 
 
-@exercise("ch04", "4.1", "vgg_block", points=2, names=["vgg_block"])
+@exercise(CHAPTER, "4.1", "vgg_block", points=2, names=["vgg_block"])
 def block_visible(ns):
     _compare_block(ns["vgg_block"], 2, 64, (32, 32, 3))
     _compare_block(ns["vgg_block"], 3, 256, (28, 28, 128))
@@ -151,7 +153,7 @@ def _vgg16_mistake(model, num_classes):
 
 
 @exercise(
-    "ch04", "4.2", "VGG-16 to the parameter", points=3, names=["build_vgg16"]
+    CHAPTER, "4.2", "VGG-16 to the parameter", points=3, names=["build_vgg16"]
 )
 def vgg16_visible(ns):
     _compare_vgg16(ns["build_vgg16"], (224, 224, 3), 1000)
@@ -222,7 +224,7 @@ def _compare_stack(ns, num_layers, channels, f):
 
 
 @exercise(
-    "ch04",
+    CHAPTER,
     "4.3",
     "Stacked 3x3 versus one large filter",
     points=2,

@@ -26,8 +26,9 @@ from cnnbook.grading import (
     expect_same_layers,
     match_mistake,
     mistake,
+    parent_layers,
 )
-from cnnbook.models import resnet as reference
+from cnnbook.models import resnet
 
 CHAPTER = "ch05"
 
@@ -49,21 +50,18 @@ class _InputOrder:
 
     def __init__(self, model):
         depth, keys = {}, []
+        parents = parent_layers(model)
         for index, layer in enumerate(model.layers):
-            parents = [
-                p.operation
-                for node in layer._inbound_nodes
-                for p in node.parent_nodes
-            ]
-            depth[id(layer)] = 1 + max(
-                (depth.get(id(p), 0) for p in parents), default=-1
+            depth[layer.name] = 1 + max(
+                (depth.get(p, 0) for p in parents.get(layer.name, [])),
+                default=-1,
             )
             out = layer.output
             shape = tuple(out.shape) if hasattr(out, "shape") else ()
             keys.append(
                 (
                     (
-                        depth[id(layer)],
+                        depth[layer.name],
                         type(layer).__name__,
                         str(shape),
                         layer.count_params(),
@@ -264,7 +262,7 @@ def _check_identity(func, rng, input_shape, filters, kernel_size):
         func, input_shape, filters, kernel_size, name="learner", what=what
     )
     ref = _block_model(
-        reference.identity_block, input_shape, filters, kernel_size, name="ref"
+        resnet.identity_block, input_shape, filters, kernel_size, name="ref"
     )
     _compare_blocks(learner, ref, what, rng)
 
@@ -288,7 +286,7 @@ def identity_hidden(ns, rng):
 
 
 # -------------------------------------------------- 5.2 convolutional block
-def _check_conv(func, rng, input_shape, filters, kernel_size, strides):
+def _check_conv_block(func, rng, input_shape, filters, kernel_size, strides):
     what = (
         f"convolutional_block(x, filters={filters}, "
         f"kernel_size={kernel_size}, strides={strides})"
@@ -303,7 +301,7 @@ def _check_conv(func, rng, input_shape, filters, kernel_size, strides):
         what=what,
     )
     ref = _block_model(
-        reference.convolutional_block,
+        resnet.convolutional_block,
         input_shape,
         filters,
         kernel_size,
@@ -323,8 +321,8 @@ def _check_conv(func, rng, input_shape, filters, kernel_size, strides):
 def conv_visible(ns):
     rng = np.random.default_rng(52)
     func = ns["convolutional_block"]
-    _check_conv(func, rng, (8, 8, 6), (4, 5, 16), 3, 2)
-    _check_conv(func, rng, (7, 7, 8), (3, 3, 12), 3, 1)
+    _check_conv_block(func, rng, (8, 8, 6), (4, 5, 16), 3, 2)
+    _check_conv_block(func, rng, (7, 7, 8), (3, 3, 12), 3, 1)
 
 
 @conv_visible.hidden_check
@@ -332,7 +330,7 @@ def conv_hidden(ns, rng):
     for _ in range(2):
         filters = tuple(int(v) for v in rng.integers(2, 12, 3))
         size = int(rng.integers(5, 12))
-        _check_conv(
+        _check_conv_block(
             ns["convolutional_block"],
             rng,
             (size, size, int(rng.integers(1, 10))),

@@ -54,7 +54,7 @@ MODULE_4A = (192, 96, 208, 16, 48, 64)
 MODULE_4B = (160, 112, 224, 24, 64, 64)
 
 
-def _shape(tensor):
+def _tensor_shape(tensor):
     return tuple(tensor.shape)
 
 
@@ -92,8 +92,8 @@ def _expect_same_branches(model, reference, what):
         )
     try:
         expect_equal(
-            _shape(model.output),
-            _shape(reference.output),
+            _tensor_shape(model.output),
+            _tensor_shape(reference.output),
             f"{what}: output shape",
         )
     except CheckFailure as exc:
@@ -327,13 +327,15 @@ def _check_repaired(build, input_shape):
     if (
         hasattr(model, "outputs")
         and len(model.outputs) == 1
-        and _shape(model.output)[-1] != _shape(reference.output)[-1]
+        and _tensor_shape(model.output)[-1]
+        != _tensor_shape(reference.output)[-1]
     ):
         raise mistake(
             what,
             "the module must have module 3a's filter numbers "
-            f"{MODULE_3A}, which give {_shape(reference.output)[-1]} output "
-            f"channels, not {_shape(model.output)[-1]}",
+            f"{MODULE_3A}, which give "
+            f"{_tensor_shape(reference.output)[-1]} output channels, not "
+            f"{_tensor_shape(model.output)[-1]}",
         )
     _expect_same_branches(model, reference, what)
 
@@ -418,7 +420,7 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
         model, 2, what, "it should have two: [main output, auxiliary output]"
     )
     expect_equal(
-        [_shape(o) for o in model.outputs],
+        [_tensor_shape(o) for o in model.outputs],
         [(None, num_classes)] * 2,
         f"{what}: output shapes",
     )
@@ -432,10 +434,14 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
             )
     trunk_names = {layer.name for layer in trunk.layers}
     head = [layer for layer in model.layers if layer.name not in trunk_names]
-    feature_shape = _shape(trunk.get_layer(branch).output)[1:]
+    feature_shape = _tensor_shape(trunk.get_layer(branch).output)[1:]
     reference = _head_reference(feature_shape, num_classes)
     mine = [
-        (type(layer).__name__, _shape(layer.output), layer.count_params())
+        (
+            type(layer).__name__,
+            _tensor_shape(layer.output),
+            layer.count_params(),
+        )
         for layer in head
     ]
     problem = _layer_differences(mine, layer_signature(reference))
