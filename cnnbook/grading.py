@@ -174,7 +174,7 @@ def _call_with_timeout(func, seconds, *args):
             signal.signal(signal.SIGALRM, previous)
 
 
-def _explain(exc, ex):
+def _explain(exc):
     if isinstance(exc, CheckFailure):
         return str(exc)
     if isinstance(exc, NotImplementedError):
@@ -215,7 +215,7 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
     except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return Result(ex.key, ex.title, 0, ex.points, _explain(exc, ex))
+        return Result(ex.key, ex.title, 0, ex.points, _explain(exc))
     if not hidden or ex.hidden is None:
         return Result(
             ex.key,
@@ -239,7 +239,7 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
             0,
             ex.points,
             "the visible check passed but the hidden randomised "
-            f"checks failed: {_explain(exc, ex)}",
+            f"checks failed: {_explain(exc)}",
             visible_passed=True,
             hidden_passed=False,
         )
@@ -445,13 +445,6 @@ def expect_same_layers(model, reference, what="your model"):
         )
 
 
-def is_close_number(actual, expected, rel=1e-9):
-    return isinstance(actual, (int, float, np.number)) and math.isclose(
-        float(actual), float(expected), rel_tol=rel
-    )
-
-
-# ------------------------------------------------------- Keras blocks
 def is_remote(func):
     """True for a learner's function that runs in the grader's sandbox."""
     return hasattr(func, "block") and hasattr(func, "remote")

@@ -408,7 +408,7 @@ def _check_conv(func, A, W, b, stride, pad, expected, against):
     )
 
 
-def _conv_windows(A, W, b, stride, pad, n_H, n_W, step):
+def _conv_windows(A, W, b, pad, n_H, n_W, step):
     """Windows placed ``step`` pixels apart, ``n_H x n_W`` of them."""
     A = np.pad(np.asarray(A, float), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     f = W.shape[0]
@@ -469,9 +469,7 @@ def _conv_mistake(got, A, W, b, stride, pad, expected):
         (
             "the windows move one pixel at a time: output position h "
             "starts at row h * stride of the padded input",
-            _conv_windows(A, W, b, stride, pad, n_H, n_W, 1)
-            if stride > 1
-            else None,
+            _conv_windows(A, W, b, pad, n_H, n_W, 1) if stride > 1 else None,
         ),
     ]
     if pad:

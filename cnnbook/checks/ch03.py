@@ -48,7 +48,7 @@ PARAM_NAMES = (
 )
 
 
-def reference_shapes(n, channels=3, pool=3, padded=("same",), plus=1):
+def reference_shapes(n, pool=3, padded=("same",), plus=1):
     """AlexNet's volumes after each convolution and pool for an n x n input.
 
     The other arguments give the typical wrong answers: another pooling
@@ -93,7 +93,7 @@ def reference_parameters(num_classes=1000, input_size=227, channels=3):
     for i, (filters, f, _s, _p, _pool) in enumerate(CONV_SPEC, 1):
         counts[f"conv{i}"] = ar.conv_params(f, depth, filters)
         depth = filters
-    h, w, c = reference_shapes(input_size, channels)[-1]
+    h, w, c = reference_shapes(input_size)[-1]
     n_in = h * w * c
     for i, units in enumerate((*DENSE_UNITS, num_classes), 6):
         counts[f"fc{i}"] = ar.dense_params(n_in, units)
