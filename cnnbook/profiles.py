@@ -154,10 +154,12 @@ def setup(settings=None, seed=0):
     """
     import keras
 
-    from cnnbook import distribute
+    from cnnbook import distribute, records
     from cnnbook.machine import tune_allocator
 
     profile = current_profile()
+    if profile != "smoke":  # the commit a run record will name
+        records.commit_at_start()
     seed = int(os.environ.get(SEED_VAR, seed))
     keras.utils.set_random_seed(seed)
     tune_allocator()

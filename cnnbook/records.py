@@ -63,6 +63,20 @@ def should_write(profile):
     return profile != "smoke" or bool(os.environ.get(ENV_VAR, "").strip())
 
 
+_COMMIT_AT_START = None
+
+
+def commit_at_start():
+    """The commit of the code this process runs: :func:`commit` the first
+    time it is asked, the same answer afterwards. :func:`cnnbook.setup`
+    asks when a notebook starts, so a record names the code that was
+    imported, not the commit of the moment the run ended."""
+    global _COMMIT_AT_START
+    if _COMMIT_AT_START is None:
+        _COMMIT_AT_START = commit()
+    return _COMMIT_AT_START
+
+
 def commit():
     """The repository's commit (with ``+dirty`` for uncommitted changes to
     the code; the records and figures that runs write do not count)."""

@@ -369,7 +369,7 @@ def _record(model, split, cfg, lab, name, batch_size, report):
         "step_images_per_second": round(report.step_images_per_second, 1),
         "cpu_busy": round(report.cpu_busy, 3),
         "allocator": machine.tune_allocator(),
-        "commit": records.commit(),
+        "commit": records.commit_at_start(),
     }
 
 

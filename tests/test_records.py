@@ -367,3 +367,11 @@ def test_commit_is_dirty_for_code_not_for_run_outputs(tmp_path, monkeypatch):
     assert records.commit() == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert records.commit() == clean + "+dirty"
+
+
+def test_commit_at_start_keeps_the_first_answer(monkeypatch):
+    answers = iter(["aaa", "bbb"])
+    monkeypatch.setattr(records, "_COMMIT_AT_START", None)
+    monkeypatch.setattr(records, "commit", lambda: next(answers))
+    assert records.commit_at_start() == "aaa"
+    assert records.commit_at_start() == "aaa"
