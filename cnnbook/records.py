@@ -347,13 +347,12 @@ def _format(field, number):
     return f"{number:,}"
 
 
-def aggregate(found, field, how):
+def aggregate_value(found, field, how):
     """``mean``, ``min``, ``max``, ``spread`` (max - min) or ``count`` of
-    ``field`` over several records, formatted."""
+    ``field`` over several records, as a number."""
     values = [value(r, field) for r in found]
-    if how == "count":
-        return str(len(values))
     functions = {
+        "count": len,
         "mean": lambda v: sum(v) / len(v),
         "min": min,
         "max": max,
@@ -361,7 +360,14 @@ def aggregate(found, field, how):
     }
     if how not in functions:
         raise RecordError(f"unknown aggregate {how!r}")
-    result = functions[how](values)
+    return functions[how](values)
+
+
+def aggregate(found, field, how):
+    """:func:`aggregate_value`, formatted as the pages show it."""
+    result = aggregate_value(found, field, how)
+    if how == "count":
+        return str(result)
     if how == "spread" and field in _PERCENT:
         return f"{100 * result:.2f}"
     return _format(field, result)

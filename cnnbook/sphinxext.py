@@ -56,16 +56,26 @@ def resolve(text, root=None):
 
 
 def resolve_gap(text, root=None):
-    """The text of ``{rungap}`A|B:field```: A - B in points."""
+    """The text of ``{rungap}`A|B:field```: A - B in points. The field may
+    be an aggregate over the seeds (``test_accuracy.mean``)."""
     first, _, second = text.partition("|")
     field = _parse(first if ":" in first else second)[-1]
+    base, _, how = field.partition(".")
     numbers = []
     for selector in (first, second):
         lab, model, profile, device, seed, _ = _parse(
             selector if ":" in selector else f"{selector}:{field}"
         )
-        record = records.find(lab, model, profile, device, seed, root=root)
-        numbers.append(records.value(record, field))
+        if how:
+            found = records.load_all(
+                root, lab=lab, model=model, profile=profile, device_kind=device
+            )
+            if not found:
+                raise LookupError("no record matches")
+            numbers.append(records.aggregate_value(found, base, how))
+        else:
+            record = records.find(lab, model, profile, device, seed, root=root)
+            numbers.append(records.value(record, field))
     return records.gap(*numbers)
 
 

@@ -137,6 +137,11 @@ def test_references_resolve_with_formats(tmp_path):
         f"ch99-demo/other/cpu:train_error|{ref}", tmp_path
     )
     assert gap == "+10.00"
+    # a gap between means over the seeds: 92.00% - 75.12%
+    mean_gap = sphinxext.resolve_gap(
+        f"{ref}:test_accuracy.mean|ch99-demo/other/cpu", tmp_path
+    )
+    assert mean_gap == "+16.88"
 
 
 @pytest.mark.parametrize(
