@@ -234,7 +234,16 @@ def _lab_paths(labs):
 def datasets_used(paths):
     """The datasets (cache names) the notebooks at ``paths`` load."""
     text = "".join(pathlib.Path(p).read_text() for p in paths)
-    return [name for name, loader in DATASETS.items() if loader in text]
+    found = []
+    for name, loader in DATASETS.items():
+        # data.load_mnist(), or data.split("mnist", ...) (quotes escaped
+        # inside a notebook's JSON)
+        split = re.compile(
+            r"split\(\s*\\?[\"']" + re.escape(name) + r"\\?[\"']"
+        )
+        if loader in text or split.search(text):
+            found.append(name)
+    return found
 
 
 def build(

@@ -189,3 +189,15 @@ def test_every_training_lab_has_gpu_settings():
             continue
         profiles = {ast.literal_eval(k) for k in call.args[0].keys}
         assert "gpu" in profiles, f"{stem}: no gpu settings"
+
+
+def test_datasets_used_finds_loaders_and_splits(tmp_path):
+    from cnnbook import bundle
+
+    lab = tmp_path / "lab.ipynb"
+    lab.write_text('{"source": ["split = data.split(\\"mnist\\", 10, 10)"]}')
+    other = tmp_path / "other.ipynb"
+    other.write_text('{"source": ["data.load_fashion_mnist()"]}')
+    assert bundle.datasets_used([lab]) == ["mnist"]
+    assert bundle.datasets_used([other]) == ["fashion_mnist"]
+    assert bundle.datasets_used([lab, other]) == ["mnist", "fashion_mnist"]
