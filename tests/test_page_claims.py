@@ -1,0 +1,188 @@
+"""The words around the quoted numbers, held to the stored records.
+
+The pages insert every number from a run (``{run}``, ``{rungap}``), but
+their sentences still compare: "ends highest", "not below it", "cannot be
+told apart". A re-run that changes the order would leave such a sentence
+wrong while the build still passes. Each test here takes one of those
+sentences, names the page it comes from, and checks it against the
+records and the stored costs, so that a re-run which contradicts the prose
+fails here and says which sentence to rewrite.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from cnnbook import records
+
+FASHION_FULL = {
+    "AlexNet (67×67)": ("ch03-alexnet", "alexnet_fashion"),
+    "VGG (narrow)": ("ch04-vgg", "vgg_fashion"),
+    "ResNet-18": ("ch05-resnet18", "resnet18_cifar_w16"),
+    "GoogLeNet (narrow)": ("ch06-googlenet", "googlenet_small_aux"),
+}
+
+
+def _full(lab, model):
+    return records.find(lab, model, profile="full")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return {label: _full(*key) for label, key in FASHION_FULL.items()}
+
+
+@pytest.fixture(scope="module")
+def costs():
+    return json.loads((records.results_dir() / "costs.json").read_text())
+
+
+def test_ch07_resnet18_ends_highest_with_fewer_parameters(fashion, costs):
+    """ch07: "The narrow ResNet-18 ends highest with about half the
+    parameters of the narrow VGG and a thirtieth of the Fashion-MNIST
+    AlexNet's"."""
+    best = max(fashion, key=lambda k: fashion[k]["test_accuracy"])
+    assert best == "ResNet-18", {
+        k: r["test_accuracy"] for k, r in fashion.items()
+    }
+    resnet = costs["ResNet-18"]["parameters"]
+    assert 0.4 < resnet / costs["VGG (narrow)"]["parameters"] < 0.7
+    assert 1 / 40 < resnet / costs["AlexNet (67×67)"]["parameters"] < 1 / 20
+
+
+def test_ch07_alexnet_largest_slowest_not_best(fashion, costs):
+    """ch07: AlexNet "is by far the largest file, trains at the fewest
+    images per second of the four and is not the most accurate"."""
+    sizes = {k: costs[k]["parameters"] for k in fashion}
+    assert max(sizes, key=sizes.get) == "AlexNet (67×67)"
+    others = [v for k, v in sizes.items() if k != "AlexNet (67×67)"]
+    assert sizes["AlexNet (67×67)"] > 10 * max(others)
+    rates = {k: r["images_per_second"] for k, r in fashion.items()}
+    assert min(rates, key=rates.get) == "AlexNet (67×67)", rates
+    accuracy = {k: r["test_accuracy"] for k, r in fashion.items()}
+    assert max(accuracy, key=accuracy.get) != "AlexNet (67×67)"
+
+
+def test_ch07_googlenet_smallest_yet_slower_than_resnet_and_vgg(
+    fashion, costs
+):
+    """ch07: the narrow GoogLeNet "is the smallest network of the four and
+    needs fewer multiply-accumulates per image than AlexNet or ResNet-18,
+    yet it trains at fewer images per second than ResNet-18 or VGG"."""
+    g = "GoogLeNet (narrow)"
+    sizes = {k: costs[k]["parameters"] for k in fashion}
+    assert min(sizes, key=sizes.get) == g
+    for other in ("AlexNet (67×67)", "ResNet-18"):
+        assert costs[g]["macs"] < costs[other]["macs"]
+    for other in ("ResNet-18", "VGG (narrow)"):
+        assert (
+            fashion[g]["images_per_second"]
+            < fashion[other]["images_per_second"]
+        )
+
+
+def test_ch07_fashion_networks_end_within_about_two_points(fashion):
+    """ch07: "the four networks after LeNet-5 end within about two points
+    of each other"."""
+    accuracy = [r["test_accuracy"] for r in fashion.values()]
+    assert max(accuracy) - min(accuracy) <= 0.025
+
+
+def test_ch05_depth_experiment_as_the_page_tells_it():
+    """ch05: the plain network degraded; the 56-layer residual network
+    ended below the plain one of its depth, "close to its shallow
+    counterpart, but not below it"."""
+
+    def error(name):
+        record = _full("ch05-resnet-depth", name)
+        return 1 - record["train_accuracy"]
+
+    assert error("plain56") > error("plain20")
+    assert error("residual56") < error("plain56")
+    assert 0 < error("residual56") - error("residual20") < 0.02
+
+
+def test_ch05_resnet18_training_accuracy_close_to_test():
+    """ch05: the training accuracy "ends at ..., close to the test
+    accuracy, so the augmentation kept the network from memorising"."""
+    record = _full("ch05-resnet18", "resnet18_cifar_w16")
+    assert 0 <= record["train_accuracy"] - record["test_accuracy"] < 0.03
+
+
+def test_ch06_auxiliary_heads_cannot_be_told_apart():
+    """ch06: "the means differ by ... points, less than the spread of the
+    seeds within one arm" and "no gain that three seeds can show"."""
+    arms = {
+        name: records.load_all(
+            lab="ch06-googlenet", model=name, profile="full"
+        )
+        for name in ("ablation_aux", "ablation_plain")
+    }
+    assert all(len(found) >= 3 for found in arms.values())
+
+    def mean(found):
+        return records.aggregate_value(found, "test_accuracy", "mean")
+
+    def spread(found):
+        return records.aggregate_value(found, "test_accuracy", "spread")
+
+    difference = abs(mean(arms["ablation_aux"]) - mean(arms["ablation_plain"]))
+    assert difference < min(spread(found) for found in arms.values())
+
+
+def test_ch06_googlenet_full_run_meets_its_targets():
+    """ch06: the `full` run reached at least 93% "within the 45 minutes
+    the profile is sized for"."""
+    record = _full("ch06-googlenet", "googlenet_small_aux")
+    assert record["test_accuracy"] >= 0.93
+    assert record["seconds"] <= 45 * 60
+
+
+def _mutated(tmp_path, monkeypatch, lab, model, **fields):
+    """A copy of the results in which one full record has other values."""
+    root = tmp_path / "results"
+    shutil.copytree(records.results_dir(), root)
+    path = root / "runs" / lab / f"{model}.full.cpu.seed0.json"
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+    monkeypatch.setenv(records.ENV_VAR, str(root))
+
+
+def test_the_claims_fail_when_a_rerun_contradicts_them(tmp_path, monkeypatch):
+    """The checks above can fail: records that tell another story make
+    them fail, each on the sentence it guards."""
+    _mutated(
+        tmp_path,
+        monkeypatch,
+        "ch05-resnet-depth",
+        "residual56",
+        train_accuracy=0.99,
+    )
+    with pytest.raises(AssertionError):
+        test_ch05_depth_experiment_as_the_page_tells_it()
+    _mutated(
+        tmp_path / "2",
+        monkeypatch,
+        "ch04-vgg",
+        "vgg_fashion",
+        test_accuracy=0.99,
+    )
+    fashion = {label: _full(*key) for label, key in FASHION_FULL.items()}
+    with pytest.raises(AssertionError):
+        test_ch07_resnet18_ends_highest_with_fewer_parameters(
+            fashion,
+            json.loads((records.results_dir() / "costs.json").read_text()),
+        )
+    with pytest.raises(AssertionError):
+        test_ch07_fashion_networks_end_within_about_two_points(fashion)
+    _mutated(
+        tmp_path / "3",
+        monkeypatch,
+        "ch06-googlenet",
+        "googlenet_small_aux",
+        seconds=50 * 60,
+    )
+    with pytest.raises(AssertionError):
+        test_ch06_googlenet_full_run_meets_its_targets()
