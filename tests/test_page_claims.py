@@ -14,28 +14,39 @@ import shutil
 
 import pytest
 
-from cnnbook import records
+from cnnbook import compare, records
 
-FASHION_FULL = {
-    "AlexNet (67×67)": ("ch03-alexnet", "alexnet_fashion"),
-    "VGG (narrow)": ("ch04-vgg", "vgg_fashion"),
-    "ResNet-18": ("ch05-resnet18", "resnet18_cifar_w16"),
-    "GoogLeNet (narrow)": ("ch06-googlenet", "googlenet_small_aux"),
-}
+LENET = "ch02-lenet"  # MNIST: not compared with the Fashion-MNIST four
 
 
 def _full(lab, model):
     return records.find(lab, model, profile="full")
 
 
+def _fashion_full():
+    """The stored `full` record of each Fashion-MNIST case study of
+    chapter 7, by its label there."""
+    found = {}
+    for lab, model, label in compare.CASE_STUDIES:
+        if lab != LENET:
+            [found[label]] = compare._matching(
+                None, lab, model, profile="full", device_kind="cpu", seed=0
+            )
+    return found
+
+
+def _costs():
+    return json.loads(compare.costs_path().read_text())
+
+
 @pytest.fixture(scope="module")
 def fashion():
-    return {label: _full(*key) for label, key in FASHION_FULL.items()}
+    return _fashion_full()
 
 
 @pytest.fixture(scope="module")
 def costs():
-    return json.loads((records.results_dir() / "costs.json").read_text())
+    return _costs()
 
 
 def test_ch07_resnet18_ends_highest_with_fewer_parameters(fashion, costs):
@@ -169,11 +180,10 @@ def test_the_claims_fail_when_a_rerun_contradicts_them(tmp_path, monkeypatch):
         "vgg_fashion",
         test_accuracy=0.99,
     )
-    fashion = {label: _full(*key) for label, key in FASHION_FULL.items()}
+    fashion = _fashion_full()
     with pytest.raises(AssertionError):
         test_ch07_resnet18_ends_highest_with_fewer_parameters(
-            fashion,
-            json.loads((records.results_dir() / "costs.json").read_text()),
+            fashion, _costs()
         )
     with pytest.raises(AssertionError):
         test_ch07_fashion_networks_end_within_about_two_points(fashion)
