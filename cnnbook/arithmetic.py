@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cnnbook.kinds import is_layer
+from cnnbook.tables import Shown, shape_text
+
 
 def _check_positive(**values):
     for name, value in values.items():
@@ -94,8 +97,9 @@ class LayerRow:
     multiplications: int
 
 
-class LayerTable(list):
-    """A list of :class:`LayerRow` that prints as a table. Chapter 1."""
+class LayerTable(Shown, list):
+    """A list of :class:`LayerRow` that shows itself as a table: HTML in a
+    notebook, text in a terminal (:mod:`cnnbook.tables`). Chapter 1."""
 
     @property
     def total_params(self):
@@ -111,65 +115,28 @@ class LayerTable(list):
         names. Chapter 4."""
         return [(r.kind, r.output_shape, r.params) for r in self]
 
-    def __str__(self):
-        head = (
-            "layer",
-            "type",
-            "output shape",
-            "parameters",
-            "multiplications",
-        )
+    def columns(self):
+        return ("layer", "type", "output", "params", "mults")
+
+    def cells(self):
         rows = [
             (
                 r.name,
                 r.kind,
-                format_shape(r.output_shape),
-                f"{r.params:,}",
-                f"{r.multiplications:,}",
+                shape_text(r.output_shape),
+                r.params,
+                r.multiplications,
             )
             for r in self
         ]
-        rows.append(
-            (
-                "total",
-                "",
-                "",
-                f"{self.total_params:,}",
-                f"{self.total_multiplications:,}",
-            )
+        total = (
+            "total",
+            "",
+            "",
+            self.total_params,
+            self.total_multiplications,
         )
-        return format_table(head, rows, "lllrr")
-
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(str(self))
-
-
-def format_table(head, rows, align):
-    """Text table: a header, a rule of dashes, then the rows. Chapter 1.
-
-    ``align`` has one letter a column, ``l`` (left) or ``r`` (right); the
-    columns are as wide as their longest cell and two spaces apart. The
-    one formatter behind :class:`LayerTable` and the stage table of
-    :mod:`cnnbook.models.resnet`.
-    """
-    if len(align) != len(head) or set(align) - {"l", "r"}:
-        raise ValueError(f"align needs one 'l' or 'r' a column: {align!r}")
-    cells = [[str(cell) for cell in row] for row in [head, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-
-    def line(row):
-        return "  ".join(
-            cell.ljust(width) if side == "l" else cell.rjust(width)
-            for cell, width, side in zip(row, widths, align)
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
-
-
-def format_shape(shape):
-    """``(None, 28, 28, 6)``: a Keras shape as the tables print it."""
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+        return [*rows, total]
 
 
 def _output_shape(layer):
@@ -181,15 +148,14 @@ def _output_shape(layer):
 
 def _layer_multiplications(layer, output_shape):
     """Multiplications of the layer types whose cost the book counts."""
-    kind = type(layer).__name__
-    if kind in ("Conv2D", "Conv1D", "Conv3D") and output_shape:
+    if is_layer(layer, "DepthwiseConv2D"):
+        positions = math.prod(output_shape[1:-1])
+        return positions * math.prod(layer.kernel.shape)
+    if is_layer(layer, "Conv1D", "Conv2D", "Conv3D") and output_shape:
         kernel = layer.kernel.shape  # (*kernel_size, c_in/groups, c_out)
         positions = math.prod(d for d in output_shape[1:-1])
         return positions * math.prod(kernel)
-    if kind == "DepthwiseConv2D":
-        positions = math.prod(output_shape[1:-1])
-        return positions * math.prod(layer.kernel.shape)
-    if kind == "Dense":
+    if is_layer(layer, "Dense"):
         kernel = layer.kernel.shape
         positions = (
             math.prod(output_shape[1:-1]) if len(output_shape) > 2 else 1
@@ -203,11 +169,12 @@ def layer_table(model):
 
     Chapter 1. The parameter total equals ``model.count_params()``; the
     multiplications count convolutions and dense layers (the layers whose
-    cost the book analyses) for one example.
+    cost the book analyses) for one example. The table shows itself as
+    HTML in a notebook and as text when printed.
     """
     table = LayerTable()
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
+        if is_layer(layer, "InputLayer"):
             continue
         shape = _output_shape(layer)
         single = shape if shape and not isinstance(shape[0], tuple) else ()

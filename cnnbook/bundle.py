@@ -508,9 +508,12 @@ def format_table(rows):
                 f"{row['lab_seconds']:.1f}",
             ]
         )
-    from cnnbook.arithmetic import format_table as table
+    from tabulate import tabulate
 
-    return table(header, lines, "lllrrrrr")
+    align = ["left"] * 3 + ["right"] * 5
+    return tabulate(
+        lines, headers=header, colalign=align, disable_numparse=True
+    )
 
 
 def run_labs(notebooks, results, profile, labs=None, timeout=3600):

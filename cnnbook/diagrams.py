@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Polygon
 
 from cnnbook.arithmetic import LayerTable, layer_table
+from cnnbook.kinds import is_layer
 
 __all__ = [
     "describe",
@@ -43,6 +44,23 @@ SHAPE_LAYERS = (
     "DepthwiseConv2D",
     "SeparableConv2D",
 )
+# The layers whose kernel and stride _detail describes.
+CONVOLUTIONS = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
+)
+WINDOW_POOLS = (
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+)
 COLOURS = {
     "Input": "#bbbbbb",
     "Resizing": "#bbbbbb",
@@ -61,8 +79,7 @@ COLOURS = {
 def _detail(layer):
     """A short description of a layer's hyper-parameters, e.g. '11x11/4'."""
     config = layer.get_config()
-    kind = type(layer).__name__
-    if "Conv" in kind:
+    if is_layer(layer, *CONVOLUTIONS):
         k, s = config["kernel_size"], config["strides"]
         text = f"{k[0]}\u00d7{k[1]}"
         return (
@@ -70,7 +87,7 @@ def _detail(layer):
             + (f"/{s[0]}" if s[0] != 1 else "")
             + (" same" if config.get("padding") == "same" and k[0] > 1 else "")
         )
-    if "Pooling" in kind and "Global" not in kind:
+    if is_layer(layer, *WINDOW_POOLS):
         k, s = config["pool_size"], config["strides"]
         return f"{k[0]}\u00d7{k[1]}/{s[0]}"
     return ""
@@ -80,6 +97,9 @@ def _table(model):
     table = layer_table(model)
     by_name = {layer.name: layer for layer in model.layers}
     table.details = {row.name: _detail(by_name[row.name]) for row in table}
+    table.drawn = {
+        row.name for row in table if is_layer(by_name[row.name], *SHAPE_LAYERS)
+    }
     table.input_shape = tuple(model.inputs[0].shape)
     table.model_name = model.name
     return table
@@ -124,7 +144,7 @@ def volume_rows(model_or_table):
     details = getattr(table, "details", {})
     rows = [("input", "Input", table.input_shape[1:], "")]
     for row in table:
-        if row.kind in SHAPE_LAYERS:
+        if row.name in table.drawn:
             rows.append(
                 (
                     row.name,

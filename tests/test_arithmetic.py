@@ -4,6 +4,7 @@ import keras
 import pytest
 
 from cnnbook import arithmetic as A
+from cnnbook.tables import shape_text
 
 
 @pytest.mark.parametrize(
@@ -82,19 +83,34 @@ def test_layer_table_matches_keras():
     assert "total" in text and f"{model.count_params():,}" in text
 
 
-def test_format_table_aligns_columns():
-    text = A.format_table(
-        ("name", "shape", "count"),
-        [("a", A.format_shape((None, 7, 7)), "1,024"), ("total", "", 5)],
-        "llr",
+def test_layer_table_shows_html_and_text():
+    """The same table as HTML (notebooks, the book) and as text (a
+    terminal): short headers, shapes without the batch axis, numbers with
+    thousands separators, right-aligned, and a total row."""
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(64, 3, name="conv"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(10, name="out"),
+        ]
     )
-    assert text.splitlines() == [
-        "name   shape         count",
-        "-----  ------------  -----",
-        "a      (None, 7, 7)  1,024",
-        "total                    5",
-    ]
-    with pytest.raises(ValueError, match="align"):
-        A.format_table(("a", "b"), [], "l")
-    with pytest.raises(ValueError, match="align"):
-        A.format_table(("a",), [], "c")
+    table = A.layer_table(model)
+    html = table._repr_html_()
+    assert html.startswith("<table>") and html.count("<tr>") == 5
+    assert "<td>30\u00d730\u00d764" in html
+    assert f" {model.count_params():,}</td>" in html
+    assert "57600" in html  # the flattened size is a shape: no separator
+    lines = str(table).splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "params", "mults"]
+    assert lines[-1].split()[0] == "total"
+    assert lines[-1].endswith(f"{table.total_multiplications:,}")
+    # numbers are right-aligned: every row ends at the same column
+    assert len({len(line) for line in lines}) == 1
+    assert max(map(len, lines)) < 80
+
+
+def test_shape_text():
+    assert shape_text((None, 7, 7, 3)) == "7\u00d77\u00d73"
+    assert shape_text((None, 1960)) == "1960"
+    assert shape_text(((None, 2), (None, 3))) == "2, 3"

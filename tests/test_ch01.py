@@ -71,7 +71,7 @@ def test_lenet_like_table(lenet):
         "flatten",
         "fc3",
         "fc4",
-        "softmax",
+        "classifier",
     ]
     assert rows["conv1"].output_shape == (None, 28, 28, 8)
     assert rows["pool1"].output_shape == (None, 14, 14, 8)
@@ -82,7 +82,7 @@ def test_lenet_like_table(lenet):
     assert rows["conv2"].params == arithmetic.conv_params(5, 8, 16) == 3_216
     assert rows["fc3"].params == arithmetic.dense_params(400, 120) == 48_120
     assert rows["fc4"].params == arithmetic.dense_params(120, 84) == 10_164
-    assert rows["softmax"].params == arithmetic.dense_params(84, 10) == 850
+    assert rows["classifier"].params == arithmetic.dense_params(84, 10) == 850
     assert rows["conv1"].multiplications == arithmetic.conv_multiplications(
         28, 28, 8, 5, 3
     )

@@ -97,9 +97,9 @@ def test_vgg19_count():
     [(2, 64, (32, 32, 3)), (3, 256, (14, 14, 128)), (1, 8, (6, 6, 1))],
 )
 def test_vgg_block(num_convs, filters, shape):
-    block = models.vgg_block(num_convs, filters)
-    assert len(block) == num_convs + 1
-    model = keras.Sequential([keras.Input(shape=shape), *block])
+    x = keras.Input(shape=shape)
+    model = keras.Model(x, models.vgg_block(x, num_convs, filters))
+    assert len(model.layers) == 1 + num_convs + 1  # input, convs, pool
     assert model.output_shape == (None, shape[0] // 2, shape[1] // 2, filters)
     expected = arithmetic.conv_params(3, shape[2], filters) + (
         num_convs - 1
@@ -136,12 +136,20 @@ def test_stacked_3x3_arithmetic():
 
 
 # ------------------------------------------------------------ checks
+def _vgg_block_layers(num_convs, filters):
+    """Exercise 4.1's answer (a list of new layers), read off the
+    package's block."""
+    x = keras.Input((8, 8, 1))
+    block = keras.Model(x, models.vgg_block(x, num_convs, filters))
+    return [type(a).from_config(a.get_config()) for a in block.layers[1:]]
+
+
 def _solution_namespace():
     def build_vgg16(input_shape=(224, 224, 3), num_classes=1000):
         return models.vgg16(input_shape, num_classes)
 
     return dict(
-        vgg_block=lambda n, f: models.vgg_block(n, f),
+        vgg_block=_vgg_block_layers,
         build_vgg16=build_vgg16,
         stacked_params=lambda k, c: k * arithmetic.conv_params(3, c, c),
         single_conv_params=lambda f, c: arithmetic.conv_params(f, c, c),
@@ -174,7 +182,7 @@ def test_wrong_answers_fail():
     def vgg16_one_dense(input_shape=(224, 224, 3), num_classes=1000):
         model = keras.Sequential([keras.Input(shape=input_shape)])
         for num_convs, filters in models.VGG16_BLOCKS:
-            for layer in models.vgg_block(num_convs, filters):
+            for layer in _vgg_block_layers(num_convs, filters):
                 model.add(layer)
         model.add(keras.layers.Flatten())
         model.add(keras.layers.Dense(4096, activation="relu"))

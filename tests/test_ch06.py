@@ -143,7 +143,7 @@ def test_googlenet_has_far_fewer_parameters_than_alexnet(canonical):
 def test_googlenet_auxiliary_heads_are_extra_outputs():
     model = googlenet(num_classes=10, input_shape=(224, 224, 3))
     assert [tuple(o.shape) for o in model.outputs] == [(None, 10)] * 3
-    assert model.output_names == ["main", "aux1", "aux2"]
+    assert model.output_names == ["classifier", "aux1", "aux2"]
     features = keras.Input((14, 14, 512))
     head = keras.Model(features, auxiliary_head(features, 10))
     single = googlenet(num_classes=10, aux_classifiers=False)

@@ -1,5 +1,7 @@
 """The conventions every model builder follows (CONTRIBUTING.md, "Model
-builders"): signature, softmax output, batch-norm momentum."""
+builders"; the docstring of cnnbook/models/_layers.py): signature, one
+classifier layer named the same everywhere, functional blocks with
+keyword-only options, batch-norm momentum, the package's public names."""
 
 import inspect
 
@@ -9,61 +11,89 @@ import pytest
 from cnnbook import models
 from cnnbook.models import _layers
 
-# builder -> the architecture's defining arguments before input_shape
-# (lenet5_spec, the formula version of lenet5, follows the same signature)
-BUILDERS = {
-    models.lenet5_spec: (),
-    models.alexnet_spec: (),
-    models.simple_convnet: (),
-    models.lenet_like: (),
-    models.lenet5: (),
-    models.lenet5_classic: (),
-    models.alexnet: (),
-    models.alexnet_fashion: (),
-    models.vgg16: (),
-    models.vgg19: (),
-    models.vgg_network: ("blocks",),
-    models.vgg_fashion: (),
-    models.resnet50: (),
-    models.resnet18: (),
-    models.cifar_style_net: ("depth",),
-    models.googlenet: (),
-    models.googlenet_small: (),
-}
-# small enough to build in a test, with the arguments that make them small
+# Builders too big to build in a test at their defaults: the options that
+# make them small (every other builder is built as it is).
 SMALL = {
-    models.simple_convnet: {},
-    models.lenet5: {},
-    models.lenet5_classic: {},
-    models.alexnet_fashion: {"resize_to": 67},
-    models.vgg_fashion: {"resize_to": 32, "width": 4},
-    models.resnet18: {"width": 4},
-    models.googlenet_small: {"width": 0.125},
+    "alexnet_fashion": {"resize_to": 67},
+    "vgg_fashion": {"resize_to": 32, "width": 4},
+    "resnet18": {"width": 4},
+    "googlenet_small": {"width": 0.125},
 }
+# The paper-width networks: their full size is tested in their chapter's
+# tests against the papers' counts, not rebuilt here.
+PAPER_WIDTH = {"alexnet", "vgg16", "vgg19", "resnet50", "googlenet"}
 
 
-def test_every_builder_is_listed():
-    """Every public function taking an input shape and a number of classes
-    is a builder (or its formula version), held to the convention here."""
-
-    def takes(name):
-        found = getattr(models, name)
-        if not inspect.isfunction(found):
-            return set()
-        return set(inspect.signature(found).parameters)
-
-    builders = {
-        getattr(models, name)
-        for name in models.__all__
-        if {"input_shape", "num_classes"} <= takes(name)
-    }
-    assert builders == set(BUILDERS)
+def _module_functions():
+    """Every public function of the chapter modules, by name."""
+    found = {}
+    for stem in models.MODULES:
+        module = getattr(models, stem, None)
+        if not inspect.ismodule(module):  # alexnet: the builder shadows it
+            module = __import__(f"cnnbook.models.{stem}", fromlist=["_"])
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isfunction(value):
+                found[name] = value
+    return found
 
 
-@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__)
-def test_signature(builder):
-    params = list(inspect.signature(builder).parameters.values())
-    leading = BUILDERS[builder]
+def _takes_shape(func):
+    return {"input_shape", "num_classes"} <= set(
+        inspect.signature(func).parameters
+    )
+
+
+# builders (and their formula versions, *_spec): every public function
+# that takes an input shape and a number of classes
+BUILDERS = {n: f for n, f in _module_functions().items() if _takes_shape(f)}
+# what a builder takes before input_shape: its architecture's definition
+LEADING = {
+    name: [
+        p
+        for p in inspect.signature(func).parameters
+        if p not in ("input_shape", "num_classes")
+    ][: list(inspect.signature(func).parameters).index("input_shape")]
+    for name, func in BUILDERS.items()
+}
+# the builders that make a Keras model small enough to build here
+BUILT = sorted(
+    name
+    for name in BUILDERS
+    if not name.endswith("_spec") and not LEADING[name]
+    if name not in PAPER_WIDTH
+)
+
+
+def test_package_names_are_the_modules_names():
+    """``cnnbook.models`` exports each module's ``__all__``, once."""
+    names = []
+    for stem in models.MODULES:
+        module = __import__(f"cnnbook.models.{stem}", fromlist=["_"])
+        names += module.__all__
+    assert models.__all__ == names
+    assert len(set(names)) == len(names)
+    # the builder, not the module, under a name both have
+    assert callable(models.alexnet) and not inspect.ismodule(models.alexnet)
+    from cnnbook.models import lenet5
+
+    assert lenet5 is models.lenet.lenet5
+
+
+def test_builders_found():
+    """The search above finds the builders of every chapter (it cannot pass
+    by finding none)."""
+    for name in ("simple_convnet", "lenet5", "alexnet_fashion", "vgg16"):
+        assert name in BUILDERS
+    assert LEADING["vgg_network"] == ["blocks"]
+    assert LEADING["cifar_style_net"] == ["depth"]
+    assert set(SMALL) <= set(BUILT)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_signature(name):
+    params = list(inspect.signature(BUILDERS[name]).parameters.values())
+    leading = LEADING[name]
     names = [p.name for p in params]
     assert names[: len(leading) + 2] == [
         *leading,
@@ -72,22 +102,56 @@ def test_signature(builder):
     ]
     for p in params[len(leading) + 2 :]:
         assert p.kind is inspect.Parameter.KEYWORD_ONLY, (
-            f"{builder.__name__}: {p.name} should be keyword-only"
+            f"{name}: {p.name} should be keyword-only"
         )
 
 
-@pytest.mark.parametrize("builder", SMALL, ids=lambda b: b.__name__)
-def test_softmax_output_and_momentum(builder):
-    options = dict(SMALL[builder])
+BLOCKS = {
+    "vgg_block": ((8, 8, 3), (2, 4)),
+    "identity_block": ((8, 8, 16), ((4, 4, 16),)),
+    "convolutional_block": ((8, 8, 16), ((4, 4, 16),)),
+    "basic_block": ((8, 8, 4), (4,)),
+    "naive_inception_module": ((8, 8, 4), (2, 2, 2)),
+    "inception_module": ((8, 8, 4), (2, 2, 2, 2, 2, 2)),
+    "auxiliary_head": ((9, 9, 4), (3,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_blocks_are_functional_with_keyword_options(name):
+    """A block takes a tensor and returns one; ``name`` and the other
+    options (``bn_momentum``...) are keyword-only."""
+    block = getattr(models, name)
+    params = inspect.signature(block).parameters
+    assert list(params)[0] == "x"
+    assert params["name"].kind is inspect.Parameter.KEYWORD_ONLY
+    if "bn_momentum" in params:
+        assert params["bn_momentum"].kind is inspect.Parameter.KEYWORD_ONLY
+    shape, args = BLOCKS[name]
+    x = keras.Input(shape)
+    y = block(x, *args, name="b")
+    assert isinstance(y, keras.KerasTensor)
+    assert keras.Model(x, y).count_params() > 0
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_one_classifier_name_and_momentum(name):
+    builder = BUILDERS[name]
+    options = dict(SMALL.get(name, {}))
     takes_momentum = "bn_momentum" in inspect.signature(builder).parameters
     if takes_momentum:
         options["bn_momentum"] = 0.8
     model = builder(**options)
-    for name in getattr(model, "output_names", None) or [
-        model.layers[-1].name
-    ]:
-        layer = model.get_layer(name)
-        assert layer.activation is keras.activations.softmax, layer.name
+    softmax = [
+        layer.name
+        for layer in model.layers
+        if getattr(layer, "activation", None) is keras.activations.softmax
+    ]
+    assert softmax[0] == _layers.CLASSIFIER == "classifier"
+    # GoogLeNet's auxiliary heads are the only other softmax layers
+    assert set(softmax[1:]) <= {"aux1", "aux2"}
+    first_output = model.outputs[0]
+    assert first_output is model.get_layer(_layers.CLASSIFIER).output
     norms = [
         layer
         for layer in model.layers
@@ -99,5 +163,48 @@ def test_softmax_output_and_momentum(builder):
         assert not norms
 
 
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("alexnet", (67, 67, 3)),
+        ("vgg16", (32, 32, 3)),
+        ("vgg19", (32, 32, 3)),
+        ("resnet50", (32, 32, 3)),
+        ("googlenet", (96, 96, 3)),
+    ],
+)
+def test_paper_networks_use_the_same_classifier(name, shape):
+    """The paper-width networks, on a small input so they build quickly:
+    their first output is the layer named ``classifier``."""
+    model = BUILDERS[name](shape, 3)
+    assert model.outputs[0] is model.get_layer(_layers.CLASSIFIER).output
+    keras.backend.clear_session()
+
+
+def test_vgg_builders_are_built_on_vgg_block():
+    """The first block of vgg_fashion has the layers, names and shapes of
+    vgg_block with the same options."""
+    model = models.vgg_fashion(resize_to=32, width=4, bn_momentum=0.9)
+    x = keras.Input((32, 32, 1))
+    y = models.vgg_block(
+        x, 2, 4, name="block1", batch_norm=True, bn_momentum=0.9
+    )
+    reference = keras.Model(x, y)
+
+    def block1(m):
+        return [
+            (type(layer).__name__, layer.name, layer.output.shape)
+            for layer in m.layers
+            if layer.name.startswith("block1_")
+        ]
+
+    assert block1(model) == block1(reference) and len(block1(model)) == 7
+
+
 def test_default_momentum_is_keras_default():
     assert _layers.BN_MOMENTUM == keras.layers.BatchNormalization().momentum
+
+
+def test_classifier_head_rejects_unknown_pooling():
+    with pytest.raises(ValueError, match="pooling"):
+        _layers.classifier_head(10, pooling="max")

@@ -14,8 +14,9 @@ from keras import layers, ops
 from cnnbook import arithmetic
 from cnnbook.models._layers import (
     BN_MOMENTUM,
-    add_dense_classifier,
+    CLASSIFIER,
     bn_layer,
+    classifier_head,
 )
 
 __all__ = [
@@ -83,7 +84,7 @@ class LocalResponseNormalization(layers.Layer):
 
 
 def _add_convolutions(
-    model, lrn=False, batch_norm=False, bn_momentum=BN_MOMENTUM
+    model, *, lrn=False, batch_norm=False, bn_momentum=BN_MOMENTUM
 ):
     """AlexNet's five convolutions (ReLU) and three 3x3/2 max pools, added
     to ``model``; with ``batch_norm``, each convolution loses its bias and
@@ -101,7 +102,7 @@ def _add_convolutions(
             )
         )
         if batch_norm:
-            model.add(bn_layer(f"conv{i}_bn", bn_momentum))
+            model.add(bn_layer(f"conv{i}_bn", momentum=bn_momentum))
             model.add(layers.Activation("relu", name=f"conv{i}_relu"))
         if lrn and i <= 2:
             model.add(LocalResponseNormalization(name=f"lrn{i}"))
@@ -122,7 +123,16 @@ def alexnet(
     model = keras.Sequential(name="alexnet")
     model.add(keras.Input(shape=input_shape))
     _add_convolutions(model, lrn=lrn)
-    return add_dense_classifier(model, DENSE_UNITS, dropout, num_classes, 6)
+    return _add_head(model, num_classes, DENSE_UNITS, dropout)
+
+
+def _add_head(model, num_classes, units, dropout):
+    """Flatten, ``fc6``, ``fc7`` (ReLU, dropout after each) and the
+    classifier, the paper's numbering of the dense layers. Chapter 3."""
+    head = classifier_head(num_classes, units=units, first=6, dropout=dropout)
+    for layer in head:
+        model.add(layer)
+    return model
 
 
 def alexnet_spec(input_shape=(227, 227, 3), num_classes=1000):
@@ -130,7 +140,7 @@ def alexnet_spec(input_shape=(227, 227, 3), num_classes=1000):
 
     Chapter 3. A list of ``(name, output shape without the batch axis,
     parameters)`` for the convolutions, the pools and the dense layers
-    (``conv1``, ``pool1``, ... ``fc8``), computed with
+    (``conv1``, ``pool1``, ... ``fc7``, ``classifier``), computed with
     :mod:`cnnbook.arithmetic` alone, no Keras.
     """
     height, width, depth = input_shape
@@ -152,8 +162,12 @@ def alexnet_spec(input_shape=(227, 227, 3), num_classes=1000):
             width = arithmetic.pool_output_size(width, 3, 2)
             rows.append((f"pool{i}", (height, width, filters), 0))
     n_in = height * width * depth
-    for i, units in enumerate((*DENSE_UNITS, num_classes), 6):
-        rows.append((f"fc{i}", (units,), arithmetic.dense_params(n_in, units)))
+    for name, units in (
+        ("fc6", DENSE_UNITS[0]),
+        ("fc7", DENSE_UNITS[1]),
+        (CLASSIFIER, num_classes),
+    ):
+        rows.append((name, (units,), arithmetic.dense_params(n_in, units)))
         n_in = units
     return rows
 
@@ -190,4 +204,4 @@ def alexnet_fashion(
     _add_convolutions(model, batch_norm=batch_norm, bn_momentum=bn_momentum)
     # No batch normalisation in the dense layers: after dropout, the
     # statistics it learned in training would not match at test time.
-    return add_dense_classifier(model, dense_units, dropout, num_classes, 6)
+    return _add_head(model, num_classes, dense_units, dropout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnbook.models._layers import classifier_layer
+from cnnbook.models._layers import classifier_head
 
 __all__ = ["simple_convnet", "lenet_like"]
 
@@ -27,8 +27,7 @@ def simple_convnet(input_shape=(39, 39, 3), num_classes=10):
             layers.Conv2D(10, 3, strides=1, activation="relu", name="conv1"),
             layers.Conv2D(20, 5, strides=2, activation="relu", name="conv2"),
             layers.Conv2D(40, 5, strides=2, activation="relu", name="conv3"),
-            layers.Flatten(name="flatten"),
-            classifier_layer(num_classes, "softmax"),
+            *classifier_head(num_classes),
         ],
         name="simple_convnet",
     )
@@ -48,10 +47,7 @@ def lenet_like(input_shape=(32, 32, 3), num_classes=10):
             layers.MaxPooling2D(2, strides=2, name="pool1"),
             layers.Conv2D(16, 5, strides=1, activation="relu", name="conv2"),
             layers.MaxPooling2D(2, strides=2, name="pool2"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(120, activation="relu", name="fc3"),
-            layers.Dense(84, activation="relu", name="fc4"),
-            classifier_layer(num_classes, "softmax"),
+            *classifier_head(num_classes, units=(120, 84), first=3),
         ],
         name="lenet_like",
     )

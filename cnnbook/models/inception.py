@@ -17,8 +17,15 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnbook.arithmetic import format_table
-from cnnbook.models._layers import BN_MOMENTUM, bn_layer, classifier_layer
+from cnnbook.kinds import is_layer
+from cnnbook.models._layers import (
+    BN_MOMENTUM,
+    apply,
+    bn_layer,
+    classifier_head,
+    classifier_layer,
+)
+from cnnbook.tables import Shown, shape_text
 
 __all__ = [
     "GOOGLENET_MODULES",
@@ -55,6 +62,7 @@ def _conv(
     filters,
     size,
     name,
+    *,
     batch_norm=False,
     strides=1,
     bn_momentum=BN_MOMENTUM,
@@ -77,7 +85,7 @@ def _conv(
         use_bias=False,
         name=name,
     )(x)
-    x = bn_layer(f"{name}_bn", bn_momentum)(x)
+    x = bn_layer(f"{name}_bn", momentum=bn_momentum)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -85,7 +93,7 @@ def _name(prefix, part):
     return f"{prefix}_{part}" if prefix else None
 
 
-def naive_inception_module(x, f1, f3, f5, name=None):
+def naive_inception_module(x, f1, f3, f5, *, name=None):
     """1x1, 3x3 and 5x5 convolutions and a 3x3 max pool, concatenated.
 
     Chapter 6. Every branch keeps the height and width ('same' padding,
@@ -111,6 +119,7 @@ def inception_module(
     f5_reduce,
     f5,
     pool_proj,
+    *,
     name=None,
     batch_norm=False,
     bn_momentum=BN_MOMENTUM,
@@ -158,6 +167,7 @@ def module_model(module, input_shape, *filters, name=None, **options):
 def auxiliary_head(
     x,
     num_classes,
+    *,
     name="aux",
     pool_size=5,
     pool_strides=3,
@@ -181,7 +191,7 @@ def auxiliary_head(
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    return classifier_layer(num_classes, name)(x)
+    return classifier_layer(num_classes, name=name)(x)
 
 
 def googlenet(
@@ -192,9 +202,10 @@ def googlenet(
     Chapter 6. Stem: 7x7/2 convolution (64), 3x3/2 max pool, 1x1 (64) and
     3x3 (192) convolutions, 3x3/2 max pool; then modules 3a-3b, max pool,
     4a-4e, max pool, 5a-5b; global average pooling, dropout 40% and a
-    softmax layer named ``main``. With ``aux_classifiers`` the model has
-    three outputs ``[main, aux1, aux2]``, the auxiliary heads reading the
-    outputs of 4a and 4d; without, it has the single output ``main``.
+    softmax layer named ``classifier``. With ``aux_classifiers`` the model
+    has three outputs ``[classifier, aux1, aux2]``, the auxiliary heads
+    reading the outputs of 4a and 4d; without, it has the single output
+    ``classifier``.
     The local response normalisation layers of the stem are left out:
     they have no parameters and later versions dropped them.
     """
@@ -274,12 +285,22 @@ def googlenet_small(
 
 
 def _output_classifier(inputs, x, aux, num_classes, name):
-    """Global average pooling, dropout 0.4 and the softmax; the auxiliary
-    heads (if any) become extra outputs after the main one. Chapter 6."""
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(0.4, name="dropout")(x)
-    main = classifier_layer(num_classes, "main")(x)
+    """Global average pooling, dropout 0.4 and the classifier; the
+    auxiliary heads (if any) become extra outputs after it. Chapter 6."""
+    head = classifier_head(num_classes, pooling="average", dropout=0.4)
+    main = apply(head, x)
     return keras.Model(inputs, [main, *aux] if aux else main, name=name)
+
+
+class ModuleTable(Shown, list):
+    """The rows ``(stage, output shape, parameters)`` of
+    :func:`module_table`; shows itself as a table. Chapter 6."""
+
+    def columns(self):
+        return ("stage", "output", "params")
+
+    def cells(self):
+        return [(stage, shape_text(shape), p) for stage, shape, p in self]
 
 
 def module_table(model):
@@ -289,12 +310,14 @@ def module_table(model):
 
     A layer belongs to the stage its name starts with: ``stem_*`` to the
     stem, ``inception_3a_*`` to module 3a, and so on; pooling between
-    modules and the classifier (``main``) are their own rows. The shape of
-    a stage is the output of its last layer.
+    modules and the head (``avg_pool``, ``dropout``, ``classifier``) are
+    their own rows; rows without parameters are left out. The shape of a
+    stage is the output of its last layer. The result shows itself as a
+    table (:class:`ModuleTable`).
     """
     rows, index = [], {}
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
+        if is_layer(layer, "InputLayer"):
             continue
         if layer.name.startswith("aux"):
             continue
@@ -306,9 +329,4 @@ def module_table(model):
         row = rows[index[stage]]
         row[1] = tuple(layer.output.shape)[1:]
         row[2] += layer.count_params()
-    shown = [
-        (stage, "x".join(map(str, shape)), f"{params:,}")
-        for stage, shape, params in rows
-        if params
-    ]
-    return format_table(("stage", "output", "parameters"), shown, "lrr")
+    return ModuleTable(tuple(row) for row in rows if row[2])

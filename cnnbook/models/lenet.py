@@ -112,7 +112,7 @@ def _build(name, activation, pooling, input_shape, num_classes):
     import keras
     from keras import layers
 
-    from cnnbook.models._layers import classifier_layer
+    from cnnbook.models._layers import classifier_head
 
     return keras.Sequential(
         [
@@ -121,10 +121,13 @@ def _build(name, activation, pooling, input_shape, num_classes):
             pooling(2, name="s2"),
             layers.Conv2D(16, 5, activation=activation, name="c3"),
             pooling(2, name="s4"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(120, activation=activation, name="f5"),
-            layers.Dense(84, activation=activation, name="f6"),
-            classifier_layer(num_classes, "output"),
+            *classifier_head(
+                num_classes,
+                units=(120, 84),
+                prefix="f",
+                first=5,
+                activation=activation,
+            ),
         ],
         name=name,
     )
@@ -187,5 +190,9 @@ def lenet5_spec(input_shape=(32, 32, 1), num_classes=10):
         ("flatten", (flat,), 0),
         ("f5", (120,), arithmetic.dense_params(flat, 120)),
         ("f6", (84,), arithmetic.dense_params(120, 84)),
-        ("output", (num_classes,), arithmetic.dense_params(84, num_classes)),
+        (
+            "classifier",
+            (num_classes,),
+            arithmetic.dense_params(84, num_classes),
+        ),
     ]

@@ -26,8 +26,14 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from cnnbook.arithmetic import format_shape, format_table
-from cnnbook.models._layers import BN_MOMENTUM, bn_layer, classifier_layer
+from cnnbook.kinds import is_layer
+from cnnbook.models._layers import (
+    BN_MOMENTUM,
+    apply,
+    bn_layer,
+    classifier_head,
+)
+from cnnbook.tables import Shown, shape_text
 
 __all__ = [
     "identity_block",
@@ -55,11 +61,11 @@ BN_EPSILON = 1.001e-5
 
 
 def _bn(name, momentum):
-    return bn_layer(name, momentum, epsilon=BN_EPSILON)
+    return bn_layer(name, momentum=momentum, epsilon=BN_EPSILON)
 
 
 def identity_block(
-    x, filters, kernel_size=3, name="block", bn_momentum=BN_MOMENTUM
+    x, filters, kernel_size=3, *, name="block", bn_momentum=BN_MOMENTUM
 ):
     """Bottleneck block whose shortcut is the identity. Chapter 5.
 
@@ -86,6 +92,7 @@ def convolutional_block(
     filters,
     kernel_size=3,
     strides=2,
+    *,
     name="block",
     bn_momentum=BN_MOMENTUM,
 ):
@@ -130,6 +137,7 @@ def basic_block(
     x,
     filters,
     strides=1,
+    *,
     residual=True,
     name="block",
     bn_momentum=BN_MOMENTUM,
@@ -229,10 +237,9 @@ def _small_image_stem(inputs, width, bn_momentum):
 
 
 def _classifier(inputs, x, num_classes, name):
-    """Global average pooling and a softmax layer; the finished model."""
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = classifier_layer(num_classes, "predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    """Global average pooling and the classifier; the finished model."""
+    head = classifier_head(num_classes, pooling="average")
+    return keras.Model(inputs, apply(head, x), name=name)
 
 
 def resnet50(
@@ -353,30 +360,23 @@ class StageRow:
     params: int
 
 
-class StageTable(list):
-    """A list of :class:`StageRow` that prints as a table. Chapter 5."""
+class StageTable(Shown, list):
+    """A list of :class:`StageRow` that shows itself as a table (HTML in a
+    notebook, text when printed). Chapter 5."""
 
     @property
     def total_params(self):
         return sum(r.params for r in self)
 
-    def __str__(self):
-        head = ("stage", "blocks", "layers", "output shape", "parameters")
+    def columns(self):
+        return ("stage", "blocks", "layers", "output", "params")
+
+    def cells(self):
         rows = [
-            (
-                r.stage,
-                r.blocks,
-                r.layers,
-                format_shape(r.output_shape),
-                f"{r.params:,}",
-            )
+            (r.stage, r.blocks, r.layers, shape_text(r.output_shape), r.params)
             for r in self
         ]
-        rows.append(("total", "", "", "", f"{self.total_params:,}"))
-        return format_table(head, rows, "lrrlr")
-
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(str(self))
+        return [*rows, ("total", "", "", "", self.total_params)]
 
 
 _BLOCK = re.compile(r"^(conv\d+)_(block\d+)_")
@@ -405,8 +405,7 @@ def stage_table(model):
     """
     table, index, seen = StageTable(), {}, set()
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
+        if is_layer(layer, "InputLayer"):
             continue
         stage, block = _stage_of(layer.name)
         if stage not in index:
@@ -416,7 +415,7 @@ def stage_table(model):
         if block and (stage, block) not in seen:
             seen.add((stage, block))
             row.blocks += 1
-        row.layers += int(kind in ("Conv2D", "Dense"))
+        row.layers += int(is_layer(layer, "Conv2D", "Dense"))
         row.params += layer.count_params()
         row.output_shape = tuple(layer.output.shape)
     return table

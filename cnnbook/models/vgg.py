@@ -13,9 +13,9 @@ from keras import layers
 
 from cnnbook.models._layers import (
     BN_MOMENTUM,
-    add_dense_classifier,
+    apply,
     bn_layer,
-    classifier_layer,
+    classifier_head,
 )
 
 __all__ = [
@@ -33,30 +33,41 @@ VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 VGG19_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
 
 
-def vgg_block(num_convs, filters, name=None):
-    """The layers of one VGG block. Chapter 4.
+def vgg_block(
+    x,
+    num_convs,
+    filters,
+    *,
+    name=None,
+    batch_norm=False,
+    bn_momentum=BN_MOMENTUM,
+):
+    """One VGG block applied to the tensor ``x``. Chapter 4.
 
     ``num_convs`` 3x3 'same' convolutions with ReLU, stride 1, then a 2x2
     max-pool with stride 2: height and width halve, the depth becomes
-    ``filters``. Returns a list of layers, ready to be added to a model.
+    ``filters``. With ``batch_norm`` each convolution loses its bias and
+    is followed by batch normalisation (momentum ``bn_momentum``), then
+    the ReLU. Layers are named ``<name>_conv1``, ..., ``<name>_pool``
+    when ``name`` is given. Returns the block's output tensor.
     """
-    prefix = f"{name}_" if name else ""
-    block = [
-        layers.Conv2D(
-            filters,
-            3,
-            padding="same",
-            activation="relu",
-            name=f"{prefix}conv{i}" if name else None,
-        )
-        for i in range(1, num_convs + 1)
-    ]
-    block.append(
-        layers.MaxPooling2D(
-            2, strides=2, name=f"{prefix}pool" if name else None
-        )
-    )
-    return block
+
+    def named(part):
+        return f"{name}_{part}" if name else None
+
+    for i in range(1, num_convs + 1):
+        conv = named(f"conv{i}")
+        if not batch_norm:
+            x = layers.Conv2D(
+                filters, 3, padding="same", activation="relu", name=conv
+            )(x)
+            continue
+        x = layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, name=conv
+        )(x)
+        x = bn_layer(conv and f"{conv}_bn", momentum=bn_momentum)(x)
+        x = layers.Activation("relu", name=conv and f"{conv}_relu")(x)
+    return layers.MaxPooling2D(2, strides=2, name=named("pool"))(x)
 
 
 def vgg_network(
@@ -65,23 +76,22 @@ def vgg_network(
     num_classes=1000,
     *,
     dense_units=(4096, 4096),
+    dropout=None,
     name="vgg",
 ):
     """A VGG network from its ``(num_convs, filters)`` blocks. Chapter 4.
 
-    The classifier is flatten, two ReLU dense layers and a softmax, as in
-    ``keras.applications`` (which leaves dropout out of its definition).
+    One :func:`vgg_block` per entry of ``blocks`` (``block1``, ...), then
+    the classifier head: flatten, two ReLU dense layers and a softmax, as
+    in ``keras.applications`` (which leaves dropout out of its definition;
+    ``dropout`` puts it back after each dense layer).
     """
-    model = keras.Sequential(name=name)
-    model.add(keras.Input(shape=input_shape))
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
     for i, (num_convs, filters) in enumerate(blocks, 1):
-        for layer in vgg_block(num_convs, filters, name=f"block{i}"):
-            model.add(layer)
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(dense_units, 1):
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-    model.add(classifier_layer(num_classes, "predictions"))
-    return model
+        x = vgg_block(x, num_convs, filters, name=f"block{i}")
+    head = classifier_head(num_classes, units=dense_units, dropout=dropout)
+    return keras.Model(inputs, apply(head, x), name=name)
 
 
 def vgg16(input_shape=(224, 224, 3), num_classes=1000):
@@ -118,7 +128,7 @@ def vgg_fashion(
     block has ``width`` of them (VGG-16 has 64), an input resized to
     ``resize_to`` pixels (halved five times, so a multiple of 32), batch
     normalisation (momentum ``bn_momentum``) after each convolution and a
-    smaller classifier.
+    smaller classifier: :func:`vgg_block` for each block, then the head.
     """
     if resize_to % 2 ** len(blocks):
         raise ValueError(
@@ -126,23 +136,16 @@ def vgg_fashion(
             f"{2 ** len(blocks)}, got {resize_to}"
         )
     scale = width / blocks[0][1]
-    model = keras.Sequential(name="vgg_fashion")
-    model.add(keras.Input(shape=input_shape))
-    model.add(layers.Resizing(resize_to, resize_to, name="resize"))
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Resizing(resize_to, resize_to, name="resize")(inputs)
     for b, (num_convs, filters) in enumerate(blocks, 1):
-        for c in range(1, num_convs + 1):
-            name = f"block{b}_conv{c}"
-            model.add(
-                layers.Conv2D(
-                    max(1, round(filters * scale)),
-                    3,
-                    padding="same",
-                    use_bias=not batch_norm,
-                    name=name,
-                )
-            )
-            if batch_norm:
-                model.add(bn_layer(f"{name}_bn", bn_momentum))
-            model.add(layers.Activation("relu", name=f"{name}_relu"))
-        model.add(layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool"))
-    return add_dense_classifier(model, dense_units, dropout, num_classes)
+        x = vgg_block(
+            x,
+            num_convs,
+            max(1, round(filters * scale)),
+            name=f"block{b}",
+            batch_norm=batch_norm,
+            bn_momentum=bn_momentum,
+        )
+    head = classifier_head(num_classes, units=dense_units, dropout=dropout)
+    return keras.Model(inputs, apply(head, x), name="vgg_fashion")
