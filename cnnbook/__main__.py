@@ -6,16 +6,15 @@ Commands: grade, grade-batch, generate, execute, data, bundle, run-labs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
 
 
 def _limits(args):
-    from cnnbook import grader
+    from cnnbook.grading.session import Limits
 
-    return grader.Limits(
+    return Limits(
         cell_timeout=args.cell_timeout,
         total_timeout=args.timeout,
         profile=args.profile,
@@ -36,30 +35,30 @@ NO_SANDBOX = (
 def _grade(args):
     import signal
 
-    from cnnbook import grader
+    from cnnbook.grading import report as reports
+    from cnnbook.grading.grade import grade
+    from cnnbook.grading.sandbox import SandboxUnavailable
 
     def stop(_signum, _frame):  # stop the kernel too (finally blocks run)
         raise SystemExit(3)
 
-    from cnnbook.sandbox import SandboxUnavailable
-
     signal.signal(signal.SIGTERM, stop)
     limits = _limits(args)
     try:
-        report = grader.grade(
+        report = grade(
             args.notebook, chapter=args.chapter, limits=limits
-        )
+        ).to_json()
     except SandboxUnavailable as exc:
         print(NO_SANDBOX.format(why=exc), file=sys.stderr)
         return 2
-    print(grader.format_report(report))
+    print(reports.format_report(report))
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        reports.write(report, args.json)
     return 0 if report["full_marks"] else 1
 
 
 def _grade_batch(args):
-    from cnnbook import grader
+    from cnnbook.grading.batch import grade_batch
 
     options = [
         "--cell-timeout",
@@ -76,7 +75,10 @@ def _grade_batch(args):
     if args.no_sandbox:
         options.append("--no-sandbox")
     else:
-        from cnnbook.sandbox import SandboxUnavailable, check_available
+        from cnnbook.grading.sandbox import (
+            SandboxUnavailable,
+            check_available,
+        )
 
         try:
             check_available()
@@ -93,7 +95,7 @@ def _grade_batch(args):
     # the checks run after the notebook's limit: up to 12 exercises x
     # (2 x 60 s + 30 s) more; past that the grader itself is stopped
     hard = args.timeout + 1800
-    summary = grader.grade_batch(
+    summary = grade_batch(
         folder,
         args.out,
         workers=args.workers,

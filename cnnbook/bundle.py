@@ -385,19 +385,14 @@ def _execute(source, target, timeout):
     with the outputs up to the failing cell.
     """
     import nbformat
-    from nbclient import NotebookClient
+
+    from cnnbook import execution
 
     nb = nbformat.read(source, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(source.parent)}},
-    )
     start = time.perf_counter()
     error = None
     try:
-        client.execute()
+        execution.run(nb, source.parent, timeout)
     except Exception as exc:  # noqa: BLE001 - record it, run the next lab
         error = f"{type(exc).__name__}: {str(exc)[-1500:]}"
     seconds = time.perf_counter() - start

@@ -19,6 +19,8 @@ import time
 
 import nbformat
 
+from cnnbook import execution
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
@@ -151,19 +153,9 @@ def execute(path, timeout=3600, kernel="python3"):
     tagged ``raises-exception`` excepted); otherwise it is left untouched
     and the error is raised. Output on stderr is not stored.
     """
-    from nbclient import NotebookClient
-
     path = pathlib.Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name=kernel,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    seconds = time.perf_counter() - start
+    seconds = execution.run(nb, path.parent, timeout, kernel)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":

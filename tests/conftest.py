@@ -48,7 +48,8 @@ def assert_reference_answers_pass(chapter, ns, seed, at_least=3):
     """The answers in ``ns`` pass every exercise of ``chapter``, visible
     and hidden checks (drawn with ``seed``); there are ``at_least`` of
     them."""
-    from cnnbook.grading import exercises, run_exercise
+    from cnnbook.grading.chapters import exercises
+    from cnnbook.grading.runner import run_exercise
 
     found = exercises(chapter)
     assert len(found) >= at_least, [ex.key for ex in found]

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import exercises, run_exercise
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.runner import run_exercise
 from cnnbook.models import basics, lenet_like, simple_convnet
 
 PAGE = ROOT / "book" / "ch01-layer-arithmetic.md"

@@ -8,8 +8,10 @@ from conftest import ROOT
 
 from cnnbook import arithmetic
 from cnnbook.arithmetic import layer_table
-from cnnbook.checks import ch02
-from cnnbook.grading import CheckFailure, exercises, run_exercise
+from cnnbook.grading.api import CheckFailure
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.checks import ch02
+from cnnbook.grading.runner import run_exercise
 from cnnbook.models import (
     c3_connection_table,
     lenet,

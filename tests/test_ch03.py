@@ -10,8 +10,9 @@ from conftest import (
 )
 
 from cnnbook import arithmetic, diagrams, models
-from cnnbook.checks import ch03
-from cnnbook.grading import exercises, run_exercise
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.checks import ch03
+from cnnbook.grading.runner import run_exercise
 from cnnbook.models.alexnet import local_response_normalization
 
 PAGE = ROOT / "book" / "ch03-alexnet.md"

@@ -7,12 +7,10 @@ from conftest import ROOT, page_text, stored_output
 from keras import layers
 
 from cnnbook import arithmetic
-from cnnbook.checks import ch05
-from cnnbook.grading import (
-    exercises,
-    expect_same_layers,
-    run_exercise,
-)
+from cnnbook.grading.api import expect_same_layers
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.checks import ch05
+from cnnbook.grading.runner import run_exercise
 from cnnbook.models import resnet
 
 
@@ -443,7 +441,7 @@ def test_exercise_curves_are_the_stored_run():
 
 
 def test_parent_layers_reads_the_graph_from_the_public_config():
-    from cnnbook.grading import parent_layers
+    from cnnbook.grading.api import parent_layers
 
     x = keras.Input((8, 8, 4), name="image")
     block = keras.Model(x, resnet.basic_block(x, 8, strides=2, name="b"))

@@ -13,8 +13,9 @@ from conftest import (
 )
 
 from cnnbook import arithmetic
-from cnnbook.checks import ch06
-from cnnbook.grading import exercises, run_exercise
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.checks import ch06
+from cnnbook.grading.runner import run_exercise
 from cnnbook.models import (
     alexnet,
     auxiliary_head,

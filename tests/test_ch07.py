@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from cnnbook import arithmetic, compare, models, records
-from cnnbook.checks import ch07
-from cnnbook.grading import CheckFailure, exercises, run_exercise
+from cnnbook.grading.api import CheckFailure
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.checks import ch07
+from cnnbook.grading.runner import run_exercise
 
 
 def test_cost_of_lenet5_agrees_with_the_layer_table():

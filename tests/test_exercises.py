@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from conftest import ROOT, run_cli
 
-from cnnbook import grading, notebooks
+from cnnbook import notebooks
+from cnnbook.grading import chapters
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -26,7 +27,7 @@ def test_blank_scores_zero_and_solution_full(solution, tmp_path):
     chapter = nbformat.read(solution, as_version=4).metadata["cnnbook"][
         "chapter"
     ]
-    expected = {e.key: e.points for e in grading.exercises(chapter)}
+    expected = {e.key: e.points for e in chapters.exercises(chapter)}
     assert len(expected) >= 3
 
     blank = tmp_path / solution.name

@@ -9,7 +9,9 @@ import pytest
 from conftest import ROOT, run_cli
 from nbformat.v4 import new_code_cell
 
-from cnnbook import grader, notebooks
+from cnnbook import notebooks
+from cnnbook.grading import batch
+from cnnbook.grading import report as reports
 
 SOLUTION = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
 KEYS = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6"]
@@ -94,7 +96,8 @@ def test_grade_batch_cli(tmp_path):
     assert rows["eve"]["total"] == "9", rows["eve"]
 
     alice = json.loads((out / "alice.json").read_text())
-    assert alice["schema_version"] == grader.SCHEMA_VERSION and alice["graded"]
+    assert alice["schema_version"] == reports.SCHEMA_VERSION
+    assert alice["graded"]
     carol = json.loads((out / "carol.json").read_text())
     assert not carol["graded"] and carol["points"] == 0
     eve = json.loads((out / "eve.json").read_text())
@@ -106,7 +109,7 @@ def test_submissions_are_named_by_their_path(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for p in ("x.ipynb", "a/x.ipynb", "a/b/y.ipynb"):
         (tmp_path / p).write_text("{}")
-    names = [n for n, _ in grader._submissions(tmp_path)]  # noqa: SLF001
+    names = [n for n, _ in batch.submissions(tmp_path)]
     assert names == ["a__b__y", "a__x", "x"]
 
 
@@ -137,7 +140,7 @@ def test_a_hung_grade_is_stopped_with_its_kernel(tmp_path, monkeypatch):
     path = tmp_path / "ch01-hangs.ipynb"
     _write(path, nb)
     start = time.monotonic()
-    report, why = grader._grade_in_subprocess(  # noqa: SLF001
+    report, why = batch.grade_in_subprocess(
         path,
         tmp_path / "hangs.json",
         ["--cell-timeout", "600", "--timeout", "900"],

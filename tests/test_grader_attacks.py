@@ -20,12 +20,16 @@ import pytest
 from conftest import ROOT, run_cli
 from nbformat.v4 import new_code_cell
 
-from cnnbook import grader, notebooks, sandbox
+from cnnbook import notebooks
+from cnnbook.grading import sandbox
+from cnnbook.grading.grade import grade
+from cnnbook.grading.report import format_report
+from cnnbook.grading.session import Limits
 
 CH01 = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
 CH05 = ROOT / "solutions" / "ch05-resnet.ipynb"
 FULL = {"1.1": 1, "1.2": 1, "1.3": 1, "1.4": 1, "1.5": 3, "1.6": 2}
-LIMITS = grader.Limits(
+LIMITS = Limits(
     cell_timeout=120, total_timeout=400, check_timeout=60, check_slack=30
 )
 
@@ -231,7 +235,7 @@ def pool_forward(A_prev, f, stride, mode="max"):
 # the learner's code patches the checking machinery it can reach
 PATCH = """
 import sys, numpy
-import cnnbook.wire as wire
+import cnnbook.grading.wire as wire
 _serve = wire.serve
 
 
@@ -291,8 +295,8 @@ def test_an_attack_earns_nothing(case, tmp_path):
     path = tmp_path / "ch01-attack.ipynb"
     path.write_text(notebooks.render(build()))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    report = grader.grade(path, limits=LIMITS)
-    summary = grader.format_report(report)
+    report = grade(path, limits=LIMITS).to_json()
+    summary = format_report(report)
     got = {r["key"]: r["points"] for r in report["exercises"]}
     assert report["sandboxed"] is True
     assert got == points, summary
@@ -332,8 +336,8 @@ def test_models_are_not_borrowed(tmp_path):
     )
     path = tmp_path / "ch05-borrowed.ipynb"
     path.write_text(notebooks.render(nb))
-    report = grader.grade(path, limits=LIMITS)
-    summary = grader.format_report(report)
+    report = grade(path, limits=LIMITS).to_json()
+    summary = format_report(report)
     got = {r["key"]: r["points"] for r in report["exercises"]}
     assert got == {"5.1": 0, "5.2": 0, "5.3": 0, "5.4": 2, "5.5": 2}, summary
     messages = " ".join(r["message"] for r in report["exercises"][:3])
@@ -554,8 +558,8 @@ def test_links_in_the_scratch_space_lead_nowhere(tmp_path):
     )
     path = tmp_path / "ch01-swap.ipynb"
     path.write_text(notebooks.render(nb))
-    report = grader.grade(path, limits=LIMITS)
-    summary = grader.format_report(report)
+    report = grade(path, limits=LIMITS).to_json()
+    summary = format_report(report)
     got = {r["key"]: r["points"] for r in report["exercises"]}
     assert got["1.1"] == 1 and got["1.2"] == 0, summary
     assert list(outside.iterdir()) == [], summary

@@ -8,9 +8,10 @@ case at the end shows that the same helpers still give full points.
 
 import textwrap
 
+import nbformat
 import pytest
 
-from cnnbook import grading
+from cnnbook.grading import chapters, grade, runner
 
 PRELUDE = """
 import numpy as np
@@ -744,8 +745,8 @@ def _namespace(code):
 
 
 def _run(chapter, key, code, hidden=True):
-    ex = next(e for e in grading.exercises(chapter) if e.key == key)
-    return grading.run_exercise(
+    ex = next(e for e in chapters.exercises(chapter) if e.key == key)
+    return runner.run_exercise(
         ex, _namespace(code), hidden=hidden, seed=5, timeout=300
     )
 
@@ -762,26 +763,33 @@ def test_a_typical_mistake_is_named(case):
 def test_a_failed_answer_that_another_uses_is_named():
     """6.3 calls the learner's 6.2 module; when 6.2 fails, so does 6.3,
     and the grader's report says which answer to fix first."""
-    from cnnbook import grader
-
-    good = grading.Result("6.2", "", 3, 3, "correct")
-    bad63 = grading.Result("6.3", "", 0, 2, "it differs")
-    bad62 = grading.Result("6.2", "", 0, 3, "the module differs")
+    good = runner.Result("6.2", "", 3, 3, "correct")
+    bad63 = runner.Result("6.3", "", 0, 2, "it differs")
+    bad62 = runner.Result("6.2", "", 0, 3, "the module differs")
     exercises = [
-        e for e in grading.exercises("ch06") if e.key in ("6.2", "6.3")
+        e for e in chapters.exercises("ch06") if e.key in ("6.2", "6.3")
     ]
-    sources = [
-        "def inception_module(x, *f):\n    return x\n",
-        "reduced_inception_module = inception_module\n\n"
-        "def build_reduced_model(input_shape=(28, 28, 192)):\n"
-        "    return inception_module(input_shape)\n",
-    ]
+    # the learner's notebook as the grader reads it, markdown included
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("## 6.2 `inception_module(x)`"),
+            nbformat.v4.new_code_cell(
+                "def inception_module(x, *f):\n    return x\n"
+            ),
+            nbformat.v4.new_markdown_cell("## 6.3"),
+            nbformat.v4.new_code_cell(
+                "reduced_inception_module = inception_module\n\n"
+                "def build_reduced_model(input_shape=(28, 28, 192)):\n"
+                "    return inception_module(input_shape)\n"
+            ),
+        ]
+    )
     results = {"6.2": bad62, "6.3": bad63}
-    grader._name_failed_dependencies(exercises, results, sources)  # noqa: SLF001
+    grade.name_failed_dependencies(exercises, results, nb)
     assert "inception_module (your answer to 6.2)" in bad63.message
     assert "fix that exercise first" in bad63.message
     assert bad62.message == "the module differs"
     bad63.message = "it differs"
     results = {"6.2": good, "6.3": bad63}
-    grader._name_failed_dependencies(exercises, results, sources)  # noqa: SLF001
+    grade.name_failed_dependencies(exercises, results, nb)
     assert bad63.message == "it differs"  # 6.2 passed: nothing to blame

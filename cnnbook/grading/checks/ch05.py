@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     block_model,
@@ -28,6 +28,7 @@ from cnnbook.grading import (
     mistake,
     parent_layers,
 )
+from cnnbook.kinds import is_layer
 from cnnbook.models import resnet
 
 CHAPTER = "ch05"
@@ -130,12 +131,10 @@ def _block_mistake(learner, ref):
     """The typical mistake of a bottleneck block that differs from the spec."""
 
     def count(model, kind):
-        return sum(type(x).__name__ == kind for x in model.layers)
+        return sum(is_layer(x, kind) for x in model.layers)
 
     projection = count(ref, "Conv2D") == 4
-    convs = [
-        x.get_config() for x in learner.layers if type(x).__name__ == "Conv2D"
-    ]
+    convs = [x.get_config() for x in learner.layers if is_layer(x, "Conv2D")]
     if projection and count(learner, "Conv2D") == 3:
         return (
             "the shortcut needs a 1x1 convolution (with the block's stride "
@@ -369,7 +368,7 @@ def _resnet50_mistake(model, num_classes):
     if not hasattr(model, "layers"):
         return None
     kinds = [type(x).__name__ for x in model.layers]
-    dense = [x for x in model.layers if type(x).__name__ == "Dense"]
+    dense = [x for x in model.layers if is_layer(x, "Dense")]
     if kinds.count("Add") != 16:
         return (
             f"ResNet-50 has 16 bottleneck blocks (3, 4, 6 and 3 in its four "

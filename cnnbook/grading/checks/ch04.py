@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 from cnnbook import arithmetic as ar
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     call_learner,
@@ -14,6 +14,7 @@ from cnnbook.grading import (
     expect_equal_or_mistake,
     expect_same_layers,
 )
+from cnnbook.kinds import is_layer
 
 CHAPTER = "ch04"
 
@@ -50,17 +51,19 @@ def _block_model(block, input_shape, what):
 
 
 def _compare_block(func, num_convs, filters, input_shape):
+    from cnnbook.models.inception import module_model
     from cnnbook.models.vgg import vgg_block
 
     what = f"vgg_block({num_convs}, {filters})"
     mine = _block_model(func(num_convs, filters), input_shape, what)
-    ref = _block_model(vgg_block(num_convs, filters), input_shape, what)
+    # the package's block is functional (tensor in, tensor out)
+    ref = module_model(vgg_block, input_shape, num_convs, filters)
     try:
         expect_same_layers(mine, ref, f"{what} on a {input_shape} input")
     except CheckFailure as exc:
         raise add_hint(exc, _block_mistake(mine)) from None
     for layer in mine.layers:
-        if type(layer).__name__ == "Conv2D":
+        if is_layer(layer, "Conv2D"):
             config = layer.get_config()
             if config["activation"] != "relu":
                 raise CheckFailure(
@@ -74,11 +77,9 @@ def _compare_block(func, num_convs, filters, input_shape):
 
 def _block_mistake(model):
     """The typical mistake of a VGG block that differs from the spec."""
-    layers = [x for x in model.layers if type(x).__name__ != "InputLayer"]
-    convs = [x.get_config() for x in layers if type(x).__name__ == "Conv2D"]
-    pools = [
-        x.get_config() for x in layers if type(x).__name__ == "MaxPooling2D"
-    ]
+    layers = [x for x in model.layers if not is_layer(x, "InputLayer")]
+    convs = [x.get_config() for x in layers if is_layer(x, "Conv2D")]
+    pools = [x.get_config() for x in layers if is_layer(x, "MaxPooling2D")]
     if not pools:
         return "the block ends with a 2x2 max pool with stride 2"
     if any(c["padding"] != "same" for c in convs):
@@ -136,7 +137,7 @@ def _compare_vgg16(func, input_shape, num_classes):
 
 def _vgg16_mistake(model, num_classes):
     kinds = [type(x).__name__ for x in model.layers]
-    dense = [x for x in model.layers if type(x).__name__ == "Dense"]
+    dense = [x for x in model.layers if is_layer(x, "Dense")]
     if kinds.count("Conv2D") != 13:
         return (
             "VGG-16 has 13 convolutions: 2, 2, 3, 3 and 3 in its five blocks"

@@ -1,35 +1,36 @@
-"""Checks for the graded exercises: points and clear feedback.
+"""What a checks module is written with: exercises, failures, helpers.
 
-Introduced in Chapter 1. An exercise notebook starts with
-``check = grading.checker("ch01")`` and calls ``check("1.1")`` after each
-answer; that runs the exercise's *visible* checks and prints the points.
-The grade CLI (``python -m cnnbook grade``) runs the visible checks and the
-*hidden* randomised ones, so hard-coding the visible answers earns nothing.
+Introduced in Chapter 1. Exercises are declared in
+``cnnbook/grading/checks/<chapter>.py`` with :func:`exercise`. A check
+function receives the learner's namespace (a mapping) and, for hidden
+checks, a seeded ``numpy.random.Generator``; it raises
+:class:`CheckFailure` with a message that says what is wrong, and names
+the typical mistake when it recognises one.
 
-Exercises are declared in ``cnnbook/checks/<chapter>.py`` with
-:func:`exercise`. A check function receives the learner's namespace (a
-mapping) and, for hidden checks, a seeded ``numpy.random.Generator``; it
-raises :class:`CheckFailure` with a message that says what is wrong, and
-names the typical mistake when it recognises one. The same check runs in
-the learner's kernel (``check("1.1")`` in the notebook) and in the grader,
-where the namespace's functions run in the sandboxed kernel and only their
-results come back (:class:`cnnbook.grader.RemoteFunction`), so a check
-calls the learner's functions only through the namespace and builds Keras
-blocks with :func:`block_model`. Each checks module lists in ``ANSWERS``
-the parts of :mod:`cnnbook` that answer one of its exercises; the sandbox
-leaves them out (:mod:`cnnbook.sandbox`).
+The same check runs on either side of the sandbox. In the learner's own
+kernel (``check("1.1")``) the namespace holds the learner's functions. In
+the grader the namespace is a :class:`SandboxedNamespace` whose functions
+are :class:`SandboxedFunction` objects (:mod:`cnnbook.grading.remote`):
+they run in the sandboxed kernel and only their results come back. So a
+check calls the learner's functions only through the namespace and
+builds Keras blocks with :func:`block_model`; the helpers below tell the
+two sides apart by those classes, never by attributes. Each checks
+module lists in ``ANSWERS`` the parts of :mod:`cnnbook` that answer one
+of its exercises; the sandbox leaves them out
+(:mod:`cnnbook.grading.package`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import math
-import signal
-import traceback
 
 import numpy as np
+
+from cnnbook.arithmetic import layer_table
+from cnnbook.grading.timeout import Timeout
+from cnnbook.grading.wire import KerasInput, Opaque
+from cnnbook.kinds import is_layer
 
 _REGISTRY: dict[str, dict[str, Exercise]] = {}
 
@@ -66,19 +67,33 @@ class Exercise:
         return func
 
 
-@dataclasses.dataclass
-class Result:
-    key: str
-    title: str
-    points: int
-    max_points: int
-    message: str
-    visible_passed: bool = False
-    hidden_passed: bool | None = None
+class SandboxedNamespace:
+    """The learner's namespace seen from the grader (the base class of
+    :class:`cnnbook.grading.remote.Remote`): the kernel limits each call,
+    and :meth:`start_phase` sets the time a phase of checks may take."""
 
-    @property
-    def passed(self):
-        return self.points == self.max_points
+    def start_phase(self, seconds):
+        raise NotImplementedError
+
+
+class SandboxedFunction:
+    """A learner's function that runs in the sandboxed kernel (the base
+    class of :class:`cnnbook.grading.remote.RemoteFunction`)."""
+
+    def with_options(self, weights=None, seed=None):
+        raise NotImplementedError
+
+    def block(self, inputs, *args, **kwargs):
+        raise NotImplementedError
+
+
+class KernelStopped(BaseException):
+    """The learner's code stopped its kernel while being checked."""
+
+
+def registered(chapter):
+    """The exercises registered so far for ``chapter``, in order."""
+    return list(_REGISTRY.get(chapter, {}).values())
 
 
 def exercise(chapter, key, title, points, names):
@@ -90,197 +105,6 @@ def exercise(chapter, key, title, points, names):
         return ex
 
     return register
-
-
-def exercises(chapter):
-    """The exercises of a chapter, in order, importing its checks module."""
-    if chapter not in _REGISTRY:
-        module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            raise KeyError(f"no checks for chapter {chapter!r}") from exc
-    return list(_REGISTRY.get(chapter, {}).values())
-
-
-def answers(chapter):
-    """What the sandbox leaves out while grading ``chapter``.
-
-    Returns ``(modules, keras_applications)``: ``modules`` maps a module of
-    :mod:`cnnbook` to (exercise keys, names or None for all of it);
-    ``keras_applications`` maps a module of ``keras.src.applications`` to
-    exercise keys. Both come from the chapter's checks module
-    (``ANSWERS``, ``KERAS_APPLICATIONS``).
-    """
-    exercises(chapter)
-    module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
-    mod = importlib.import_module(module)
-    return (
-        dict(getattr(mod, "ANSWERS", {})),
-        dict(getattr(mod, "KERAS_APPLICATIONS", {})),
-    )
-
-
-def needs_keras(chapter):
-    """Whether the chapter's checks use Keras (``NEEDS_KERAS``, default
-    True)."""
-    exercises(chapter)
-    module = chapter if "." in chapter else f"cnnbook.checks.{chapter}"
-    return bool(getattr(importlib.import_module(module), "NEEDS_KERAS", True))
-
-
-def chapters():
-    """Chapter ids that have checks modules."""
-    import pkgutil
-
-    import cnnbook.checks
-
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(cnnbook.checks.__path__)
-        if not m.name.startswith("_")
-    )
-
-
-class Timeout(BaseException):  # learner code catching Exception misses it
-    """The learner's code ran past its time limit."""
-
-
-_Timeout = Timeout
-
-
-class KernelStopped(BaseException):
-    """The learner's code stopped its kernel while being checked."""
-
-
-def _alarm(_signum, _frame):
-    raise Timeout()
-
-
-def _call_with_timeout(func, seconds, *args):
-    """Run ``func``; raise _Timeout after ``seconds`` (main thread only)."""
-    use_alarm = seconds and hasattr(signal, "setitimer")
-    try:
-        if use_alarm:
-            previous = signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, seconds)
-    except ValueError:  # not in the main thread: run without a limit
-        use_alarm = False
-    try:
-        return func(*args)
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-
-
-def _explain(exc):
-    if isinstance(exc, CheckFailure):
-        return str(exc)
-    if isinstance(exc, NotImplementedError):
-        return (
-            "not answered yet: replace `raise NotImplementedError` "
-            "with your code"
-        )
-    if isinstance(exc, Timeout):
-        return "your code took too long (is there an endless loop?)"
-    if isinstance(exc, KernelStopped):
-        return "your code stopped the Python kernel while being checked"
-    if isinstance(exc, LearnerError):
-        where = f" (line {exc.line})" if exc.line else ""
-        return f"your code raised {type(exc).__name__}: {exc}{where}"
-    frames = traceback.extract_tb(exc.__traceback__)
-    learner = [f for f in frames if "cnnbook" not in f.filename]
-    where = f" (line {learner[-1].lineno})" if learner else ""
-    return f"your code raised {type(exc).__name__}: {exc}{where}"
-
-
-def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
-    """Grade one exercise against the namespace ``ns``; never raises."""
-    missing = [n for n in ex.names if n not in ns]
-    if missing:
-        return Result(
-            ex.key,
-            ex.title,
-            0,
-            ex.points,
-            f"{', '.join(missing)} is not defined: run the cell "
-            "that defines it (and fix any error it shows)",
-        )
-    remote = hasattr(ns, "start_phase")
-    if remote:  # the kernel enforces the limit, call by call
-        ns.start_phase(timeout)
-    try:
-        _call_with_timeout(ex.visible, 0 if remote else timeout, ns)
-    except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return Result(ex.key, ex.title, 0, ex.points, _explain(exc))
-    if not hidden or ex.hidden is None:
-        return Result(
-            ex.key,
-            ex.title,
-            ex.points,
-            ex.points,
-            "correct",
-            visible_passed=True,
-        )
-    rng = np.random.default_rng(seed)
-    if remote:
-        ns.start_phase(timeout)
-    try:
-        _call_with_timeout(ex.hidden, 0 if remote else timeout, ns, rng)
-    except BaseException as exc:  # noqa: BLE001
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return Result(
-            ex.key,
-            ex.title,
-            0,
-            ex.points,
-            "the visible check passed but the hidden randomised "
-            f"checks failed: {_explain(exc)}",
-            visible_passed=True,
-            hidden_passed=False,
-        )
-    return Result(
-        ex.key,
-        ex.title,
-        ex.points,
-        ex.points,
-        "correct",
-        visible_passed=True,
-        hidden_passed=True,
-    )
-
-
-def format_result(r):
-    mark = "\u2714" if r.passed else "\u2718"
-    line = (
-        f"{mark} Exercise {r.key} ({r.title}): "
-        f"{r.points}/{r.max_points} points"
-    )
-    return line if r.passed else f"{line}\n  {r.message}"
-
-
-class checker:  # noqa: N801 - reads as a function in notebooks
-    """``check = checker("ch01")``; then ``check("1.1")`` under an answer."""
-
-    def __init__(self, chapter):
-        self.chapter = chapter
-        self._by_key = {e.key: e for e in exercises(chapter)}
-        self.last = None  # the Result of the latest check, for the curious
-
-    def __call__(self, key):
-        if key not in self._by_key:
-            raise KeyError(
-                f"chapter {self.chapter} has no exercise {key!r}; "
-                f"it has {', '.join(self._by_key)}"
-            )
-        ns = inspect.currentframe().f_back.f_globals
-        result = run_exercise(self._by_key[key], ns)
-        print(format_result(result))
-        self.last = result
 
 
 # ----------------------------------------------------------------- helpers
@@ -374,8 +198,6 @@ def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
 
 def layer_signature(model):
     """(class, output shape, parameters) per layer, inputs left out."""
-    from cnnbook.arithmetic import layer_table
-
     return layer_table(model).signature()
 
 
@@ -428,7 +250,7 @@ def expect_same_layers(model, reference, what="your model"):
                 layer = [
                     candidate
                     for candidate in model.layers
-                    if type(candidate).__name__ != "InputLayer"
+                    if not is_layer(candidate, "InputLayer")
                 ][i]
                 raise CheckFailure(
                     f"{what}: layer {i + 1} ('{layer.name}') has {name} {x}, "
@@ -445,19 +267,14 @@ def expect_same_layers(model, reference, what="your model"):
         )
 
 
-def is_remote(func):
-    """True for a learner's function that runs in the grader's sandbox."""
-    return hasattr(func, "block") and hasattr(func, "remote")
-
-
 def with_options(func, weights=None, seed=None):
     """``func`` asked to send models back with their weights, or to run
     after ``keras.utils.set_random_seed(seed)``; a local function is
     returned as it is (it shares the caller's Keras and models)."""
-    if is_remote(func):
+    if isinstance(func, SandboxedFunction):
         return func.with_options(weights=weights, seed=seed)
     if seed is not None:
-        import keras
+        import keras  # delayed: TensorFlow loads only for a Keras check
 
         keras.utils.set_random_seed(int(seed))
     return func
@@ -470,15 +287,13 @@ def block_model(func, input_shapes, *args, what="it", **kwargs):
     its first arguments. Fails with a CheckFailure that says what went
     wrong (an exception, ``None``, something that is not a Keras tensor).
     """
-    from cnnbook.wire import KerasInput, Opaque
-
     try:
-        if is_remote(func):
+        if isinstance(func, SandboxedFunction):
             model = func.block(
                 [KerasInput(s) for s in input_shapes], *args, **kwargs
             )
         else:
-            import keras
+            import keras  # delayed: TensorFlow loads only for a Keras check
 
             inputs = [keras.Input(s) for s in input_shapes]
             outputs = func(*inputs, *args, **kwargs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     call_learner,
@@ -27,6 +27,7 @@ from cnnbook.grading import (
     mistake,
     with_options,
 )
+from cnnbook.kinds import is_layer
 
 CHAPTER = "ch02"
 
@@ -67,12 +68,12 @@ def _check_lenet(build, num_classes):
     except CheckFailure as exc:
         raise add_hint(exc, _lenet_mistake(model, num_classes)) from None
     mine = [
-        layer for layer in model.layers if type(layer).__name__ != "InputLayer"
+        layer for layer in model.layers if not is_layer(layer, "InputLayer")
     ]
     refs = [
         layer
         for layer in reference.layers
-        if type(layer).__name__ != "InputLayer"
+        if not is_layer(layer, "InputLayer")
     ]
     for i, (layer, ref) in enumerate(zip(mine, refs)):
         if not hasattr(ref, "activation"):
@@ -90,10 +91,10 @@ def _lenet_mistake(model, num_classes):
     """The typical mistake of a LeNet-5 that differs from the spec."""
     if not hasattr(model, "layers"):
         return None
-    mine = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    mine = [x for x in model.layers if not is_layer(x, "InputLayer")]
     kinds = [type(x).__name__ for x in mine]
-    convs = [x for x in mine if type(x).__name__ == "Conv2D"]
-    dense = [x for x in mine if type(x).__name__ == "Dense"]
+    convs = [x for x in mine if is_layer(x, "Conv2D")]
+    dense = [x for x in mine if is_layer(x, "Dense")]
     if "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds:
         return (
             "the modern LeNet-5 subsamples with 2x2 max pooling, not "

@@ -3,7 +3,7 @@
 Introduced with the grader (Chapter 1). The grader judges answers in its
 own process; only the learner's functions run in the learner's kernel. A
 check that calls ``ns["conv_forward"](A, W, b, 2, 1)`` there calls a
-:class:`RemoteFunction` (in :mod:`cnnbook.grader`) that writes the
+:class:`~cnnbook.grading.remote.RemoteFunction` that writes the
 arguments to a request file in the sandbox's scratch folder, has the
 kernel run :func:`serve` on it, and reads the answer back.
 
@@ -26,6 +26,9 @@ import os
 import traceback
 
 import numpy as np
+
+from cnnbook.grading.timeout import Timeout, call_with_timeout
+from cnnbook.kinds import is_layer
 
 MAX_JSON_BYTES = 64 * 2**20
 MAX_NPZ_BYTES = 512 * 2**20
@@ -69,21 +72,6 @@ class KerasInput:
 
 
 # ------------------------------------------------------------------ encode
-def _isinstance_keras(value, kind):
-    import sys
-
-    keras = sys.modules.get("keras")
-    if keras is None:
-        return False
-    if kind == "Model":
-        return isinstance(value, keras.Model)
-    if kind == "Layer":
-        return isinstance(value, keras.layers.Layer)
-    if kind == "KerasTensor":
-        return isinstance(value, keras.KerasTensor)
-    return False
-
-
 def encode(value, arrays, weights=False, depth=0):
     """A JSON-able tree for ``value``; arrays go into the dict ``arrays``."""
     if depth > MAX_DEPTH:
@@ -137,9 +125,9 @@ def encode(value, arrays, weights=False, depth=0):
             weights,
             depth,
         )
-    if _isinstance_keras(value, "Model"):
+    if is_layer(value, "Model"):
         return _encode_model(value, arrays, weights)
-    if _isinstance_keras(value, "Layer"):
+    if is_layer(value, "Layer"):
         import keras
 
         return {
@@ -404,10 +392,6 @@ def _error_tree(exc, package_dir):
     }
 
 
-class _Alarm(BaseException):
-    pass
-
-
 def serve(path, namespace):
     """Run the request at ``path`` (.json/.npz) against ``namespace``.
 
@@ -415,8 +399,6 @@ def serve(path, namespace):
     ``.out.json``/``.out.npz``: the value (and the arrays and models
     passed in, as the call left them) or the error the call raised.
     """
-    import signal
-
     with open(path + ".json") as fh:
         request = json.load(fh)
     with np.load(path + ".npz", allow_pickle=False) as npz:
@@ -440,19 +422,8 @@ def serve(path, namespace):
 
         keras.utils.set_random_seed(int(request["seed"]))
     seconds = float(request.get("timeout") or 0)
-
-    def alarm(_signum, _frame):
-        raise _Alarm()
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    if seconds > 0:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        try:
-            value = func(*args, **kwargs)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+        value = call_with_timeout(func, seconds, *args, **kwargs)
         if request.get("block"):
             value = _as_model(value, inputs)
         result_arrays = {}
@@ -466,9 +437,9 @@ def serve(path, namespace):
                 a.shape != b.shape or not np.array_equal(a, b, equal_nan=True)
             ):
                 tree["changed"].append([i, encode(a, result_arrays)])
-            elif _isinstance_keras(a, "Model"):
+            elif is_layer(a, "Model"):
                 tree["changed"].append([i, encode(a, result_arrays, True)])
-    except _Alarm:
+    except Timeout:
         tree, result_arrays = {"ok": False, "timeout": True}, {}
     except BaseException as exc:  # noqa: BLE001 - report whatever it raised
         if isinstance(exc, KeyboardInterrupt):
@@ -480,7 +451,7 @@ def serve(path, namespace):
 
 def _as_model(value, inputs):
     """A block's output tensor, wrapped into a model from the inputs."""
-    if not _isinstance_keras(value, "KerasTensor"):
+    if not is_layer(value, "KerasTensor"):
         return value
     import keras
 

@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     block_model,
@@ -32,6 +32,7 @@ from cnnbook.grading import (
     mistake,
     with_options,
 )
+from cnnbook.kinds import is_layer
 
 CHAPTER = "ch06"
 
@@ -120,7 +121,7 @@ def _expect_same_branches(model, reference, what):
 
 
 def _is_conv(layer):
-    return type(layer).__name__ == "Conv2D"
+    return is_layer(layer, "Conv2D")
 
 
 def _relu(layer):
@@ -129,10 +130,10 @@ def _relu(layer):
 
 def _module_mistake(model):
     """The typical mistake of an inception module that differs."""
-    layers = [x for x in model.layers if type(x).__name__ != "InputLayer"]
+    layers = [x for x in model.layers if not is_layer(x, "InputLayer")]
     kinds = [type(x).__name__ for x in layers]
     size = tuple(model.inputs[0].shape[1:3])
-    pools = [x for x in layers if type(x).__name__ == "MaxPooling2D"]
+    pools = [x for x in layers if is_layer(x, "MaxPooling2D")]
     if kinds.count("Conv2D") == 5 and pools:
         return (
             "the pool branch needs its 1x1 projection (pool_proj filters) "
@@ -143,7 +144,7 @@ def _module_mistake(model):
     if any(
         x.get_config().get("activation") != "relu"
         for x in layers
-        if type(x).__name__ == "Conv2D"
+        if is_layer(x, "Conv2D")
     ):
         return "every convolution of the module has a ReLU"
     return None
@@ -455,7 +456,7 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
         elif [x.get_config().get("strides") for x in head][:1] != [
             (3, 3)
         ] and any(
-            type(x).__name__ == "AveragePooling2D"
+            is_layer(x, "AveragePooling2D")
             and tuple(x.get_config()["strides"]) != (3, 3)
             for x in head
         ):
@@ -470,7 +471,7 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
     rates = sorted(
         getattr(layer, "rate", None)
         for layer in head
-        if type(layer).__name__ == "Dropout"
+        if is_layer(layer, "Dropout")
     )
     if rates != [0.7]:
         raise CheckFailure(

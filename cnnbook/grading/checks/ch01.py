@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     exercise,
     expect_array,

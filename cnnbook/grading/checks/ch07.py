@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     call_learner,
     exercise,
     expect_equal,
 )
+from cnnbook.kinds import is_layer
 
 CHAPTER = "ch07"
 
@@ -55,7 +56,7 @@ def _expected_activations(model):
     return sum(
         math.prod(o.shape[1:])
         for layer in model.layers
-        if type(layer).__name__ != "InputLayer"
+        if not is_layer(layer, "InputLayer")
         for o in _outputs(layer)
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic as ar
-from cnnbook.grading import (
+from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     exercise,

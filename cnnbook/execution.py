@@ -1,0 +1,79 @@
+"""The one way the package runs notebooks: an nbclient executor.
+
+Used by :func:`cnnbook.notebooks.execute` (a lab in place), the bundle's
+runner (:mod:`cnnbook.bundle`) and the grader's kernel session
+(:mod:`cnnbook.grading.session`, cell by cell, with a cap on the output
+kept). :func:`client` makes the executor; :func:`run` executes a whole
+notebook with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from nbclient import NotebookClient
+
+
+def output_size(msg):
+    """Characters of output one kernel message carries."""
+    content = msg.get("content", {})
+    if msg["header"]["msg_type"] == "stream":
+        return len(content.get("text", ""))
+    data = content.get("data", {})
+    return (
+        sum(
+            len(v) if isinstance(v, str) else len(json.dumps(v))
+            for v in data.values()
+        )
+        if isinstance(data, dict)
+        else 0
+    )
+
+
+class Executor(NotebookClient):
+    """nbclient's client that keeps at most ``output_limit`` characters of
+    output per cell (None: all of it; errors are always kept).
+
+    The grader reads only errors, so a cell printing megabytes (or
+    displaying huge images) costs transfer time but no memory.
+    """
+
+    def __init__(self, nb, output_limit=None, **options):
+        super().__init__(nb, **options)
+        self.output_limit = output_limit
+        self.output_used = {}
+
+    def reset_output_budget(self):
+        self.output_used = {}
+
+    def output(self, outs, msg, display_id, cell_index):
+        if self.output_limit is not None and (
+            msg["header"]["msg_type"] != "error"
+        ):
+            used = self.output_used.get(cell_index, 0) + output_size(msg)
+            self.output_used[cell_index] = used
+            if used > self.output_limit:
+                return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def client(nb, cwd, timeout, kernel_name="python3", **options):
+    """An :class:`Executor` for ``nb`` whose kernel starts in ``cwd``;
+    ``timeout`` is per cell (seconds), ``options`` go to nbclient."""
+    return Executor(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(cwd)}},
+        **options,
+    )
+
+
+def run(nb, cwd, timeout, kernel_name="python3"):
+    """Execute every cell of ``nb`` (in place, from ``cwd``); return the
+    seconds it took. A cell's error is raised (nbclient's
+    ``CellExecutionError``) with the outputs up to it stored in ``nb``."""
+    start = time.perf_counter()
+    client(nb, cwd, timeout, kernel_name).execute()
+    return time.perf_counter() - start

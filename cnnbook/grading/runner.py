@@ -1,0 +1,135 @@
+"""Running one exercise's checks against a namespace, and its result.
+
+Introduced in Chapter 1. :func:`run_exercise` runs the *visible* checks
+and, when asked, the *hidden* randomised ones, and never raises: every
+failure becomes a :class:`Result` with a message for the learner. It runs
+in the learner's kernel (``check("1.1")``, each check under
+:func:`cnnbook.grading.timeout.call_with_timeout`) and in the grader,
+where the namespace is a :class:`~cnnbook.grading.api.SandboxedNamespace`
+and the sandboxed kernel limits every call instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+
+import numpy as np
+
+from cnnbook.grading.api import (
+    CheckFailure,
+    KernelStopped,
+    LearnerError,
+    SandboxedNamespace,
+)
+from cnnbook.grading.timeout import Timeout, call_with_timeout
+
+
+@dataclasses.dataclass
+class Result:
+    key: str
+    title: str
+    points: int
+    max_points: int
+    message: str
+    visible_passed: bool = False
+    hidden_passed: bool | None = None
+
+    @property
+    def passed(self):
+        return self.points == self.max_points
+
+
+def explain(exc):
+    """What an exception raised by a check means, in the learner's words."""
+    if isinstance(exc, CheckFailure):
+        return str(exc)
+    if isinstance(exc, NotImplementedError):
+        return (
+            "not answered yet: replace `raise NotImplementedError` "
+            "with your code"
+        )
+    if isinstance(exc, Timeout):
+        return "your code took too long (is there an endless loop?)"
+    if isinstance(exc, KernelStopped):
+        return "your code stopped the Python kernel while being checked"
+    if isinstance(exc, LearnerError):
+        where = f" (line {exc.line})" if exc.line else ""
+        return f"your code raised {type(exc).__name__}: {exc}{where}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    learner = [f for f in frames if "cnnbook" not in f.filename]
+    where = f" (line {learner[-1].lineno})" if learner else ""
+    return f"your code raised {type(exc).__name__}: {exc}{where}"
+
+
+def _run_phase(check, ns, timeout, *args):
+    """One phase of checks; in the grader the kernel enforces the limit,
+    call by call, so the phase only gets its deadline."""
+    if isinstance(ns, SandboxedNamespace):
+        ns.start_phase(timeout)
+        return check(ns, *args)
+    return call_with_timeout(check, timeout, ns, *args)
+
+
+def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
+    """Grade one exercise against the namespace ``ns``; never raises."""
+    missing = [n for n in ex.names if n not in ns]
+    if missing:
+        return Result(
+            ex.key,
+            ex.title,
+            0,
+            ex.points,
+            f"{', '.join(missing)} is not defined: run the cell "
+            "that defines it (and fix any error it shows)",
+        )
+    try:
+        _run_phase(ex.visible, ns, timeout)
+    except BaseException as exc:  # noqa: BLE001 - a learner's code may raise anything
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return Result(ex.key, ex.title, 0, ex.points, explain(exc))
+    if not hidden or ex.hidden is None:
+        return Result(
+            ex.key,
+            ex.title,
+            ex.points,
+            ex.points,
+            "correct",
+            visible_passed=True,
+        )
+    rng = np.random.default_rng(seed)
+    try:
+        _run_phase(ex.hidden, ns, timeout, rng)
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return Result(
+            ex.key,
+            ex.title,
+            0,
+            ex.points,
+            "the visible check passed but the hidden randomised "
+            f"checks failed: {explain(exc)}",
+            visible_passed=True,
+            hidden_passed=False,
+        )
+    return Result(
+        ex.key,
+        ex.title,
+        ex.points,
+        ex.points,
+        "correct",
+        visible_passed=True,
+        hidden_passed=True,
+    )
+
+
+def format_result(r):
+    """One line (two when it failed) for ``check("1.1")`` to print."""
+    mark = "\u2714" if r.passed else "\u2718"
+    line = (
+        f"{mark} Exercise {r.key} ({r.title}): "
+        f"{r.points}/{r.max_points} points"
+    )
+    return line if r.passed else f"{line}\n  {r.message}"
