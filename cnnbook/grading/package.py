@@ -208,6 +208,13 @@ def build_package(answers, dest):
     return dest
 
 
+def applications_root():
+    """The folder of ``keras.src.applications`` (found without importing
+    Keras)."""
+    spec = importlib.util.find_spec("keras")
+    return pathlib.Path(spec.origin).parent / "src" / "applications"
+
+
 def keras_overlays(modules, dest):
     """Stand-ins for ``keras.src.applications.<module>`` files.
 
@@ -216,8 +223,7 @@ def keras_overlays(modules, dest):
     Keras no longer has raises :class:`OverlayMissing`: left uncovered, a
     renamed file would make its answer importable again.
     """
-    spec = importlib.util.find_spec("keras")
-    root = pathlib.Path(spec.origin).parent / "src" / "applications"
+    root = applications_root()
     out = []
     dest = pathlib.Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
