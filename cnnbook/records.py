@@ -322,7 +322,12 @@ def value(record, field):
 
 
 def _last(history, key):
-    for name in (key, f"main_{key}", key.replace("val_", "val_main_")):
+    # a multi-output model's first output: "classifier" (records written
+    # before the model convention named it "main")
+    heads = ("classifier", "main")
+    names = [key, *(f"{h}_{key}" for h in heads)]
+    names += [key.replace("val_", f"val_{h}_") for h in heads]
+    for name in names:
         if history.get(name):
             return history[name][-1]
     raise KeyError(key)

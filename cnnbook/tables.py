@@ -13,9 +13,11 @@ a table within the width of a page.
 
 from __future__ import annotations
 
+import re
+
 from tabulate import tabulate
 
-__all__ = ["Shown", "shape_text", "render"]
+__all__ = ["Shown", "Table", "shape_text", "render"]
 
 
 def shape_text(shape):
@@ -27,14 +29,24 @@ def shape_text(shape):
     return "\u00d7".join(str(d) for d in dims)
 
 
+# A number the caller formatted: "92.15%", "0.63", "84.64%–85.36%", "-".
+_NUMBER = re.compile(r"^(-|[-+]?[\d,.]+ ?%?(\u2013[-+]?[\d,.]+ ?%?)?)$")
+
+
+def _number_like(cell):
+    return isinstance(cell, (int, float)) or (
+        isinstance(cell, str) and (cell == "" or bool(_NUMBER.match(cell)))
+    )
+
+
 def render(columns, cells, tablefmt):
-    """``cells`` under ``columns`` in a ``tabulate`` format. A column whose
-    cells are integers (or empty) is right-aligned, with thousands
-    separators; text is left as it is (a shape ``1960`` stays ``1960``)."""
+    """``cells`` under ``columns`` in a ``tabulate`` format. Integers get
+    thousands separators; a column of numbers (integers, or numbers the
+    caller formatted as text, such as ``"92.15%"``) is right-aligned.
+    Other text is left as it is (a shape ``1960`` stays ``1960``)."""
     cells = [tuple(row) for row in cells]
     numeric = [
-        all(isinstance(row[i], int) or row[i] == "" for row in cells)
-        for i in range(len(columns))
+        all(_number_like(row[i]) for row in cells) for i in range(len(columns))
     ]
     shown = [
         [f"{cell:,}" if isinstance(cell, int) else cell for cell in row]
@@ -67,3 +79,25 @@ class Shown:
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
+
+
+class Table(Shown):
+    """A small table of a notebook: ``Table(columns, rows)`` shows ``rows``
+    (tuples; integers get thousands separators, other numbers come as the
+    text the caller formats) under ``columns``."""
+
+    def __init__(self, columns, rows):
+        self._columns = tuple(columns)
+        self.rows = [tuple(row) for row in rows]
+        for row in self.rows:
+            if len(row) != len(self._columns):
+                raise ValueError(
+                    f"a row of {len(row)} cells under "
+                    f"{len(self._columns)} columns: {row!r}"
+                )
+
+    def columns(self):
+        return self._columns
+
+    def cells(self):
+        return self.rows

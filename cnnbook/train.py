@@ -323,7 +323,9 @@ def _report(
 def _accuracy(results):
     """The accuracy among Keras's metrics (the main output's, if several)."""
     keys = [k for k in results if k.endswith("accuracy")]
-    keys.sort(key=lambda k: (k != "accuracy", not k.startswith("main"), k))
+    # the classifier's (named "main" in GoogLeNet before the one name)
+    main = ("classifier", "main")
+    keys.sort(key=lambda k: (k != "accuracy", not k.startswith(main), k))
     return float(results[keys[0]]) if keys else float("nan")
 
 

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from cnnbook import arithmetic as A
-from cnnbook.tables import shape_text
+from cnnbook.tables import Table, shape_text
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,11 @@ def test_shape_text():
     assert shape_text((None, 7, 7, 3)) == "7\u00d77\u00d73"
     assert shape_text((None, 1960)) == "1960"
     assert shape_text(((None, 2), (None, 3))) == "2, 3"
+
+
+def test_small_table_of_a_notebook():
+    table = Table(("model", "params", "accuracy"), [("a", 1234567, "99.1%")])
+    assert str(table).splitlines()[-1].split() == ["a", "1,234,567", "99.1%"]
+    assert "<th" in table._repr_html_()
+    with pytest.raises(ValueError, match="2 cells under 3 columns"):
+        Table(("a", "b", "c"), [(1, 2)])
