@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,6 +43,20 @@ def stored_output(notebook):
         if c.cell_type == "code"
         for o in c.get("outputs", [])
     )
+
+
+def solution_namespace(stem):
+    """The globals left by running the code of ``solutions/STEM.ipynb``
+    (its check cells left out): the answers a learner would submit."""
+    nb = nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", as_version=4)
+    ns = {"__name__": f"solution_{stem.replace('-', '_')}"}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if "check" in cell.metadata.get("tags", []):
+            continue
+        exec(compile(cell.source, f"<{stem} cell {index}>", "exec"), ns)
+    return ns
 
 
 def assert_reference_answers_pass(chapter, ns, seed, at_least=3):

@@ -9,12 +9,12 @@ import pytest
 from conftest import (
     ROOT,
     assert_reference_answers_pass,
+    solution_namespace,
     stored_output,
 )
 
 from cnnbook import arithmetic
 from cnnbook.grading.chapters import exercises
-from cnnbook.grading.checks import ch06
 from cnnbook.grading.runner import run_exercise
 from cnnbook.models import (
     alexnet,
@@ -166,36 +166,14 @@ def test_small_googlenet_runs_on_fashion_mnist_shapes(aux):
 
 
 # ---------------------------------------------------------------- checks
-def _reference_namespace():
-    def branch_multiplications(n_h, n_w, n_c_prev, f, n_c, bottleneck=None):
-        return ch06.reference_branch_multiplications(
-            n_h, n_w, n_c_prev, f, n_c, bottleneck
-        )
-
-    def build_reduced_model(input_shape=(28, 28, 192)):
-        x = keras.Input(input_shape)
-        return keras.Model(x, inception_module(x, *ch06.MODULE_3A))
-
-    def add_auxiliary_output(model, layer_name, num_classes):
-        aux = auxiliary_head(model.get_layer(layer_name).output, num_classes)
-        return keras.Model(model.input, [model.output, aux])
-
-    return dict(
-        branch_multiplications=branch_multiplications,
-        inception_module=inception_module,
-        build_reduced_model=build_reduced_model,
-        add_auxiliary_output=add_auxiliary_output,
-    )
-
-
-def test_reference_answers_pass_visible_and_hidden_checks():
-    assert_reference_answers_pass(
-        "ch06", _reference_namespace(), seed=3, at_least=4
-    )
+def test_the_solutions_answers_pass_visible_and_hidden_checks():
+    """The solution notebook's own code, as a learner would submit it."""
+    ns = solution_namespace("ch06-inception")
+    assert_reference_answers_pass("ch06", ns, seed=3, at_least=4)
 
 
 def test_wrong_answers_fail():
-    ns = _reference_namespace()
+    ns = solution_namespace("ch06-inception")
     by_key = {e.key: e for e in exercises("ch06")}
 
     def without_bottleneck(n_h, n_w, n_c_prev, f, n_c, bottleneck=None):
