@@ -1,1 +1,1 @@
-"""Check modules, one per chapter: cnnbook/checks/chNN.py."""
+"""Check modules, one per chapter: cnnbook/grading/checks/chNN.py."""
