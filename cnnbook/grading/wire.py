@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import traceback
+import zipfile
 
 import numpy as np
 
@@ -33,6 +35,19 @@ from cnnbook.kinds import is_layer
 MAX_JSON_BYTES = 64 * 2**20
 MAX_NPZ_BYTES = 512 * 2**20
 MAX_DEPTH = 32
+# What the grader accepts back, bounded before anything is built:
+# JSON values (each costs at most ~100 bytes of Python objects), the
+# arrays' decoded bytes (np.savez stores them uncompressed, so an honest
+# answer decodes to about its file's size), the arrays in one answer, and
+# the weights of a rebuilt Keras model. The largest model any check
+# builds is VGG-16 at 224x224x3 with 1000 classes (exercise 4.2,
+# 138,357,544 parameters); a learner's model may have twice as many.
+MAX_JSON_ITEMS = 4_000_000
+MAX_ARRAY_BYTES = MAX_NPZ_BYTES
+MAX_ARRAYS = 4096
+LARGEST_REFERENCE_PARAMS = 138_357_544
+MAX_MODEL_BYTES = 2 * LARGEST_REFERENCE_PARAMS * 4  # float32
+MAX_KERAS_OBJECTS = 4000  # 4x ResNet-50's 866 (layers, initializers...)
 
 
 class WireError(ValueError):
@@ -208,17 +223,104 @@ def _open(path, mode, dir_fd):
 # ------------------------------------------------------------------ decode
 def read(path, dir_fd=None):
     """The (tree, arrays) written by :func:`write`, read with limits (and,
-    with ``dir_fd``, never through a symbolic link)."""
-    with _open(path + ".json", "r", dir_fd) as fh:
+    with ``dir_fd``, never through a symbolic link).
+
+    Nothing is built before its size is known: the JSON's count of values,
+    then each array's shape and dtype from its header (and the zip's own
+    sizes) are checked against the limits above first.
+    """
+    with _open(path + ".json", "rb", dir_fd) as fh:
         if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES:
             raise WireError("the answer is too large")
-        tree = json.load(fh)
+        raw = fh.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise WireError("the answer is too large")
+    # every JSON value but the first follows one of these bytes (counted
+    # inside strings too: an upper bound)
+    if sum(raw.count(c) for c in b",:[{") > MAX_JSON_ITEMS:
+        raise WireError("the answer holds too many values")
+    try:
+        tree = json.loads(raw)
+    except RecursionError:
+        raise WireError("the value is nested too deeply") from None
     with _open(path + ".npz", "rb", dir_fd) as fh:
-        if os.fstat(fh.fileno()).st_size > MAX_NPZ_BYTES:
-            raise WireError("the answer is too large")
-        with np.load(fh, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = load_arrays(fh)
     return tree, arrays
+
+
+def load_arrays(fh):
+    """The arrays of the ``.npz`` open as ``fh``, each bounded in memory
+    before it is decoded (:data:`MAX_ARRAYS`, :data:`MAX_ARRAY_BYTES`)."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > MAX_NPZ_BYTES:
+        raise WireError("the answer is too large")
+    _check_zip_directory(fh, size)
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            members = zf.infolist()
+            if len(members) > MAX_ARRAYS:
+                raise WireError("the answer holds too many arrays")
+            headers, total = [], 0
+            for info in members:
+                shape, dtype, offset = _array_header(zf, info)
+                nbytes = math.prod(shape) * dtype.itemsize  # Python ints
+                total += nbytes
+                if total > MAX_ARRAY_BYTES:
+                    raise WireError("the answer's arrays are too large")
+                if info.file_size != offset + nbytes:
+                    raise WireError("an array's size does not match its file")
+                headers.append(info)
+            arrays = {}
+            for info in headers:
+                with zf.open(info) as member:
+                    arrays[info.filename.removesuffix(".npy")] = (
+                        np.lib.format.read_array(member, allow_pickle=False)
+                    )
+            return arrays
+    except WireError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise WireError(
+            f"the answer's arrays cannot be read ({type(exc).__name__})"
+        ) from None
+
+
+def _check_zip_directory(fh, size):
+    """Refuse a zip whose central directory is large (every entry becomes
+    an object when the zip is opened) or in the ZIP64 format, read from
+    its end record; np.savez writes that record last, without a comment."""
+    if size < 22:
+        raise WireError("the answer's arrays cannot be read (not a zip)")
+    fh.seek(size - 22)
+    end = fh.read(22)
+    fh.seek(0)
+    if end[:4] != b"PK\x05\x06":
+        raise WireError("the answer's arrays cannot be read (not a zip)")
+    entries, directory = struct.unpack("<HI", end[10:16])
+    if entries > MAX_ARRAYS or directory > MAX_ARRAYS * 1024:
+        raise WireError("the answer holds too many arrays")
+    if entries == 0xFFFF or directory == 0xFFFFFFFF:
+        raise WireError("the answer's arrays cannot be read (ZIP64)")
+
+
+def _array_header(zf, info):
+    """(shape, dtype, bytes before the data) of one ``.npy`` member, read
+    from its header alone."""
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise WireError("the answer's arrays cannot be read (version)")
+        shape, _, dtype = header
+        offset = member.tell()
+    if dtype.kind not in "biufc" or dtype.hasobject:
+        raise WireError("arrays must hold numbers")
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise WireError("the answer's arrays cannot be read (shape)")
+    return shape, dtype, offset
 
 
 def decode(tree, arrays, inputs=None, depth=0):
@@ -342,19 +444,59 @@ def _zero_initializers(config):
     return config
 
 
+def _count_objects(config, depth=0):
+    """The Keras objects a configuration names (layers, initializers...)."""
+    if depth > 200:
+        raise WireError("the model's configuration is nested too deeply")
+    if isinstance(config, dict):
+        return ("class_name" in config) + sum(
+            _count_objects(v, depth + 1) for v in config.values()
+        )
+    if isinstance(config, list):
+        return sum(_count_objects(v, depth + 1) for v in config)
+    return 0
+
+
 def _decode_keras(tree, arrays):
     import keras
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.variables import initialize_all_variables
 
     config = tree["config"]
     _check_config(config)
+    if _count_objects(config) > MAX_KERAS_OBJECTS:
+        raise WireError(
+            f"its configuration names more than {MAX_KERAS_OBJECTS} "
+            "Keras objects"
+        )
     if tree["t"] == "model":
         # the grader sets the weights it needs itself: skip random draws
         config = _zero_initializers(config)
+    # Rebuilt in a stateless scope, Keras makes every weight without its
+    # memory (shape and dtype only): the total is checked before any
+    # weight is allocated.
+    global_state.set_global_attribute("uninitialized_variables", [])
     try:
-        obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with keras.StatelessScope(initialize_variables=False):
+            obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        pending = global_state.get_global_attribute(
+            "uninitialized_variables", []
+        )
+        size = sum(
+            math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in pending
+        )
+        if size > MAX_MODEL_BYTES:
+            raise WireError(
+                f"its weights would take {size / 2**30:.1f} GiB, more than "
+                f"twice the largest model a check builds "
+                f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
+            )
+        initialize_all_variables()
     except WireError:
+        global_state.set_global_attribute("uninitialized_variables", [])
         raise
     except Exception as exc:  # noqa: BLE001 - a config Keras cannot rebuild
+        global_state.set_global_attribute("uninitialized_variables", [])
         raise WireError(
             f"Keras cannot rebuild it from its configuration "
             f"({type(exc).__name__}: {str(exc)[:200]}); use Keras's own "
@@ -423,7 +565,9 @@ def serve(path, namespace):
         keras.utils.set_random_seed(int(request["seed"]))
     seconds = float(request.get("timeout") or 0)
     try:
-        value = call_with_timeout(func, seconds, *args, **kwargs)
+        value = _watched(
+            request["name"], call_with_timeout, func, seconds, *args, **kwargs
+        )
         if request.get("block"):
             value = _as_model(value, inputs)
         result_arrays = {}
@@ -441,12 +585,60 @@ def serve(path, namespace):
                 tree["changed"].append([i, encode(a, result_arrays, True)])
     except Timeout:
         tree, result_arrays = {"ok": False, "timeout": True}, {}
+    except Forbidden as exc:
+        tree = {"ok": False, "error": exc.tree()}
+        result_arrays = {}
     except BaseException as exc:  # noqa: BLE001 - report whatever it raised
         if isinstance(exc, KeyboardInterrupt):
             raise
         tree = {"ok": False, "error": _error_tree(exc, None)}
         result_arrays = {}
     write(out, tree, result_arrays)
+
+
+class Forbidden(Exception):
+    """The tripwire saw a framework's function do the exercise's work (or
+    something that could hide one) during a watched call."""
+
+    def __init__(self, name, verdict):
+        problems = "; ".join(str(p) for p in verdict.get("problems", []))
+        key, asks = verdict.get("key"), verdict.get("asks")
+        if key:
+            message = (
+                f"while {name} ran, {problems}: exercise {key} asks you to "
+                f"implement {asks} yourself, so a library's version earns "
+                "no points"
+            )
+        else:
+            message = (
+                f"while {name} ran, {problems}: the grader cannot vouch "
+                "for this answer"
+            )
+        super().__init__(message)
+
+    def tree(self):
+        return {
+            "type": "ForbiddenCall",
+            "message": str(self)[:500],
+            "line": None,
+            "not_implemented": False,
+        }
+
+
+def _watched(name, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` under the tripwire of
+    :mod:`cnnbook.grading.tripwire` (where the kernel has one: in the
+    grading sandbox); raise :class:`Forbidden` on its verdict."""
+    box = []
+    sys.audit("cnnbook.watch", "start", name, box)
+    try:
+        value = call(*args, **kwargs)
+    finally:
+        sys.audit("cnnbook.watch", "stop", box)
+    verdict = box[1] if len(box) > 1 else None
+    if isinstance(verdict, dict) and verdict.get("problems"):
+        raise Forbidden(name, verdict)
+    return value
 
 
 def _as_model(value, inputs):
