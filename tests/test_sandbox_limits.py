@@ -1,4 +1,4 @@
-"""Whole-sandbox limits (cnnbook.sandbox_limits), tried for real.
+"""Whole-sandbox limits (cnnbook.grading.limits), tried for real.
 
 Each test puts a small process tree under a group and checks what the
 kernel did: a child past the memory limit is killed and the group says
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cnnbook import sandbox_limits as sl
+from cnnbook.grading import limits as sl
 
 SUPPORT = sl.detect()
 needs_group = pytest.mark.skipif(
@@ -188,26 +188,19 @@ def test_the_group_is_removed_when_the_body_raises():
     assert not any(os.path.exists(d) for d in dirs)
 
 
-def test_bwrap_tmpfs_stops_files_at_its_size():
-    if not sl.bwrap_supports_size():
-        pytest.skip("this bubblewrap has no --size (older than 0.8)")
+def test_the_sandbox_tmp_stops_files_at_its_size(tmp_path):
+    """The sandbox's /tmp is a tmpfs of ``tmp_mb``: a file stops there."""
+    from cnnbook.grading import sandbox
+
+    sandbox.check_available()
+    scratch = tmp_path / "s"
+    (scratch / "work").mkdir(parents=True)
     script = (
         "head -c 3145728 /dev/zero > /tmp/big; echo rc=$?; stat -c %s /tmp/big"
     )
+    prefix = sandbox.command(str(scratch), str(tmp_path), {}, tmp_mb=2)
     done = subprocess.run(
-        [
-            "bwrap",
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            *sl.bwrap_tmpfs_args("/tmp", 2 * MiB),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
+        [*prefix, "/bin/sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=30,

@@ -73,18 +73,33 @@ def _probe():
     return ""
 
 
-def _base_args():
+def _base_args(uid=None):
+    """bubblewrap's options for the namespaces and the base system.
+
+    ``uid`` None: a user namespace in which the sandbox is ``nobody`` (for
+    a grader that is not root; outside, its processes are the grader's
+    user). With ``uid`` (a grader that is root): no user namespace;
+    bubblewrap makes the mounts with root's rights and keeps only the
+    capabilities to switch users, which :func:`as_user` uses to become
+    ``uid`` (and to drop every capability) before anything else runs.
+    """
+    if uid is None:
+        users = ["--unshare-all", "--uid", "65534", "--gid", "65534"]
+    else:
+        users = [
+            *("--unshare-ipc", "--unshare-pid", "--unshare-net"),
+            *("--unshare-uts", "--unshare-cgroup-try"),
+        ]
+    keep = ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    keep += ["--cap-add", "CAP_SETPCAP"]
     args = [
         "bwrap",
-        "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces
+        *users,
         "--die-with-parent",
         "--new-session",
         "--cap-drop",
         "ALL",
-        "--uid",
-        "65534",
-        "--gid",
-        "65534",
+        *(keep if uid is not None else []),
         "--hostname",
         "sandbox",
         "--ro-bind",
@@ -117,6 +132,36 @@ def _base_args():
     return args
 
 
+def as_user(uid):
+    """The command that becomes ``uid`` inside the sandbox: no groups,
+    no capabilities (bounding set included), no new privileges (set-user-ID
+    programs of ``/usr`` stay powerless)."""
+    return [
+        "setpriv",
+        f"--reuid={int(uid)}",
+        f"--regid={int(uid)}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+    ]
+
+
+def _bind(args, kind, source, target, made):
+    """Bind ``source`` at ``target``, each folder above it made first with
+    mode 0755 (bubblewrap would make them 0700, closed to the sandbox's
+    own user)."""
+    parts = pathlib.PurePosixPath(target).parents
+    for parent in reversed(list(parts)[:-1]):
+        name = str(parent)
+        if name not in made and name not in ("/usr", "/tmp"):
+            args += ["--perms", "0755", "--dir", name]
+            made.add(name)
+    args += [kind, str(source), str(target)]
+    made.add(str(target))
+
+
 def _software_dirs():
     """Read-only folders the kernel needs: Python and its packages."""
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
@@ -141,6 +186,8 @@ def command(
     data_dir=None,
     overlays=(),
     tmp_mb=512,
+    connection_dir=None,
+    uid=None,
 ):
     """The command prefix that runs a program in the sandbox.
 
@@ -150,20 +197,27 @@ def command(
     mounted read-only at :data:`SANDBOX_PACKAGES` and put first on
     ``PYTHONPATH``; ``overlays`` are (file, path) pairs bound read-only
     over files of the software. ``env`` is the whole environment.
+    ``connection_dir`` (the kernel's connection file, the grader's) is
+    bound read-only, its sub-folder ``s`` (where the kernel makes its
+    sockets) read-write. With ``uid`` (the grader is root) the sandbox's
+    processes run as that user of no account (:func:`_base_args`).
     """
     # /tmp first: a private tmpfs of bounded size. The binds below come
     # after it, so a checkout, a venv or a dataset cache that lives under
     # /tmp on this machine stays visible inside.
-    args = _base_args() + [
+    args = _base_args(uid) + [
+        "--perms",
+        "1777",
         "--size",
         str(int(tmp_mb) * 2**20),
         "--tmpfs",
         "/tmp",
     ]
+    made = set()
     for d in _software_dirs():
-        args += ["--ro-bind", d, d]
+        _bind(args, "--ro-bind", d, d, made)
     if data_dir and os.path.isdir(data_dir):
-        args += ["--ro-bind", str(data_dir), str(data_dir)]
+        _bind(args, "--ro-bind", data_dir, data_dir, made)
     for source, target in overlays:
         args += ["--ro-bind", str(source), str(target)]
     # Only the scratch folder itself is bound: anything inside it may have
@@ -172,16 +226,16 @@ def command(
     home = os.path.join(scratch, "home")
     if not os.path.lexists(home):
         os.mkdir(home)
-    args += [
-        "--bind",
-        str(scratch),
-        str(scratch),
-        "--ro-bind",
-        str(package_dir),
-        SANDBOX_PACKAGES,
-        "--chdir",
-        os.path.join(scratch, "work"),
-    ]
+    _bind(args, "--bind", scratch, scratch, made)
+    _bind(args, "--ro-bind", package_dir, SANDBOX_PACKAGES, made)
+    if connection_dir is not None:
+        sockets = os.path.join(connection_dir, "s")
+        _bind(args, "--ro-bind", connection_dir, connection_dir, made)
+        args += ["--bind", sockets, sockets]
+    # as root without its capabilities bubblewrap could not enter the
+    # sandbox user's folder: the kernel's prelude changes to it then
+    work = os.path.join(scratch, "work")
+    args += ["--chdir", work if uid is None else "/"]
     env = dict(env)
     env.update(
         HOME=home,
@@ -192,6 +246,8 @@ def command(
         MPLCONFIGDIR=os.path.join(home, ".matplotlib"),
         KERAS_HOME=os.path.join(home, ".keras"),
         PATH=f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
+        USER="sandbox",
+        LOGNAME="sandbox",
     )
     if data_dir:
         env["CNNBOOK_DATA"] = str(data_dir)
@@ -206,4 +262,5 @@ def command(
     ]
     if memory_mb:
         limits.append(f"--as={int(memory_mb) * 2**20}")
-    return [*args, "--", *limits, "--"]
+    user = as_user(uid) if uid is not None else []
+    return [*args, "--", *user, *limits, "--"]

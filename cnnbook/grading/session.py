@@ -7,6 +7,15 @@ runs cells one at a time with a time limit each through the package's one
 executor (:mod:`cnnbook.execution`, output capped), and after a timeout or
 a dead kernel starts a fresh kernel and replays the cells that worked. It
 never touches the learner's notebook: it runs sources, in cells of its own.
+
+The whole sandbox is bounded by :class:`cnnbook.grading.limits.Confinement`
+(a cgroup for its memory and processes, the scratch folder as a tmpfs of
+fixed size, an unprivileged user of its own where the grader is root).
+The kernel's connection file and sockets live in a folder of the grader's
+that the sandbox sees read-only (the sockets' own folder writable only
+until the kernel has made them, where the sandbox runs as its own user):
+nothing the grader removes or connects to is a path the notebook's code
+can change.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from cnnbook import execution
 from cnnbook.data import cache_dir
+from cnnbook.grading import limits as whole
 from cnnbook.grading import sandbox
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell (errors always)
@@ -40,8 +50,13 @@ class Limits:
     memory_mb: int = 6144  # address-space limit of the kernel; 0: none
     profile: str = "smoke"
     sandbox: bool = True  # False: run the kernel unisolated (--no-sandbox)
-    max_processes: int = 2048  # processes and threads in the sandbox
+    max_processes: int = 2048  # per user (prlimit), threads included
     max_file_mb: int = 1024  # largest file the notebook may write
+    # the sandbox as a whole (see cnnbook.grading.limits; 0: no limit)
+    sandbox_memory_mb: int = 6144  # every process of it, tmpfs pages too
+    sandbox_processes: int = 1024  # its processes and threads together
+    scratch_mb: int = 1024  # the scratch folder, where it can be a tmpfs
+    tmp_mb: int = 512  # its private /tmp
 
 
 # Runs first in every kernel, before any of the learner's cells: limits the
@@ -49,7 +64,11 @@ class Limits:
 # the grader's calls under a private name.
 _PRELUDE = """
 def _cnnbook_prelude():
-    import resource, sys
+    import os, resource, sys
+    try:
+        os.chdir({workdir!r})
+    except OSError:  # the notebook's code replaced it: its own loss
+        pass
     limit = {memory}
     if limit:
         try:
@@ -71,6 +90,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     cnnbook_prefix: list = []
+    cnnbook_uid = None  # the sandbox's own user, if any
+
+    def write_connection_file(self, **kwargs):
+        super().write_connection_file(**kwargs)
+        if self.cnnbook_uid is not None:  # the kernel must read it
+            os.chown(self.connection_file, self.cnnbook_uid, -1)
 
     def format_kernel_cmd(self, extra_arguments=None):
         return [
@@ -99,7 +124,11 @@ class Session:
         self.client = None
         self.replay = []  # sources of the cells that ran to completion
         self.starts = 0
-        self.prefix = None  # the sandbox command, made once
+        self.confinement = None  # limits of the sandbox as a whole
+        self.limits_report = None  # what they were, for the report
+        self.uid = None  # the sandbox's user (None: the grader's own)
+        self.kernels = None  # the grader's folder of connection folders
+        self.kdir = None  # this kernel's, in it
 
     def _env(self):
         keep = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -119,45 +148,144 @@ class Session:
         )
         return env
 
+    # -- the folders the grader shares with the sandbox
+    def _prepare(self):
+        """Once per grade: the limits of the whole sandbox, its user, the
+        scratch folder's contents and the grader's connection folder."""
+        lim = self.limits
+        # a short path of its own: a socket's path has at most 107 bytes
+        self.kernels = tempfile.mkdtemp(prefix="cnnbook-kernels-")
+        if lim.sandbox:
+            self.uid = whole.sandbox_uid()
+            self.confinement = whole.Confinement(
+                self.scratch_dir,
+                lim.sandbox_memory_mb,
+                lim.sandbox_processes,
+                lim.scratch_mb,
+                self.uid,
+            ).__enter__()
+        if self.uid is not None:
+            os.chown(self.scratch_dir, self.uid, self.uid)
+        self._make_shared("work")
+        _copy_font_cache(os.path.join(self.scratch_dir, "home"))
+        self._give(self.scratch_dir, ("home", "home/.matplotlib"))
+        if self.uid is not None:
+            self._give_tree(os.path.join(self.scratch_dir, "home"))
+
+    def _give(self, folder, names):
+        if self.uid is None:
+            return
+        for name in names:
+            os.chown(
+                os.path.join(folder, name),
+                self.uid,
+                self.uid,
+                follow_symlinks=False,
+            )
+
+    def _give_tree(self, top):
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                self._give(root, (name,))
+
+    def _make_shared(self, name):
+        """A fresh folder ``name`` in the scratch folder, the sandbox's
+        (made only if absent; an existing entry, maybe a link planted by
+        the notebook, is left alone and never followed)."""
+        fd = os.open(self.scratch_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.mkdir(name, 0o700, dir_fd=fd)
+        except FileExistsError:
+            return
+        finally:
+            os.close(fd)
+        self._give(self.scratch_dir, (name,))
+
+    def shared_folder(self, prefix):
+        """A fresh folder in the scratch space for the grader's requests:
+        (its path, a descriptor of it opened without following a link)."""
+        fd = os.open(self.scratch_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            name = prefix + os.urandom(8).hex()
+            os.mkdir(name, 0o700, dir_fd=fd)
+            if self.uid is not None:
+                os.chown(
+                    name, self.uid, self.uid, dir_fd=fd, follow_symlinks=False
+                )
+            # O_NOFOLLOW: had the notebook swapped it for a link since, the
+            # open fails instead of reaching elsewhere
+            folder = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd
+            )
+        finally:
+            os.close(fd)
+        return os.path.join(self.scratch_dir, name), folder
+
+    def _new_kernel_dir(self):
+        """This kernel's connection folder, in the grader's own folder: the
+        connection file read-only to the sandbox, the sockets in ``s``."""
+        self.kdir = tempfile.mkdtemp(prefix="k", dir=self.kernels)
+        os.mkdir(os.path.join(self.kdir, "s"), 0o700)
+        if self.uid is not None:
+            os.chmod(self.kdir, 0o711)
+            os.chown(os.path.join(self.kdir, "s"), self.uid, self.uid)
+        return self.kdir
+
+    def _lock_sockets(self):
+        """Once the kernel has made its sockets, their folder is the
+        grader's again: the sandbox's user can no longer swap a socket
+        for a link the grader's connection would follow."""
+        if self.uid is not None and self.kdir is not None:
+            os.chown(os.path.join(self.kdir, "s"), 0, 0)
+            os.chmod(os.path.join(self.kdir, "s"), 0o711)
+
+    def _sandbox_command(self, kdir):
+        lim = self.limits
+        prefix = sandbox.command(
+            self.scratch_dir,
+            self.package_dir,
+            self._env(),
+            memory_mb=lim.memory_mb,
+            cpu_seconds=4 * lim.total_timeout + 3600,
+            max_processes=lim.max_processes,
+            max_file_mb=lim.max_file_mb,
+            data_dir=str(cache_dir()),
+            overlays=self.overlays,
+            tmp_mb=lim.tmp_mb,
+            connection_dir=kdir,
+            uid=self.uid,
+        )
+        return prefix
+
     def start(self):
-        # Everything under the scratch folder may have been replaced by the
-        # notebook's code (a symbolic link to somewhere else on this
-        # machine): the grader creates only fresh, unguessable names there,
-        # never follows a link in it, and binds nothing from it but itself.
+        if self.kernels is None:
+            self._prepare()
         self.starts += 1
-        kdir = tempfile.mkdtemp(prefix="k", dir=self.scratch_dir)
-        if self.starts == 1:
-            os.mkdir(self.workdir)
-            _copy_font_cache(os.path.join(self.scratch_dir, "home"))
-        elif not os.path.lexists(self.workdir):  # the notebook deleted it
-            os.mkdir(self.workdir)
+        self._make_shared("work")  # again if the notebook deleted it
+        kdir = self._new_kernel_dir()
         km = SandboxedKernelManager(
             kernel_name="python3",
             transport="ipc",
-            ip=os.path.join(kdir, "s"),
+            ip=os.path.join(kdir, "s", "k"),
             connection_file=os.path.join(kdir, "kernel.json"),
         )
-        env = self._env()
-        if self.limits.sandbox and self.prefix is None:
-            self.prefix = sandbox.command(
-                self.scratch_dir,
-                self.package_dir,
-                env,
-                memory_mb=self.limits.memory_mb,
-                cpu_seconds=4 * self.limits.total_timeout + 3600,
-                max_processes=self.limits.max_processes,
-                max_file_mb=self.limits.max_file_mb,
-                data_dir=str(cache_dir()),
-                overlays=self.overlays,
-            )
         if self.limits.sandbox:
-            km.cnnbook_prefix = self.prefix
+            km.cnnbook_prefix = [
+                *self.confinement.prefix(),
+                *self._sandbox_command(kdir),
+            ]
+            km.cnnbook_uid = self.uid
             env = {}
         else:
-            env = dict(os.environ, **env, PYTHONPATH=str(self.package_dir))
+            env = dict(
+                os.environ, **self._env(), PYTHONPATH=str(self.package_dir)
+            )
         self.client = execution.client(
             self.slot,
-            self.workdir,
+            # where the kernel's launcher starts: in the sandbox, the
+            # grader's own folder (bubblewrap then changes to the working
+            # folder inside); a path in the scratch space may be a link
+            kdir if self.limits.sandbox else self.workdir,
             self.limits.cell_timeout,
             output_limit=OUTPUT_LIMIT,
             allow_errors=True,
@@ -171,26 +299,48 @@ class Session:
         )
         self.client.start_new_kernel_client()
         error = self.run(
-            _PRELUDE.format(memory=int(self.limits.memory_mb) * 2**20),
+            _PRELUDE.format(
+                memory=int(self.limits.memory_mb) * 2**20,
+                workdir=self.workdir,
+            ),
             timeout=max(60, self.limits.cell_timeout),
         )
         if error:
             raise RuntimeError(
                 f"the grader could not prepare the kernel: {error}"
             )
+        self._lock_sockets()
         for source in self.replay:
             self.run(source, timeout=self.limits.cell_timeout)
 
-    def stop(self):
+    def _stop_kernel(self):
         if self.client is not None and self.client.km is not None:
             try:
                 self.client._cleanup_kernel()  # noqa: SLF001 - no public API
             except Exception:  # noqa: BLE001 - a dead kernel may refuse
                 pass
         self.client = None
+        if self.kdir is not None:
+            # the grader's own folder (the sandbox saw it read-only);
+            # rmtree never follows a link inside it
+            shutil.rmtree(self.kdir, ignore_errors=True)
+            self.kdir = None
+
+    def stop(self):
+        """Stop the kernel and end the grade's sandbox: every process left
+        in its group killed, its limits and usage kept in
+        ``limits_report``, the scratch tmpfs unmounted."""
+        self._stop_kernel()
+        if self.confinement is not None:
+            self.confinement.close()
+            self.limits_report = self.confinement.describe()
+            self.confinement = None
+        if self.kernels is not None:
+            shutil.rmtree(self.kernels, ignore_errors=True)
+            self.kernels = None
 
     def restart(self):
-        self.stop()
+        self._stop_kernel()
         self.start()
 
     def run(self, source, timeout):
