@@ -113,7 +113,7 @@ def test_the_reference_page_lists_the_schemas_fields():
 def test_keras_overlays_cover_the_files_of_chapter_4(tmp_path):
     apps = chapters.resolve("ch04").keras_applications
     made = package.keras_overlays(apps, tmp_path)
-    assert sorted(original.name for _, original in made) == [
+    assert sorted(o.name for _, o in made if o.suffix == ".py") == [
         "vgg16.py",
         "vgg19.py",
     ]

@@ -60,6 +60,12 @@ class Exercise:
     names: tuple
     visible: object
     hidden: object = None
+    # an exercise that asks for an operation a library has: what it asks
+    # ("zero padding") and the library functions that must not do the
+    # work ((path fragment, function name, label) triples, as in
+    # cnnbook.grading.tripwire); the sandbox's tripwire watches its calls
+    asks: str = ""
+    forbidden: tuple = ()
 
     def hidden_check(self, func):
         """Decorator: register ``func(ns, rng)`` as the hidden check."""
@@ -96,11 +102,39 @@ def registered(chapter):
     return list(_REGISTRY.get(chapter, {}).values())
 
 
-def exercise(chapter, key, title, points, names):
-    """Decorator that registers ``visible(ns)`` as exercise ``key``'s check."""
+def registered_keys(keys):
+    """The exercises registered so far (any chapter) whose keys are in
+    ``keys``."""
+    return [
+        ex
+        for exercises in _REGISTRY.values()
+        for ex in exercises.values()
+        if ex.key in keys
+    ]
+
+
+def exercise(chapter, key, title, points, names, asks="", forbidden=()):
+    """Decorator that registers ``visible(ns)`` as exercise ``key``'s check.
+
+    ``asks`` and ``forbidden`` (both or neither) declare an exercise that
+    asks the learner to implement an operation: in the grading sandbox a
+    call of its function in which one of the ``forbidden`` library
+    functions runs earns 0 (:mod:`cnnbook.grading.tripwire`).
+    """
+    if bool(asks) != bool(forbidden):
+        raise ValueError(f"exercise {key}: give both asks and forbidden")
 
     def register(visible):
-        ex = Exercise(chapter, key, title, points, tuple(names), visible)
+        ex = Exercise(
+            chapter,
+            key,
+            title,
+            points,
+            tuple(names),
+            visible,
+            asks=asks,
+            forbidden=tuple(forbidden),
+        )
         _REGISTRY.setdefault(chapter, {})[key] = ex
         return ex
 
@@ -127,18 +161,34 @@ def _describe(value):
     return f"{type(value).__name__} {value!r}"[:200]
 
 
+INTEGER_HINT = (
+    "use // : the size is an integer (// divides and rounds down, to the "
+    "floor)"
+)
+
+
+def exact_int(value, what):
+    """``value`` as an int when it is an integer (a Python or numpy
+    integer, not a bool); a float, even a whole one such as ``55.0``,
+    fails and names the mistake (sizes and counts computed with ``/``)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        raise mistake(
+            f"{what} is {value!r}, a {type(value).__name__}", INTEGER_HINT
+        )
+    raise CheckFailure(f"{what} should be an integer, got {_describe(value)}")
+
+
 def expect_equal(actual, expected, what):
-    """Exact comparison for ints, strings, tuples and the like."""
+    """Exact comparison for ints, strings, tuples and the like; where an
+    integer is expected only an integer (never a float) passes."""
     if isinstance(expected, (int, np.integer)) and not isinstance(
         expected, bool
     ):
-        if isinstance(actual, float) and actual.is_integer():
-            actual = int(actual)
-        if type(actual) is not int and not isinstance(actual, np.integer):
-            raise CheckFailure(
-                f"{what} should be the integer {expected}, "
-                f"got {_describe(actual)}"
-            )
+        actual = exact_int(actual, what)
     if actual != expected:
         raise CheckFailure(f"{what}: got {actual!r}, expected {expected!r}")
 

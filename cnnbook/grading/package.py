@@ -22,7 +22,7 @@ from importlib import metadata
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # cnnbook/
 # what the sandbox keeps of cnnbook/grading/: the kernel's side only
-KERNEL_SIDE = ("wire.py", "timeout.py")
+KERNEL_SIDE = ("wire.py", "timeout.py", "tripwire.py")
 # modules of cnnbook the kernel never needs
 LEFT_OUT = ("__main__.py", "notebooks.py", "execution.py")
 
@@ -52,6 +52,31 @@ class checker:  # noqa: N801
     def __call__(self, key):
         print(f"(exercise {key} is checked by the grader)")
 '''
+
+
+def _tripwire_source(answers):
+    """The lines of the sandbox's ``cnnbook.grading`` that arm the
+    tripwire (:mod:`cnnbook.grading.tripwire`) for the exercises, among
+    those ``answers`` names, that ask for an operation a library has."""
+    from cnnbook.grading import api
+
+    keys = {k for exercise_keys, _ in answers.values() for k in exercise_keys}
+    watched = {}
+    for ex in api.registered_keys(keys):
+        if not ex.forbidden:
+            continue
+        for name in ex.names:
+            watched[name] = (ex.key, ex.asks, [list(f) for f in ex.forbidden])
+    if not watched:
+        return ""
+    return (
+        "\n\n# the exercises that ask for an operation a library has: their\n"
+        "# calls are watched (cnnbook.grading.tripwire)\n"
+        f"WATCHED = frozenset({sorted(watched)!r})\n"
+        "from cnnbook.grading import tripwire as _tripwire  # noqa: E402\n\n"
+        f"_tripwire.install({watched!r})\n"
+        "del _tripwire\n"
+    )
 
 
 def _stub_source(module, names, keys, doc=None, only=None):
@@ -164,7 +189,9 @@ def build_package(answers, dest):
     grading.mkdir()
     for name in KERNEL_SIDE:
         shutil.copy(PACKAGE / "grading" / name, grading / name)
-    (grading / "__init__.py").write_text(_GRADING_STUB)
+    (grading / "__init__.py").write_text(
+        _GRADING_STUB + _tripwire_source(answers)
+    )
     parents = {}
     for module, (keys, names) in answers.items():
         parts = module.split(".")
@@ -268,7 +295,32 @@ def keras_overlays(modules, dest):
         stub = dest / f"keras-{name}.py"
         stub.write_text("\n".join(lines) + "\n")
         out.append((stub, original))
+        # the compiled copies of the original next to it: an empty file
+        # over each (Python then compiles the stand-in; nothing is written)
+        empty = dest / "empty.pyc"
+        empty.touch()
+        out += [(empty, pyc) for pyc in compiled_copies(original)]
     return out
+
+
+def compiled_copies(source):
+    """Every bytecode file the interpreter may hold for ``source``: those
+    in its ``__pycache__`` (any interpreter, any optimisation level) and a
+    legacy ``.pyc`` beside it."""
+    source = pathlib.Path(source)
+    stem = source.stem
+    found = []
+    cache = source.parent / "__pycache__"
+    if cache.is_dir():
+        found += sorted(
+            p
+            for p in cache.iterdir()
+            if p.name.startswith(f"{stem}.") and p.suffix == ".pyc"
+        )
+    legacy = source.with_suffix(".pyc")
+    if legacy.is_file():
+        found.append(legacy)
+    return found
 
 
 def _keras_version():

@@ -12,6 +12,8 @@ and the sandboxed kernel limits every call instead.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import traceback
 
 import numpy as np
@@ -23,6 +25,8 @@ from cnnbook.grading.api import (
     SandboxedNamespace,
 )
 from cnnbook.grading.timeout import Timeout, call_with_timeout
+
+_CNNBOOK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass
@@ -54,12 +58,38 @@ def explain(exc):
     if isinstance(exc, KernelStopped):
         return "your code stopped the Python kernel while being checked"
     if isinstance(exc, LearnerError):
+        name = type(exc).__name__
+        if name == "ForbiddenCall":  # the tripwire's verdict, as it is
+            return str(exc)
+        if name == "GraderError":
+            return f"not checked: {exc} (a failure of the grader, not yours)"
         where = f" (line {exc.line})" if exc.line else ""
-        return f"your code raised {type(exc).__name__}: {exc}{where}"
+        return f"your code raised {name}: {exc}{where}"
     frames = traceback.extract_tb(exc.__traceback__)
-    learner = [f for f in frames if "cnnbook" not in f.filename]
-    where = f" (line {learner[-1].lineno})" if learner else ""
-    return f"your code raised {type(exc).__name__}: {exc}{where}"
+    learner = [f for f in frames if not _software(f.filename)]
+    if not learner:
+        # raised in the grader's own code or a library it called, not in
+        # a line of the learner's
+        return (
+            f"not checked: the grader failed ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); this is not a mistake of yours"
+        )
+    return (
+        f"your code raised {type(exc).__name__}: {exc} "
+        f"(line {learner[-1].lineno})"
+    )
+
+
+def _software(filename):
+    """Whether ``filename`` belongs to the installed software (the
+    standard library, site-packages, :mod:`cnnbook`) rather than to the
+    learner's notebook."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, _CNNBOOK}
+    return (
+        "cnnbook" in filename
+        or "site-packages" in filename
+        or any(filename.startswith(os.path.join(r, "")) for r in roots if r)
+    )
 
 
 def _run_phase(check, ns, timeout, *args):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic, reference
+from cnnbook.grading import tripwire
 from cnnbook.grading.api import (
     CheckFailure,
     exercise,
@@ -263,7 +264,15 @@ def _check_zero_pad(func, X, pad):
         raise CheckFailure(f"{what} changed its input X; return a new array")
 
 
-@exercise(CHAPTER, "1.3", "zero padding", points=1, names=["zero_pad"])
+@exercise(
+    CHAPTER,
+    "1.3",
+    "zero padding",
+    points=1,
+    names=["zero_pad"],
+    asks="zero padding",
+    forbidden=tripwire.PAD,
+)
 def zero_pad_visible(ns):
     rng = np.random.default_rng(1)
     _check_zero_pad(ns["zero_pad"], rng.standard_normal((4, 3, 3, 2)), 2)
@@ -492,7 +501,13 @@ def _conv_mistake(got, A, W, b, stride, pad, expected):
 
 
 @exercise(
-    CHAPTER, "1.5", "convolution forward", points=3, names=["conv_forward"]
+    CHAPTER,
+    "1.5",
+    "convolution forward",
+    points=3,
+    names=["conv_forward"],
+    asks="the convolution",
+    forbidden=tripwire.CONV,
 )
 def conv_visible(ns):
     rng = np.random.default_rng(3)
@@ -628,6 +643,8 @@ def _pool_mistake(got, A, f, stride, mode, expected):
     "pooling forward (max and average)",
     points=2,
     names=["pool_forward"],
+    asks="the pooling",
+    forbidden=tripwire.POOL,
 )
 def pool_visible(ns):
     rng = np.random.default_rng(4)

@@ -20,6 +20,7 @@ from cnnbook.grading.api import (
     add_hint,
     call_learner,
     compiled,
+    exact_int,
     exercise,
     expect_equal,
     expect_same_layers,
@@ -143,12 +144,15 @@ def _reference_rows(input_size, num_classes):
 
 def _as_shape(value, what):
     try:
-        return tuple(int(d) for d in value)
-    except (TypeError, ValueError):
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None:
         raise CheckFailure(
             f"{what} should be a tuple of sizes such as "
             f"(28, 28, 6), got {value!r}"
-        ) from None
+        )
+    return tuple(exact_int(d, what) for d in items)
 
 
 def _check_table(func, input_size, num_classes):

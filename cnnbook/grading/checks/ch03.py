@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbook import arithmetic as ar
+from cnnbook.grading import tripwire
 from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
+    exact_int,
     exercise,
     expect_array,
     expect_equal,
@@ -103,12 +105,15 @@ def reference_parameters(num_classes=1000, input_size=227, channels=3):
 
 def _normalise_shape(value, what):
     try:
-        return tuple(int(d) for d in value)
-    except (TypeError, ValueError):
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) != 3:
         raise CheckFailure(
             f"{what} should be a tuple (height, width, "
             f"channels), got {value!r}"
-        ) from None
+        )
+    return tuple(exact_int(d, what) for d in items)
 
 
 def _compare_shapes(func, n):
@@ -120,8 +125,8 @@ def _compare_shapes(func, n):
     expected = reference_shapes(n)
     result = list(result)
     try:
-        normalised = [tuple(int(d) for d in v) for v in result]
-    except (TypeError, ValueError):
+        normalised = [tuple(exact_int(d, "") for d in v) for v in result]
+    except (TypeError, ValueError, CheckFailure):
         normalised = None
     if normalised is not None and normalised != expected:
         for hint, options in SHAPE_MISTAKES:
@@ -318,7 +323,13 @@ def _compare_lrn(func, a, n, k, alpha, beta):
 
 
 @exercise(
-    CHAPTER, "3.3", "Local response normalisation", points=2, names=["lrn"]
+    CHAPTER,
+    "3.3",
+    "Local response normalisation",
+    points=2,
+    names=["lrn"],
+    asks="local response normalisation",
+    forbidden=tripwire.LRN,
 )
 def lrn_visible(ns):
     rng = np.random.default_rng(3)
