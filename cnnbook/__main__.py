@@ -157,8 +157,11 @@ def _generate(args):
 
 
 def _execute(args):
-    from cnnbook import notebooks
+    from cnnbook import notebooks, records
 
+    # a canonical run: its records and figures replace the book's
+    # (results/, book/figures/); a learner's run never sets this
+    os.environ[records.CANONICAL_VAR] = "1"
     failed = 0
     for path in args.notebooks:
         try:
@@ -300,7 +303,11 @@ def main(argv=None):
     )
     gen.set_defaults(func=_generate)
 
-    ex = sub.add_parser("execute", help="run notebooks in place")
+    ex = sub.add_parser(
+        "execute",
+        help="run notebooks in place as canonical runs (their records and "
+        "figures replace the book's)",
+    )
     ex.add_argument("notebooks", nargs="+")
     ex.add_argument(
         "--timeout",

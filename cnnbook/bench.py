@@ -15,33 +15,23 @@ import numpy as np
 
 
 def networks():
-    """Name -> (builder, input shape, batch size) of the labs' networks."""
-    from cnnbook import models
+    """Name -> (builder, input shape, batch size) of the labs' networks,
+    from each lab's ``bench`` entries in :mod:`cnnbook.labs` (built with
+    the lab's ``full`` settings, at its ``full`` batch size)."""
+    from cnnbook.labs import LABS
 
-    return {
-        "lenet5": (lambda: models.lenet5(), (32, 32, 1), 64),
-        "alexnet_fashion": (
-            lambda: models.alexnet_fashion(resize_to=67),
-            (28, 28, 1),
-            128,
-        ),
-        "vgg_fashion": (
-            lambda: models.vgg_fashion(resize_to=32, width=16),
-            (32, 32, 1),
-            128,
-        ),
-        "resnet18": (lambda: models.resnet18(width=16), (28, 28, 1), 128),
-        "resnet56": (
-            lambda: models.cifar_style_net(56, residual=True),
-            (28, 28, 1),
-            128,
-        ),
-        "googlenet_small": (
-            lambda: models.googlenet_small(aux_classifiers=False, width=0.25),
-            (28, 28, 1),
-            128,
-        ),
-    }
+    found = {}
+    for lab in LABS.values():
+        full = lab.settings("full")
+        for entry in lab.bench:
+            found[entry.name] = (
+                lambda lab=lab, entry=entry, full=full: lab.build(
+                    entry.network, full
+                ),
+                tuple(entry.input_shape),
+                full["batch_size"],
+            )
+    return found
 
 
 def run(names=None, seconds=5.0, batches=256):

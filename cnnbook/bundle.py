@@ -219,10 +219,12 @@ def _write_cleared(source, target):
 
 
 def _lab_paths(labs):
-    every = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    """The lab notebooks (all of :data:`cnnbook.labs.LABS`, or ``labs``)."""
+    from cnnbook.labs import LABS
+
+    by_stem = {stem: ROOT / "notebooks" / f"{stem}.ipynb" for stem in LABS}
     if not labs:
-        return every
-    by_stem = {p.stem: p for p in every}
+        return list(by_stem.values())
     unknown = [lab for lab in labs if lab not in by_stem]
     if unknown:
         raise BundleError(

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cnnbook import records
+from cnnbook import labs, records
+from cnnbook.kinds import is_layer
 
 
 @dataclass
@@ -47,7 +48,7 @@ def cost(model):
             macs += inner.macs
             activations += inner.activations
             continue
-        if type(layer).__name__ == "InputLayer":
+        if is_layer(layer, "InputLayer"):
             continue
         activations += sum(
             math.prod(d for d in o.shape[1:] if d is not None)
@@ -57,37 +58,10 @@ def cost(model):
     return Cost(model.count_params(), macs, activations)
 
 
-# The networks of the labs, rebuilt from a record's settings: record model
-# name (or its start) -> builder. GoogLeNet is costed as deployed, without
-# the auxiliary heads it was trained with.
-def _builders():
-    from cnnbook import models
-
-    return {
-        "lenet5_classic": lambda s: models.lenet5_classic(),
-        "lenet5": lambda s: models.lenet5(),
-        "alexnet_fashion": lambda s: models.alexnet_fashion(
-            resize_to=s["input_size"]
-        ),
-        "vgg_fashion": lambda s: models.vgg_fashion(
-            resize_to=s["input_size"], width=s["width"]
-        ),
-        "resnet18": lambda s: models.resnet18(width=s["width"]),
-        "googlenet_small_aux": lambda s: models.googlenet_small(
-            width=s["width"], aux_classifiers=False
-        ),
-    }
-
-
-# Rows of the chapter's table: (lab, model name in the records, label);
-# a name may end in * (ResNet-18's name carries its width).
-CASE_STUDIES = (
-    ("ch02-lenet", "lenet5", "LeNet-5 (modern)"),
-    ("ch03-alexnet", "alexnet_fashion", "AlexNet (67×67)"),
-    ("ch04-vgg", "vgg_fashion", "VGG (narrow)"),
-    ("ch05-resnet18", "resnet18_cifar_w*", "ResNet-18"),
-    ("ch06-googlenet", "googlenet_small_aux", "GoogLeNet (narrow)"),
-)
+# Rows of the chapter's table: (lab, model name in the records, label),
+# declared with each lab in cnnbook.labs (``Lab.case_study``); a name may
+# end in * (ResNet-18's name carries its width).
+CASE_STUDIES = labs.case_studies()
 
 # The networks as the papers define them, for ImageNet-size inputs
 # (LeNet-5 for its 32x32 digits).
@@ -101,14 +75,13 @@ CANONICAL = (
 
 
 def builder_for(model_name):
-    """The builder of a lab's network from its record's model name."""
-    builders = _builders()
-    if model_name in builders:
-        return builders[model_name]
-    for start, build in builders.items():
-        if model_name.startswith(start + "_"):
-            return build
-    raise KeyError(f"no builder known for the recorded model {model_name!r}")
+    """The builder of a lab's network from its record's model name: a
+    function of the record's settings that returns the network as chapter
+    7 costs it (GoogLeNet without its auxiliary heads), from the lab's
+    entry in :mod:`cnnbook.labs`."""
+    _lab, network = labs.find_network(model_name)
+    build = network.deployed or network.build
+    return lambda settings: build(dict(settings), model_name)
 
 
 @dataclass
@@ -196,7 +169,9 @@ def costs_path(root=None):
 
 def write_costs(papers, rows, root=None):
     """Store the costs of the canonical and the trained networks (Ch. 7)
-    for the pages' ``{cost}`` references; returns the path."""
+    for the pages' ``{cost}`` references; returns the path: under ``root``,
+    else :func:`cnnbook.records.output_dir` (the book's ``results/`` only
+    for a canonical run)."""
     import json
 
     table = {
@@ -207,7 +182,7 @@ def write_costs(papers, rows, root=None):
         }
         for name, c in [*papers, *((row.label, row.cost) for row in rows)]
     }
-    path = costs_path(root)
+    path = costs_path(root or records.output_dir())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     return path

@@ -1,8 +1,10 @@
 """Figures shared by the chapters: curves, confusion matrices, image grids.
 
-Introduced in Chapter 1. :func:`save_figure` also writes a PNG into
-``book/figures/`` so that the chapter pages show the figures of a real run;
-it writes nothing under the ``smoke`` profile, so CI never replaces them.
+Introduced in Chapter 1. :func:`save_figure` also writes a PNG: into
+``book/figures/`` for a canonical run (``python -m cnnbook execute``), so
+that the chapter pages show the figures of a real run, and into the
+learner's own results folder (``figures/`` beside the run records) for any
+other run. It writes nothing under the ``smoke`` profile.
 """
 
 from __future__ import annotations
@@ -16,22 +18,35 @@ import numpy as np
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "book" / "figures"
 
 
-def save_figure(fig, name, profile=None):
-    """Save ``fig`` as ``book/figures/<name>.png`` (not under smoke). Ch. 1.
+def figures_dir():
+    """Where :func:`save_figure` writes: ``book/figures/`` for a canonical
+    run without ``$CNNBOOK_RESULTS``, else the ``figures/`` folder of
+    :func:`cnnbook.records.output_dir` (the learner's). Chapter 1."""
+    from cnnbook import records
 
-    ``CNNBOOK_FIGURES=off`` keeps the stored figures too, for extra runs
+    if records.canonical() and not os.environ.get(records.ENV_VAR, "").strip():
+        return FIGURES
+    return records.output_dir() / "figures"
+
+
+def save_figure(fig, name, profile=None):
+    """Save ``fig`` as ``<name>.png`` in :func:`figures_dir` (nothing under
+    smoke); returns the path or None. Chapter 1.
+
+    ``CNNBOOK_FIGURES=off`` writes nothing either, for extra canonical runs
     (other seeds) whose figures the pages should not show.
     """
     from cnnbook.profiles import current_profile
 
-    if (
-        (profile or current_profile()) == "smoke"
-        or os.environ.get("CNNBOOK_FIGURES", "").strip().lower() == "off"
-        or not FIGURES.parent.exists()
+    if (profile or current_profile()) == "smoke" or (
+        os.environ.get("CNNBOOK_FIGURES", "").strip().lower() == "off"
     ):
         return None
-    FIGURES.mkdir(exist_ok=True)
-    path = FIGURES / f"{name}.png"
+    folder = figures_dir()
+    if folder == FIGURES and not FIGURES.parent.exists():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 

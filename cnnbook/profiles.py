@@ -8,22 +8,22 @@ Introduced in Chapter 1 and used by every training notebook:
   2-5 up to half an hour a notebook on two CPU cores.
 * ``gpu``: the networks at the papers' widths on an NVIDIA GPU, in mixed
   precision, every lab within 90 s on one H100-class GPU (targets in
-  :mod:`cnnbook.gpu_targets`); data-parallel over several GPUs with the JAX
+  :mod:`cnnbook.labs`); data-parallel over several GPUs with the JAX
   backend (:mod:`cnnbook.distribute`).
 
 The profile is ``gpu`` when a GPU is visible and ``cpu`` otherwise; the
-environment variable ``CNNBOOK_PROFILE`` overrides the choice. A notebook
-whose settings have no ``gpu`` entry runs its ``full`` settings under the
-``gpu`` profile (mixed precision and several devices still apply).
+environment variable ``CNNBOOK_PROFILE`` overrides the choice. Each lab's
+settings for the four profiles are declared once, in :mod:`cnnbook.labs`.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from types import SimpleNamespace
+from collections.abc import Mapping
 
-PROFILES = ("smoke", "cpu", "full", "gpu")
+from cnnbook.labs import PROFILES
+
 ENV_VAR = "CNNBOOK_PROFILE"
 # the seed of a run; Chapter 7 runs labs under several seeds
 SEED_VAR = "CNNBOOK_SEED"
@@ -138,25 +138,47 @@ def current_profile():
     return "gpu" if _gpu_names() else "cpu"
 
 
-def setup(settings=None, seed=0):
+def setup(lab=None, /, *, seed=0, **overrides):
     """Start a notebook: pick the profile, seed everything, print the banner.
 
-    ``settings`` maps each profile name to a dict of that profile's values
-    (epochs, subset sizes...); the selected dict comes back as a namespace
-    with ``profile`` added. Every training notebook calls this first, so
-    its stored outputs say which device, backend and profile made them.
+    ``setup("ch05-resnet18")`` returns the lab's settings for the profile
+    in force, declared once in :data:`cnnbook.labs.LABS`, as a frozen,
+    typed configuration (``cfg.epochs``, ``cfg.batch_size``...) with
+    ``profile``, ``seed`` and ``replicas`` added; keyword arguments override
+    settings (``setup("ch05-resnet18", epochs=5)``), and a name the lab does
+    not declare is refused with the list of valid ones. ``setup()`` with no
+    lab, for notebooks that train nothing, returns only profile, seed and
+    replicas. Every training notebook calls this first, so its stored
+    outputs say which device, backend and profile made them, and it shows
+    the chosen settings as a table.
 
     Under ``gpu`` it also switches Keras to mixed precision
     (:func:`precision`); with several accelerators it makes training
-    data-parallel (:func:`cnnbook.distribute.configure`), and the namespace
-    gets ``replicas``, the number of devices a batch is split over.
-    Settings without a ``gpu`` entry fall back to their ``full`` entry.
+    data-parallel (:func:`cnnbook.distribute.configure`), and
+    ``cfg.replicas`` is the number of devices a batch is split over.
+    ``$CNNBOOK_DRY_RUN=1`` caps the settings to two small batches and one
+    epoch (:func:`cnnbook.labs.dry_run_settings`): the GPU dry run.
     """
     import keras
 
-    from cnnbook import distribute, records
+    from cnnbook import distribute, labs, records
     from cnnbook.machine import tune_allocator
 
+    if isinstance(lab, Mapping):
+        # the older form, setup({"smoke": {}, "cpu": {}, "full": {}}), is
+        # kept for notebooks that train nothing (the exercises call it)
+        if any(lab.values()):
+            raise labs.SettingsError(
+                "settings are declared once, in cnnbook.labs.LABS: call "
+                'setup("<lab notebook stem>") instead of passing a dict'
+            )
+        lab = None
+    if lab is None and overrides:
+        raise labs.SettingsError(
+            labs._unknown_message(None, sorted(overrides), ())
+        )
+    if lab is not None:
+        labs.lab(lab)  # an unknown lab fails before anything else
     profile = current_profile()
     if profile != "smoke":  # the commit a run record will name
         records.commit_at_start()
@@ -165,17 +187,6 @@ def setup(settings=None, seed=0):
     tune_allocator()
     policy = precision(profile)
     keras.mixed_precision.set_dtype_policy(policy)
-    chosen = {}
-    fallback = None
-    if settings:
-        required = [p for p in PROFILES if p != "gpu"]
-        missing = [p for p in required if p not in settings]
-        if missing:
-            raise ValueError(f"settings lack the profile(s) {missing}")
-        key = profile
-        if profile == "gpu" and "gpu" not in settings:
-            key = fallback = "full"
-        chosen = dict(settings[key])
     backend = keras.backend.backend()
     backend_version = _backend_version(backend)
     print(
@@ -183,19 +194,42 @@ def setup(settings=None, seed=0):
         f"backend: {backend} {backend_version} | keras {keras.__version__} | "
         f"python {platform.python_version()}"
     )
-    if fallback:
-        print(
-            "note: these settings have no 'gpu' entry; running the "
-            f"'{fallback}' settings under the gpu profile"
-        )
     if policy != "float32":
         print(f"precision: {policy}")
     replicas = distribute.configure()
-    if chosen:
-        print("settings: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
-    return SimpleNamespace(
-        profile=profile, seed=seed, replicas=replicas, **chosen
+    if lab is None:
+        return labs.Config(profile=profile, seed=seed, replicas=replicas)
+    dry_run = labs.dry_run_requested()
+    cfg = labs.configure(
+        lab,
+        profile,
+        seed=seed,
+        replicas=replicas,
+        dry_run=dry_run,
+        **overrides,
     )
+    if dry_run:
+        print(
+            f"dry run ({labs.DRY_RUN_VAR}): two batches, one epoch; "
+            "the record is marked as a dry run"
+        )
+    _show(cfg)
+    return cfg
+
+
+def _show(cfg):
+    """The settings as a table: HTML in a notebook, text elsewhere."""
+    table = cfg.table()
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # plain Python without IPython
+        print(table)
+        return
+    if get_ipython() is None:
+        print(table)
+    else:
+        display(Markdown(table))
 
 
 def _backend_version(backend):

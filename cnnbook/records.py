@@ -4,14 +4,20 @@ a page quotes. Introduced in Chapter 2; Chapter 7 reads them all.
 A record says what was trained (chapter, lab, model, settings), where and
 how (profile, seed, device, backend and versions, commit), and what came
 of it (per-epoch curves, final train and test accuracy, wall time,
-end-to-end and bare images/s). Records live in ``results/runs/<lab>/`` in
-the repository (``$CNNBOOK_RESULTS`` moves them); the file name is
+end-to-end and bare images/s). The book's records live in
+``results/runs/<lab>/`` in the repository; the file name is
 ``<model>.<profile>.<device>.seed<seed>.json``, so a re-run of the same lab,
 profile, device and seed replaces its record and another seed adds one.
 
-Under the ``smoke`` profile nothing is written unless ``$CNNBOOK_RESULTS``
-is set (the tests and the offline bundle set it), so CI never replaces the
-stored runs.
+A learner's run leaves the book's records alone: :func:`write` stores it
+in :func:`output_dir`, the learner's own folder (``<repo>/my-results/``, or
+``$CNNBOOK_RESULTS``), and the run is still compared with the book's
+records (:func:`results_dir`). Only a canonical run, one that
+``python -m cnnbook execute`` (``make execute``) starts with
+``$CNNBOOK_CANONICAL=1``, writes into ``results/``. Under the ``smoke``
+profile nothing is written unless ``$CNNBOOK_RESULTS`` is set (the tests
+and the offline bundle set it). The record's format is a JSON Schema
+(:data:`JSON_SCHEMA`), checked with ``jsonschema``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,16 @@ import pathlib
 import subprocess
 from dataclasses import dataclass
 
+import jsonschema
+
 SCHEMA = "cnnbook.run/1"
 ENV_VAR = "CNNBOOK_RESULTS"
+# set by `python -m cnnbook execute`: this run replaces the book's own
+CANONICAL_VAR = "CNNBOOK_CANONICAL"
 REPO = pathlib.Path(__file__).resolve().parent.parent
+BOOK_RESULTS = REPO / "results"
+# where a learner's runs go when $CNNBOOK_RESULTS names no other folder
+LEARNER_RESULTS = REPO / "my-results"
 REQUIRED = (
     "schema",
     "lab",
@@ -48,14 +61,79 @@ REQUIRED = (
 )
 
 
+def _number(minimum=None, maximum=None, positive=False, message=""):
+    rule = {"type": "number", "description": message}
+    if minimum is not None:
+        rule["minimum"] = minimum
+    if maximum is not None:
+        rule["maximum"] = maximum
+    if positive:
+        rule["exclusiveMinimum"] = 0
+    return rule
+
+
+# The run record as a JSON Schema; each rule's description is the end of
+# the message :func:`validate` gives when a record breaks it.
+JSON_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "cnnbook run record",
+    "type": "object",
+    "required": list(REQUIRED),
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "lab": {"type": "string"},
+        "chapter": {"type": "string"},
+        "model": {"type": "string"},
+        "profile": {"type": "string"},
+        "seed": {"type": "integer", "description": "must be an integer"},
+        "settings": {"type": "object"},
+        "history": {"type": "object"},
+        "test_accuracy": _number(0, 1, message="must lie in [0, 1]"),
+        "train_accuracy": _number(0, 1, message="must lie in [0, 1]"),
+        "seconds": _number(positive=True, message="must be positive"),
+        "images_per_second": _number(
+            positive=True, message="must be positive"
+        ),
+        "dry_run": {
+            "type": "boolean",
+            "description": "must be true or false (true: a capped GPU dry "
+            "run, never the book's)",
+        },
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(JSON_SCHEMA)
+
+
 class RecordError(ValueError):
     """A record file that is not a valid run record."""
 
 
+def _truthy(name):
+    value = os.environ.get(name, "").strip().lower()
+    return value not in ("", "0", "off", "false", "no")
+
+
+def canonical():
+    """True when this run replaces the book's records and figures
+    (``$CNNBOOK_CANONICAL``, set by ``python -m cnnbook execute``)."""
+    return _truthy(CANONICAL_VAR)
+
+
 def results_dir():
-    """The results folder: ``$CNNBOOK_RESULTS`` or ``<repo>/results``."""
+    """Where the book's records are read from: ``$CNNBOOK_RESULTS`` or
+    ``<repo>/results``."""
     chosen = os.environ.get(ENV_VAR, "").strip()
-    return pathlib.Path(chosen) if chosen else REPO / "results"
+    return pathlib.Path(chosen) if chosen else BOOK_RESULTS
+
+
+def output_dir():
+    """Where a run writes its record: ``$CNNBOOK_RESULTS`` when set, else
+    ``<repo>/results`` for a canonical run (:func:`canonical`) and the
+    learner's ``<repo>/my-results`` for any other."""
+    chosen = os.environ.get(ENV_VAR, "").strip()
+    if chosen:
+        return pathlib.Path(chosen)
+    return BOOK_RESULTS if canonical() else LEARNER_RESULTS
 
 
 def should_write(profile):
@@ -127,7 +205,9 @@ def path_for(record, root=None):
 
 
 def write(record, root=None):
-    """Validate ``record``, stamp it and write it; returns the path."""
+    """Validate ``record``, stamp it and write it under ``root`` (default
+    :func:`output_dir`); returns the path. A dry run's record never goes
+    into the book's ``results/``."""
     record = dict(record)
     record.setdefault("schema", SCHEMA)
     record.setdefault(
@@ -135,6 +215,11 @@ def write(record, root=None):
         _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     validate(record)
+    root = pathlib.Path(root) if root else output_dir()
+    if record.get("dry_run") and root.resolve() == BOOK_RESULTS.resolve():
+        raise RecordError(
+            f"a dry run's record is not the book's: not written to {root}"
+        )
     path = path_for(record, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
@@ -144,23 +229,28 @@ def write(record, root=None):
 
 
 def validate(record, where="record"):
-    """Raise :class:`RecordError` unless ``record`` follows the schema."""
+    """Raise :class:`RecordError` unless ``record`` follows
+    :data:`JSON_SCHEMA`; the message names every field at fault."""
     if not isinstance(record, dict):
         raise RecordError(f"{where}: not a JSON object")
     if record.get("schema") != SCHEMA:
         raise RecordError(
             f"{where}: schema {record.get('schema')!r}, expected {SCHEMA!r}"
         )
+    problems = []
     missing = [key for key in REQUIRED if key not in record]
     if missing:
-        raise RecordError(f"{where}: missing {', '.join(missing)}")
-    for key in ("test_accuracy", "train_accuracy"):
-        value = record[key]
-        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-            raise RecordError(f"{where}: {key} must lie in [0, 1]")
-    for key in ("seconds", "images_per_second"):
-        if not (isinstance(record[key], (int, float)) and record[key] > 0):
-            raise RecordError(f"{where}: {key} must be positive")
+        problems.append(f"missing {', '.join(missing)}")
+    for error in sorted(_VALIDATOR.iter_errors(record), key=str):
+        if error.validator == "required":
+            continue  # named above, in the order of REQUIRED
+        key = error.path[0] if error.path else None
+        told = error.schema.get("description") if key else None
+        text = f"{key} {told}" if told else error.message
+        if text not in problems:
+            problems.append(text)
+    if problems:
+        raise RecordError(f"{where}: {'; '.join(problems)}")
     return record
 
 

@@ -64,15 +64,22 @@ def total_steps(cfg, num_images):
 def cosine_schedule(peak, cfg, num_images, warmup_epochs=0, epochs=None):
     """Learning rate rising linearly to ``peak`` over ``warmup_epochs``, then
     a cosine down to zero at the end of the run (``cfg.epochs`` long unless
-    ``epochs`` is given). Chapter 2."""
+    ``epochs`` is given). Chapter 2.
+
+    The schedule remembers its length in epochs (``schedule.epochs``), and
+    :func:`fit` trains for that many, so a run's length is said once."""
+    epochs = epochs or cfg.epochs
     per_epoch = steps_per_epoch(num_images, cfg.batch_size)
-    total = (epochs or cfg.epochs) * per_epoch
+    total = epochs * per_epoch
     warmup = warmup_epochs * per_epoch
     if not warmup:
-        return keras.optimizers.schedules.CosineDecay(peak, total)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, total - warmup, warmup_target=peak, warmup_steps=warmup
-    )
+        schedule = keras.optimizers.schedules.CosineDecay(peak, total)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total - warmup, warmup_target=peak, warmup_steps=warmup
+        )
+    schedule.epochs = epochs
+    return schedule
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -107,14 +114,37 @@ def step_schedule(
     peak, cfg, num_images, warmup_epochs=0, boundaries=(0.5, 0.75)
 ):
     """:class:`StepSchedule` over the run of ``cfg``: the schedule of He et
-    al.'s CIFAR-10 experiments. Chapter 5."""
+    al.'s CIFAR-10 experiments; like :func:`cosine_schedule`, it remembers
+    its length in epochs for :func:`fit`. Chapter 5."""
     per_epoch = steps_per_epoch(num_images, cfg.batch_size)
-    return StepSchedule(
+    schedule = StepSchedule(
         peak,
         cfg.epochs * per_epoch,
         warmup=warmup_epochs * per_epoch,
         boundaries=boundaries,
     )
+    schedule.epochs = cfg.epochs
+    return schedule
+
+
+def _schedule_epochs(optimizer):
+    """The epochs the optimiser's learning-rate schedule was made for, if
+    :func:`cosine_schedule` or :func:`step_schedule` made it."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    return getattr(schedule, "epochs", None)
+
+
+def run_epochs(cfg, optimizer=None, epochs=None):
+    """How many epochs :func:`fit` trains: the length of the optimiser's
+    schedule when it has one, else ``epochs``, else ``cfg.epochs``; an
+    ``epochs`` that contradicts the schedule is refused. Chapter 2."""
+    planned = _schedule_epochs(optimizer)
+    if planned and epochs and int(epochs) != int(planned):
+        raise ValueError(
+            f"fit(epochs={epochs}) but the learning-rate schedule was made "
+            f"for {planned} epochs; give the epochs to the schedule only"
+        )
+    return int(planned or epochs or cfg.epochs)
 
 
 def _targets(model, y):
@@ -221,8 +251,21 @@ def fit(
     the ``augmented_`` of :func:`augmented`). ``seed`` is the seed the
     model was built and trained with, when not ``cfg.seed``;
     ``validation_freq=k`` scores the test images every k-th epoch only.
+    The number of epochs comes from the optimiser's schedule when
+    :func:`cosine_schedule` or :func:`step_schedule` made it
+    (:func:`run_epochs`), so it is written once.
+
+    The record goes to the learner's results folder, or to the book's
+    ``results/`` for a canonical run (:func:`cnnbook.records.output_dir`);
+    either way the run is placed against the book's records.
     """
-    epochs = epochs or cfg.epochs
+    epochs = run_epochs(
+        cfg,
+        optimizer
+        if optimizer is not None
+        else getattr(model, "optimizer", None),
+        epochs,
+    )
     batch_size = batch_size or cfg.batch_size
     if optimizer is not None:
         model.compile(
@@ -237,10 +280,16 @@ def fit(
         )
     y_train = _targets(model, split.y_train)
     y_test = _targets(model, split.y_test)
+    dry_run = bool(getattr(cfg, "dry_run", False))
     if bare_seconds is None:
-        bare_seconds = 0.5 if cfg.profile == "smoke" else 5.0
+        bare_seconds = 0.5 if cfg.profile == "smoke" or dry_run else 5.0
     bare = bare_step_rate(
-        model, split.x_train, split.y_train, batch_size, bare_seconds
+        model,
+        split.x_train,
+        split.y_train,
+        batch_size,
+        bare_seconds,
+        warmup=1 if dry_run else 3,
     )
     clock = EpochClock()
     with machine.CpuMeter() as meter:
@@ -279,8 +328,21 @@ def fit(
     print(_placement(report, cfg.profile, kind))
     if records.should_write(cfg.profile):
         report.record_path = records.write(record)
-        print(f"run record: {_shown(report.record_path)}")
+        print(_where_written(report.record_path))
     return report
+
+
+def _where_written(path):
+    """One line: where the record went, and whether it is the book's."""
+    shown = _shown(path)
+    try:
+        path.relative_to(records.BOOK_RESULTS)
+    except ValueError:
+        return (
+            f"your run record: {shown} (the book's records in results/ are "
+            "unchanged; only `make execute` replaces them)"
+        )
+    return f"run record: {shown} (the book's)"
 
 
 def _report(
@@ -333,13 +395,19 @@ def _record(model, split, cfg, lab, name, batch_size, report):
     """The run record of one :func:`fit` (see :mod:`cnnbook.records`)."""
     from cnnbook import profiles
 
+    if hasattr(cfg, "settings"):  # a configuration from setup()
+        chosen = {**cfg.settings(), "replicas": cfg.replicas}
+    else:
+        chosen = {
+            k: v for k, v in vars(cfg).items() if k not in ("profile", "seed")
+        }
     settings = {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in vars(cfg).items()
-        if k not in ("profile", "seed")
+        k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()
     }
     model_name = name or model.name.removeprefix("augmented_")
+    extra = {"dry_run": True} if getattr(cfg, "dry_run", False) else {}
     return {
+        **extra,
         "schema": records.SCHEMA,
         "lab": lab,
         "chapter": lab.split("-")[0],

@@ -153,42 +153,36 @@ def test_summary_reads_run_records_tolerantly(tmp_path):
 
 
 def test_every_lab_has_a_gpu_target():
-    from cnnbook import gpu_targets
+    from cnnbook import gpu_targets, labs
 
-    labs = {p.stem for p in (bundle.ROOT / "notebooks").glob("*.ipynb")}
+    assert [p.stem for p in bundle._lab_paths([])] == list(labs.LABS)
     assert (
-        labs == set(gpu_targets.TARGETS) == set(gpu_targets.ESTIMATED_SECONDS)
+        set(labs.LABS)
+        == set(gpu_targets.TARGETS)
+        == set(gpu_targets.ESTIMATED_SECONDS)
     )
     estimates = list(gpu_targets.ESTIMATED_SECONDS.values())
     assert max(estimates) <= gpu_targets.LAB_SECONDS
     assert sum(estimates) <= gpu_targets.TOTAL_SECONDS
     assert gpu_targets.target("ch05-resnet18") == 0.945
+    with pytest.raises(bundle.BundleError, match="ch99-nothing"):
+        bundle._lab_paths(["ch99-nothing"])
 
 
 def test_every_training_lab_has_gpu_settings():
-    """The gpu settings live in each notebook's setup cell, nowhere else."""
-    import ast
+    """A lab with a gpu target trains registered networks under its own
+    gpu settings; a lab without networks promises no accuracy."""
+    from cnnbook import labs
 
-    import nbformat
-
-    from cnnbook import gpu_targets
-
-    for stem, target in gpu_targets.TARGETS.items():
-        nb = nbformat.read(
-            bundle.ROOT / "notebooks" / f"{stem}.ipynb", as_version=4
-        )
-        setup_cell = next(c for c in nb.cells if "setup(" in c.source)
-        call = next(
-            node
-            for node in ast.walk(ast.parse(setup_cell.source))
-            if isinstance(node, ast.Call)
-            and getattr(node.func, "id", "") == "setup"
-        )
-        if not call.args:  # no settings: the lab trains nothing
-            assert target["trains"] is None, stem
-            continue
-        profiles = {ast.literal_eval(k) for k in call.args[0].keys}
-        assert "gpu" in profiles, f"{stem}: no gpu settings"
+    for stem, entry in labs.LABS.items():
+        if entry.gpu.target_accuracy is not None:
+            assert entry.networks, f"{stem}: a target but no network"
+        if entry.networks:
+            assert entry.gpu.trains, stem
+            gpu = entry.settings("gpu")
+            assert gpu and gpu != entry.settings("full"), stem
+            for network in entry.networks:
+                assert network.names_for(gpu), (stem, network.pattern)
 
 
 def test_datasets_used_finds_loaders_and_splits(tmp_path):

@@ -37,10 +37,21 @@ def test_cost_looks_inside_a_nested_model():
 
 
 def test_every_case_study_has_a_builder():
-    for _lab, model, _label in compare.CASE_STUDIES:
-        assert compare.builder_for(model)
-    assert compare.builder_for("resnet18_cifar_w16")
-    with pytest.raises(KeyError, match="no builder"):
+    from cnnbook import labs
+
+    assert [lab for lab, _, _ in compare.CASE_STUDIES] == [
+        stem for stem, entry in labs.LABS.items() if entry.case_study
+    ]
+    for lab, model, _label in compare.CASE_STUDIES:
+        owner, _network = labs.find_network(model)
+        assert owner.stem == lab
+    # built from the record's settings: the width is the record's
+    net = compare.builder_for("resnet18_cifar_w16")({"width": 4})
+    assert net.name == "resnet18_cifar_w4"
+    # GoogLeNet is costed as deployed: one output, no auxiliary heads
+    deployed = compare.builder_for("googlenet_small_aux")({"width": 0.125})
+    assert len(deployed.outputs) == 1
+    with pytest.raises(KeyError, match="no lab trains"):
         compare.builder_for("mystery_net")
 
 

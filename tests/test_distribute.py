@@ -23,7 +23,7 @@ from cnnbook import distribute, setup
 
 
 def run(mode):
-    cfg = setup({p: {} for p in ("smoke", "cpu", "full")}, seed=0)
+    cfg = setup(seed=0)
     replicas = distribute.configure(mode, verbose=False)
     rng = np.random.default_rng(0)
     x = rng.random((512, 12, 12, 1), dtype=np.float32)

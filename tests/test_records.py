@@ -74,6 +74,23 @@ def test_missing_fields_are_named(tmp_path):
         records.validate(record)
 
 
+def test_the_schema_is_a_json_schema_and_marks_dry_runs(tmp_path):
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(records.JSON_SCHEMA)
+    with pytest.raises(records.RecordError, match="dry_run must be true"):
+        records.validate(_record(dry_run="yes"))
+    with pytest.raises(records.RecordError, match="seed must be an integer"):
+        records.validate(_record(seed="0"))
+    # several faults are named together
+    with pytest.raises(records.RecordError, match="seconds.*test_accuracy"):
+        records.validate(_record(test_accuracy=2, seconds=-1))
+    dry = _record(dry_run=True, profile="gpu")
+    assert records.write(dry, tmp_path).exists()
+    with pytest.raises(records.RecordError, match="not the book's"):
+        records.write(dry, records.BOOK_RESULTS)
+
+
 def test_unreadable_record_says_which_file(tmp_path):
     bad = tmp_path / "runs" / "x" / "y.json"
     bad.parent.mkdir(parents=True)
