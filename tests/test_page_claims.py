@@ -13,6 +13,7 @@ import json
 import shutil
 
 import pytest
+from conftest import page_text
 
 from cnnbook import compare, records
 
@@ -196,3 +197,99 @@ def test_the_claims_fail_when_a_rerun_contradicts_them(tmp_path, monkeypatch):
     )
     with pytest.raises(AssertionError):
         test_ch06_googlenet_full_run_meets_its_targets()
+
+
+# ------------------------------------------- ch03 and ch04: the cpu runs
+CPU_PROFILE_PAGES = [
+    ("ch03-alexnet.md", "ch03-alexnet", "alexnet_fashion"),
+    ("ch04-vgg.md", "ch04-vgg", "vgg_fashion"),
+]
+
+
+def _cpu_profile_runs(lab, model):
+    return records.load_all(
+        lab=lab, model=model, profile="cpu", device_kind="cpu"
+    )
+
+
+def _check_cpu_runs_as_told(found):
+    """The runs are those of the seeds 0, 1 and 2, made by more than one
+    version of the code."""
+    assert sorted(r["seed"] for r in found) == [0, 1, 2]
+    assert len({r["commit"] for r in found}) > 1, [r["commit"] for r in found]
+
+
+def _check_no_memorising(found):
+    """Runs without augmentation end a few points (one to five) higher on
+    their training images than on the test images, and below 97% there."""
+    for record in found:
+        settings = record["settings"]
+        assert not settings.get("mirror") and not settings.get("shift")
+        assert not settings.get("augment")
+        gap = record["train_accuracy"] - record["test_accuracy"]
+        assert 0.01 <= gap <= 0.05, (record["seed"], gap)
+        assert record["train_accuracy"] < 0.97, record["seed"]
+
+
+@pytest.mark.parametrize(("page", "lab", "model"), CPU_PROFILE_PAGES)
+def test_ch03_ch04_cpu_runs_as_the_pages_tell_them(page, lab, model):
+    """ch03 and ch04: the `cpu` profile's stored runs, "with the seeds 0,
+    1 and 2", "were made with different versions of the package's code"
+    (so their range is not what seeds alone produce)."""
+    text = " ".join(page_text(page).split())
+    assert "with the seeds 0, 1 and 2" in text
+    assert "made with different versions of the package's code" in text
+    _check_cpu_runs_as_told(_cpu_profile_runs(lab, model))
+
+
+def test_ch04_cpu_runs_without_augmentation_do_not_memorise():
+    """ch04: without augmentation "each run ends a few points higher on
+    its training images than on the test images, far from a training set
+    learned by heart" (and the Summary: "a few points higher")."""
+    text = " ".join(page_text("ch04-vgg.md").split())
+    assert "far from a training set learned by heart" in text
+    assert "memorises" not in text
+    _check_no_memorising(_cpu_profile_runs("ch04-vgg", "vgg_fashion"))
+
+
+def test_the_cpu_run_claims_fail_on_other_records():
+    """Records that tell another story fail the two checks above."""
+    found = _cpu_profile_runs("ch04-vgg", "vgg_fashion")
+    one_commit = [{**r, "commit": "abc"} for r in found]
+    with pytest.raises(AssertionError):
+        _check_cpu_runs_as_told(one_commit)
+    with pytest.raises(AssertionError):
+        _check_cpu_runs_as_told(found[:2])
+    memorised = [{**r, "train_accuracy": 0.995} for r in found]
+    with pytest.raises(AssertionError):
+        _check_no_memorising(memorised)
+    augmented = [
+        {**r, "settings": {**r["settings"], "shift": 0.1}} for r in found
+    ]
+    with pytest.raises(AssertionError):
+        _check_no_memorising(augmented)
+
+
+def test_index_full_runs_on_two_cpu_cores_each_listed():
+    """index: "Every `full` run stored with the book, GoogLeNet's
+    included, was made on the two CPU cores of our build machine with the
+    TensorFlow backend", and its table gives the time of each of them."""
+    import pathlib
+    import re
+
+    page = (
+        pathlib.Path(__file__).resolve().parent.parent / "book" / "index.md"
+    ).read_text()
+    full = records.load_all(profile="full")
+    assert {r["lab"] for r in full} >= {"ch02-lenet", "ch06-googlenet"}
+    for record in full:
+        where = f"{record['lab']}/{record['model']} seed {record['seed']}"
+        assert records.device_kind(record["device"]) == "cpu", where
+        assert record["cores"] == 2, where
+        assert record["backend"] == "tensorflow", where
+    quoted = set(
+        re.findall(r"\{run\}`([\w-]+/[\w-]+)/full:(?:minutes|seconds)", page)
+    )
+    listed = {f"{r['lab']}/{r['model']}" for r in full}
+    assert listed == quoted, listed ^ quoted
+    assert "needs a GPU" not in page
