@@ -426,3 +426,156 @@ def test_page_figures_exist():
     assert len(images) >= 3
     for image in images:
         assert (PAGE.parent / image).exists(), image
+
+
+# ------------------------------------------------------- edge detection
+@pytest.mark.parametrize("kind", ["plain", "sobel"])
+@pytest.mark.parametrize(
+    "orientation,axis", [("vertical", 1), ("horizontal", 0)]
+)
+def test_edge_filters_equal_scipy_prewitt_and_sobel(kind, orientation, axis):
+    """SciPy's Prewitt and Sobel operators take right minus left (bottom
+    minus top); the book's filters take left minus right, as the course
+    does, so they agree up to the sign away from the border."""
+    from scipy import ndimage
+
+    from cnnbook import edges
+
+    image = np.random.default_rng(5).standard_normal((7, 9))
+    scipy_operator = {"plain": ndimage.prewitt, "sobel": ndimage.sobel}[kind]
+    np.testing.assert_allclose(
+        edges.filter_image(image, edges.edge_filter(kind, orientation)),
+        -scipy_operator(image, axis=axis)[1:-1, 1:-1],
+    )
+
+
+@pytest.mark.parametrize("kind", ["plain", "sobel", "scharr"])
+def test_edge_filters_ignore_flat_regions_and_filter_like_scipy(kind):
+    from scipy import signal
+
+    from cnnbook import edges
+
+    vertical = edges.edge_filter(kind, "vertical")
+    horizontal = edges.edge_filter(kind, "horizontal")
+    np.testing.assert_array_equal(horizontal, vertical.T)
+    flat = np.full((5, 5), 7.0)
+    for kernel in (vertical, horizontal):
+        assert not edges.filter_image(flat, kernel).any()
+    image = np.random.default_rng(6).standard_normal((6, 8))
+    np.testing.assert_allclose(
+        edges.filter_image(image, vertical),
+        signal.correlate2d(image, vertical, mode="valid"),
+    )
+
+
+def test_edge_sign_tells_light_to_dark_from_dark_to_light():
+    from cnnbook import edges
+
+    vertical = edges.edge_filter()
+    light_to_dark = edges.filter_image(edges.step_image(), vertical)
+    dark_to_light = edges.filter_image(
+        edges.step_image(bright_side="right"), vertical
+    )
+    assert light_to_dark.shape == (4, 4)
+    # the band in the two middle columns, zero where the window is flat
+    assert (light_to_dark[:, 1:3] > 0).all()
+    assert not light_to_dark[:, [0, 3]].any()
+    np.testing.assert_array_equal(dark_to_light, -light_to_dark)
+    # the horizontal filter on a top/bottom step is the transposed case
+    np.testing.assert_array_equal(
+        edges.filter_image(
+            edges.step_image(bright_side="top"),
+            edges.edge_filter("plain", "horizontal"),
+        ),
+        light_to_dark.T,
+    )
+    quadrants = edges.filter_image(
+        edges.quadrant_image(), edges.edge_filter("plain", "horizontal")
+    )
+    middle = quadrants[1:3]
+    assert (middle[:, :2] > 0).all() and (middle[:, 2:] < 0).all()
+    assert (np.abs(middle[:, 1]) < np.abs(middle[:, 0])).all()
+
+
+def test_edge_inputs_are_checked():
+    from cnnbook import edges
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        edges.edge_filter("canny")
+    with pytest.raises(ValueError, match="orientation"):
+        edges.edge_filter("plain", "diagonal")
+    with pytest.raises(ValueError, match="even number"):
+        edges.step_image(5)
+    with pytest.raises(ValueError, match="bright_side"):
+        edges.step_image(bright_side="centre")
+    with pytest.raises(ValueError, match="2-D"):
+        edges.filter_image(np.zeros((1, 6, 6)), edges.edge_filter())
+
+
+def _pmatrix(array):
+    rows = " \\\\ ".join(
+        " & ".join(f"{value:g}" for value in row) for row in array
+    )
+    return f"\\begin{{pmatrix}} {rows} \\end{{pmatrix}}"
+
+
+def _squeezed(text):
+    return re.sub(r"\s+", " ", text)
+
+
+def test_page_shows_the_computed_edge_examples():
+    from cnnbook import edges
+
+    page = _squeezed(PAGE.read_text())
+    section = page[
+        page.index("(ch01-edge-detection)=") : page.index(
+            "(ch01-padding-stride)="
+        )
+    ]
+    vertical = edges.edge_filter()
+    horizontal = edges.edge_filter("plain", "horizontal")
+    shown = [
+        vertical,
+        horizontal,
+        edges.edge_filter("sobel"),
+        edges.edge_filter("scharr"),
+        edges.filter_image(edges.step_image(), vertical),
+        edges.filter_image(edges.step_image(bright_side="right"), vertical),
+        edges.filter_image(edges.quadrant_image(), horizontal),
+    ]
+    for array in shown:
+        assert _pmatrix(array) in section, _pmatrix(array)
+    for kind in ("plain", "sobel", "scharr"):
+        band = edges.filter_image(edges.step_image(), edges.edge_filter(kind))
+        assert f"{band[0, 1]:g}" in section, (kind, band[0, 1])
+    assert "figures/ch01-edges.png" in section
+
+
+def test_edge_figure_shows_the_computed_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnbook import edges
+
+    fig = edges.draw_edge_examples()
+    try:
+        axes = np.array(fig.axes).reshape(3, 3)
+        expected = [
+            edges.filter_image(edges.step_image(), edges.edge_filter()),
+            edges.filter_image(
+                edges.step_image(bright_side="right"), edges.edge_filter()
+            ),
+            edges.filter_image(
+                edges.quadrant_image(),
+                edges.edge_filter("plain", "horizontal"),
+            ),
+        ]
+        for row, output in enumerate(expected):
+            written = [float(t.get_text()) for t in axes[row, 2].texts]
+            assert written == output.ravel().tolist()
+    finally:
+        plt.close(fig)
+    figure = PAGE.parent / "figures" / f"{edges.FIGURE}.png"
+    assert figure.exists(), "run: .venv/bin/python -m cnnbook.edges"
