@@ -31,7 +31,7 @@ help:
 	@echo "make lint   ruff (lint and format check) and codespell"
 	@echo "make lab    start JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/"
-	@echo "make execute    re-run the labs in place, storing outputs (NB=... picks;"
+	@echo "make execute    re-run the labs in place as the book's canonical runs (NB=... picks;"
 	@echo "                the profile comes from CNNBOOK_PROFILE)"
 	@echo "make execute-solutions  re-run solutions/ under the smoke profile"
 	@echo "make book-exec  build the book re-running the notebooks (jupyter-cache)"
@@ -130,7 +130,9 @@ exercises: $(STAMP)
 	$(PY) -m cnnbook generate
 
 # Lab notebooks store a cpu or full run; solutions store the smoke run that
-# nbval compares against.
+# nbval compares against. `cnnbook execute` is a canonical run
+# (CNNBOOK_CANONICAL=1): its records and figures replace the book's in
+# results/ and book/figures/; a run from JupyterLab writes to my-results/.
 NB ?= notebooks/*.ipynb
 execute: data
 	$(PY) -m cnnbook execute $(NB)
