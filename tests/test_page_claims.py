@@ -359,3 +359,35 @@ def test_index_full_runs_on_two_cpu_cores_each_listed():
     listed = {f"{r['lab']}/{r['model']}" for r in full}
     assert listed == quoted, listed ^ quoted
     assert "needs a GPU" not in page
+
+
+def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
+    """ch02: the modern form "reaches 99% on the test digits within its
+    first ten epochs, which the classic one never does in its twenty", is
+    "clearly ahead after the first epoch", the curves "cross" (the classic
+    form ahead after some epochs) and the modern form "ends ... points
+    ahead"; the settings the page names are the records'."""
+    modern = _full(LENET, "lenet5")
+    classic = _full(LENET, "lenet5_classic")
+    curves = {
+        name: record["history"]["val_accuracy"]
+        for name, record in (("modern", modern), ("classic", classic))
+    }
+    first_99 = next(
+        epoch
+        for epoch, accuracy in enumerate(curves["modern"], 1)
+        if accuracy >= 0.99
+    )
+    assert first_99 <= 10
+    assert classic["epochs"] == 20 and max(curves["classic"]) < 0.99
+    first_gap = curves["modern"][0] - curves["classic"][0]
+    last_gap = modern["test_accuracy"] - classic["test_accuracy"]
+    assert first_gap > 0.005 and 0 < last_gap < first_gap
+    assert any(
+        c >= m
+        for m, c in zip(curves["modern"], curves["classic"], strict=True)
+    )
+    for record in (modern, classic):
+        settings = record["settings"]
+        assert settings["lr"] == 0.001 and settings["batch_size"] == 64
+        assert settings["weight_decay"] == 0.05
