@@ -4,8 +4,8 @@ Introduced in Chapter 1 and used by every training notebook:
 
 * ``smoke``: CI; each notebook finishes in well under a minute on 2 cores.
 * ``cpu``: a learner's laptop; real but shorter training, minutes.
-* ``full``: the training each chapter promises; a GPU, or for chapters
-  2-5 up to half an hour a notebook on two CPU cores.
+* ``full``: the book's canonical runs, sized for two CPU cores (the stored
+  runs took from 2 to 53 minutes a network; their records say how long).
 * ``gpu``: the networks at the papers' widths on an NVIDIA GPU, in mixed
   precision, every lab within 90 s on one H100-class GPU (targets in
   :mod:`cnnbook.labs`); data-parallel over several GPUs with the JAX
