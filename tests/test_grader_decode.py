@@ -213,3 +213,20 @@ def test_reading_never_unpickles(tmp_path):
     write_answer(base, {"ok": True, "value": None})
     with pytest.raises(wire.WireError, match="numbers"):
         wire.read(str(base))
+
+
+def test_a_compiled_model_comes_back_compiled():
+    """A compiled model (its optimizer cannot be made in the stateless
+    scope) is rebuilt, then compiled as Keras would."""
+    import keras
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3)(inp))
+    model.compile(optimizer="adam", loss="mse")
+    arrays = {}
+    tree = wire.encode(model, arrays, weights=True)
+    back = wire.decode(tree, arrays)
+    assert back.compiled and back._cnnbook_compiled
+    assert type(back.optimizer).__name__ == "Adam"
+    for mine, theirs in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)

@@ -462,6 +462,7 @@ def _decode_keras(tree, arrays):
     import keras
     from keras.src.backend.common import global_state
     from keras.src.backend.common.variables import initialize_all_variables
+    from keras.src.saving.serialization_lib import SafeModeScope
 
     config = tree["config"]
     _check_config(config)
@@ -476,6 +477,12 @@ def _decode_keras(tree, arrays):
     # Rebuilt in a stateless scope, Keras makes every weight without its
     # memory (shape and dtype only): the total is checked before any
     # weight is allocated.
+    # (An optimizer cannot be made there: a compiled model is compiled
+    # once its weights exist, as Keras itself does after rebuilding.)
+    compile_config = None
+    if isinstance(config, dict) and config.get("compile_config"):
+        compile_config = config["compile_config"]
+        config = {k: v for k, v in config.items() if k != "compile_config"}
     global_state.set_global_attribute("uninitialized_variables", [])
     try:
         with keras.StatelessScope(initialize_variables=False):
@@ -493,6 +500,10 @@ def _decode_keras(tree, arrays):
                 f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
             )
         initialize_all_variables()
+        if compile_config:
+            with SafeModeScope(True):
+                obj.compile_from_config(compile_config)
+            obj.compiled = True
     except WireError:
         global_state.set_global_attribute("uninitialized_variables", [])
         raise
