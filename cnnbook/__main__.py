@@ -43,6 +43,8 @@ def _grade(args):
         raise SystemExit(3)
 
     signal.signal(signal.SIGTERM, stop)
+    # a file name need not be UTF-8: print it escaped, never crash on it
+    sys.stdout.reconfigure(errors="backslashreplace")
     limits = _limits(args)
     try:
         report = grade(
@@ -58,7 +60,7 @@ def _grade(args):
 
 
 def _grade_batch(args):
-    from cnnbook.grading.batch import grade_batch
+    from cnnbook.grading import batch
 
     options = [
         "--cell-timeout",
@@ -70,8 +72,6 @@ def _grade_batch(args):
         "--memory",
         str(args.memory),
     ]
-    if args.chapter:
-        options += ["--chapter", args.chapter]
     if args.no_sandbox:
         options.append("--no-sandbox")
     else:
@@ -89,25 +89,52 @@ def _grade_batch(args):
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
-    if not any(folder.rglob("*.ipynb")):
+    # the chapter is the instructor's, never a submission's
+    try:
+        configured = batch.folder_chapter(folder)
+    except batch.BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chapter = args.chapter or configured
+    if chapter is None:
+        print(
+            "error: grade-batch grades every submission as the chapter you "
+            "name, never as the one a notebook or its file name claims: "
+            "pass --chapter chNN, or put a file cnnbook-grading.toml "
+            f'holding chapter = "chNN" in {folder}',
+            file=sys.stderr,
+        )
+        return 2
+    if configured and configured != chapter:
+        print(
+            f"note: --chapter {chapter} overrides the folder's {configured}",
+            file=sys.stderr,
+        )
+    if not batch.scan(folder):
         print(f"error: no .ipynb files under {folder}", file=sys.stderr)
         return 2
-    # the checks run after the notebook's limit: up to 12 exercises x
-    # (2 x 60 s + 30 s) more; past that the grader itself is stopped
-    hard = args.timeout + 1800
-    summary = grade_batch(
-        folder,
-        args.out,
-        workers=args.workers,
-        options=options,
-        hard_timeout=hard,
-    )
+    # each grade stops itself by its --timeout (plus seconds to stop its
+    # kernel); past this margin the grader itself is stopped
+    try:
+        summary = batch.grade_batch(
+            folder,
+            args.out,
+            chapter,
+            workers=args.workers,
+            options=options,
+            hard_timeout=args.timeout + batch.HARD_MARGIN,
+        )
+    except batch.BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 1 if any(row["total"] is None for row in summary) else 0
 
 
 def _grading_options(parser):
     parser.add_argument(
-        "--chapter", help="chapter id, if the notebook lost it"
+        "--chapter",
+        help="chapter to grade as (the notebook's own claim is not "
+        "trusted; grade-batch needs it or a cnnbook-grading.toml)",
     )
     parser.add_argument(
         "--cell-timeout",
@@ -119,7 +146,8 @@ def _grading_options(parser):
         "--timeout",
         type=float,
         default=900.0,
-        help="limit for the whole notebook, seconds (default 900)",
+        help="limit for the whole grade (cells, replays after a restart "
+        "and checks), seconds (default 900)",
     )
     parser.add_argument(
         "--profile",

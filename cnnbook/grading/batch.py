@@ -1,43 +1,228 @@
 """Grading a folder of submissions, each in its own process.
 
 Introduced in Chapter 1 (``python -m cnnbook grade-batch DIR --out
-OUTDIR``). Every submission is graded by ``python -m cnnbook grade`` in a
-process of its own, so one that takes its grader down (or hangs it)
-costs only its own grade; a summary CSV lists them all.
+OUTDIR --chapter chNN``). Every submission is graded by ``python -m
+cnnbook grade`` in a process of its own, so one that takes its grader
+down (or hangs it) costs only its own grade; a summary CSV lists them
+all.
+
+The folder is not trusted. The chapter comes from the instructor
+(``--chapter``, or the folder's ``cnnbook-grading.toml`` or
+``cnnbook-grading.json``), never from a submission. :func:`scan` never
+follows a link: a submission that is a symbolic link (or lies in a linked
+folder) is reported and not graded, and so is anything that is not a
+regular file. The bytes of each file are read (and hashed) once, before
+grading: a grade whose report names other bytes (the file was swapped
+meanwhile) does not count, and submissions with the same bytes are
+reported. Every name is written as printable text
+(:func:`cnnbook.grading.names.printable`), through the ``csv`` module.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
+import dataclasses
+import hashlib
 import json
 import os
 import pathlib
 import signal
+import stat
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from cnnbook.grading import chapters
 from cnnbook.grading import report as reports
+from cnnbook.grading.names import one_line, printable
+
+try:
+    import tomllib  # Python 3.11 and later
+except ImportError:  # Python 3.10: cnnbook-grading.json only
+    tomllib = None
+
+CONFIG_FILES = ("cnnbook-grading.toml", "cnnbook-grading.json")
+# seconds a grade's process may take past its --timeout before grade-batch
+# stops it: the grade stops itself at its deadline (plus a few seconds to
+# stop its kernel); this is for a grader that hangs itself
+HARD_MARGIN = 300
+MAX_NAME_BYTES = 200  # NAME.json must be a valid file name
+
+
+class BatchError(Exception):
+    """The batch cannot start (no chapter, a broken configuration...)."""
+
+
+@dataclasses.dataclass
+class Entry:
+    """One ``*.ipynb`` found under the folder (or a link to a folder).
+
+    ``problem`` says why it is not graded (None: it is graded);
+    ``sha256`` hashes the bytes read when the folder was scanned.
+    """
+
+    name: str
+    path: pathlib.Path
+    sha256: str | None = None
+    problem: str | None = None
+
+
+def folder_chapter(folder):
+    """The chapter the folder's configuration file names, or None.
+
+    ``cnnbook-grading.toml`` holds ``chapter = "ch01"``;
+    ``cnnbook-grading.json`` holds ``{"chapter": "ch01"}``. Only the
+    folder's top level counts (a sub-folder's file is ignored), and a
+    file that is a link, unreadable, of another form or naming a chapter
+    without checks raises :class:`BatchError`.
+    """
+    folder = pathlib.Path(folder)
+    found = {}
+    for name in CONFIG_FILES:
+        path = folder / name
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise BatchError(f"{printable(path)} is not a regular file")
+        if name.endswith(".toml") and tomllib is None:
+            raise BatchError(
+                f"{printable(path)}: reading TOML needs Python 3.11 or "
+                "later; write cnnbook-grading.json instead"
+            )
+        try:
+            text = path.read_text()
+            data = (
+                tomllib.loads(text)
+                if name.endswith(".toml")
+                else json.loads(text)
+            )
+        except (OSError, ValueError) as exc:
+            raise BatchError(f"cannot read {printable(path)}: {exc}") from None
+        if not isinstance(data, dict) or set(data) != {"chapter"}:
+            raise BatchError(
+                f"{printable(path)} must name one thing, the chapter "
+                '(chapter = "ch01")'
+            )
+        chapter = data["chapter"]
+        if chapter not in chapters.known():
+            raise BatchError(
+                f"{printable(path)} names chapter {chapter!r}; there are "
+                f"checks for {', '.join(chapters.known())}"
+            )
+        found[name] = chapter
+    if len(set(found.values())) > 1:
+        raise BatchError(
+            f"{' and '.join(found)} in {printable(folder)} name different "
+            "chapters; keep one"
+        )
+    return next(iter(found.values()), None)
+
+
+def _short(name, taken):
+    """``name``, shortened to fit a file name and made unique."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name.encode()[:150].decode(errors="ignore") + "~" + digest
+    while name in taken:  # only possible with odd folder layouts
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _read(name, dir_fd):
+    """The bytes of the regular file ``name`` in ``dir_fd``,
+    opened without following a link; raises OSError or ValueError."""
+    fd = os.open(
+        name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd
+    )
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def scan(folder):
+    """Every ``*.ipynb`` under ``folder`` (``.ipynb_checkpoints`` left
+    out), and every link to a folder, as :class:`Entry` objects in path
+    order. Nothing is followed: a link is an entry with a problem. The
+    name is the path below the folder, ``__`` for each ``/``, printable.
+    """
+    folder = pathlib.Path(folder)
+    found = []
+    for dirpath, dirnames, filenames, dir_fd in os.fwalk(
+        folder, follow_symlinks=False
+    ):
+        rel = pathlib.Path(dirpath).relative_to(folder).parts
+        here = pathlib.Path(dirpath)
+        for d in list(dirnames):
+            if d == ".ipynb_checkpoints":
+                dirnames.remove(d)
+            elif _is_link(d, dir_fd):
+                dirnames.remove(d)
+                found.append((rel + (d,), here / d, _link(d, dir_fd)))
+        for f in filenames:
+            if not f.endswith(".ipynb"):
+                continue
+            parts = rel + (f[: -len(".ipynb")],)
+            try:
+                if _is_link(f, dir_fd):
+                    found.append((parts, here / f, _link(f, dir_fd)))
+                    continue
+                raw = _read(f, dir_fd)
+            except (OSError, ValueError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                info = {"problem": f"cannot be read: {why}"}
+            else:
+                info = {"sha256": hashlib.sha256(raw).hexdigest()}
+            found.append((parts, here / f, info))
+    taken = set()
+    return [
+        Entry(_short("__".join(map(printable, parts)), taken), path, **info)
+        for parts, path, info in sorted(found, key=lambda x: x[0])
+    ]
+
+
+def _is_link(name, dir_fd):
+    mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    return stat.S_ISLNK(mode)
+
+
+def _link(name, dir_fd):
+    try:
+        target = printable(os.readlink(name, dir_fd=dir_fd))
+    except OSError:
+        target = "?"
+    return {
+        "problem": f"a symbolic link (to {target}), not a submission: "
+        "links are not graded (submit the file itself)"
+    }
 
 
 def submissions(folder):
-    """(name, path) of every notebook under ``folder``; the name is the
-    path below it, ``__`` for each ``/``."""
-    folder = pathlib.Path(folder)
-    found = sorted(
-        p
-        for p in folder.rglob("*.ipynb")
-        if ".ipynb_checkpoints" not in p.parts and p.is_file()
-    )
-    names, out = set(), []
-    for p in found:
-        name = "__".join(p.relative_to(folder).with_suffix("").parts)
-        while name in names:  # only possible with odd folder layouts
-            name += "_"
-        names.add(name)
-        out.append((name, p))
-    return out
+    """(name, path) of every notebook under ``folder`` that is graded."""
+    return [(e.name, e.path) for e in scan(folder) if e.problem is None]
+
+
+def same_bytes(entries):
+    """name -> the other names of the entries with the same bytes."""
+    groups = collections.defaultdict(list)
+    for e in entries:
+        if e.sha256 is not None:
+            groups[e.sha256].append(e.name)
+    return {
+        name: [other for other in group if other != name]
+        for group in groups.values()
+        if len(group) > 1
+        for name in group
+    }
 
 
 def grade_in_subprocess(path, json_path, options, hard_timeout):
@@ -84,107 +269,172 @@ def grade_in_subprocess(path, json_path, options, hard_timeout):
         tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
         return None, (
             "the grader stopped without a report (exit status "
-            f"{proc.returncode}{': ' + tail[0] if tail else ''})"
+            f"{proc.returncode}{': ' + one_line(tail[0]) if tail else ''})"
         )
     return report, None
 
 
-def grade_batch(
-    folder, outdir, workers=2, options=(), hard_timeout=1800, progress=None
-):
-    """Grade every ``*.ipynb`` under ``folder``, ``workers`` at a time.
+def _cell(text):
+    """A CSV cell a spreadsheet shows as text, never as a formula."""
+    text = "" if text is None else str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
-    Writes ``OUTDIR/<name>.json`` (one report per submission, the schema
-    of :mod:`cnnbook.grading.report`) and ``OUTDIR/summary.csv`` with the
-    columns ``name``, one per exercise key (points), ``total``,
-    ``max_points``, ``status`` (``graded`` or ``not graded: why``).
-    Prints one progress line per submission to ``progress`` (default
-    stderr). Returns the list of summary rows; a submission that could
-    not be graded has points None.
+
+def grade_batch(
+    folder,
+    outdir,
+    chapter,
+    workers=2,
+    options=(),
+    hard_timeout=1800,
+    progress=None,
+):
+    """Grade every ``*.ipynb`` under ``folder`` as ``chapter``, ``workers``
+    at a time.
+
+    Writes ``OUTDIR/<name>.json`` (one report per entry of :func:`scan`,
+    the schema of :mod:`cnnbook.grading.report`) and
+    ``OUTDIR/summary.csv`` with the columns ``name``, one per exercise
+    key (points), ``total``, ``max_points``, ``status`` (``graded`` or
+    ``not graded: why``) and ``same_bytes_as`` (the other submissions
+    with the same bytes). Prints one progress line per submission and
+    warnings for links and identical files to ``progress`` (default
+    stderr). Returns the list of summary rows; a submission that was not
+    graded has points None.
     """
+    if chapter not in chapters.known():
+        raise BatchError(
+            f"no checks for chapter {chapter!r}; there are checks for "
+            f"{', '.join(chapters.known())}"
+        )
     progress = progress or sys.stderr
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    subs = submissions(folder)
-    total = len(subs)
+    entries = scan(folder)
+    graded = [e for e in entries if e.problem is None]
+    same = same_bytes(graded)
+    total = len(graded)
     start = time.perf_counter()
-    print(
-        f"grading {total} notebooks from {folder} with {workers} workers",
-        file=progress,
-        flush=True,
+
+    def say(line):
+        print(one_line(line), file=progress, flush=True)
+
+    say(
+        f"grading {total} notebooks from {printable(folder)} as chapter "
+        f"{chapter} with {workers} workers"
     )
     rows = {}
+    for e in entries:
+        if e.problem is not None:
+            say(f"{e.name}: NOT GRADED: {e.problem}")
+            report = reports.died(printable(e.path), e.problem)
+            reports.write(report, _json(outdir, e))
+            rows[e.name] = ({}, e.problem)
 
-    def one(name, path):
+    def one(e):
         report, why = grade_in_subprocess(
-            path, outdir / f"{name}.json", list(options), hard_timeout
+            e.path,
+            _json(outdir, e),
+            [*options, "--chapter", chapter],
+            hard_timeout,
         )
-        if report is not None and not report.get("graded", True):
+        if report is not None and report.get("sha256") != e.sha256:
+            report, why = (
+                None,
+                (
+                    "the file changed while it was graded (or a folder on its "
+                    "way was swapped for a link): this grade does not count"
+                ),
+            )
+        elif report is not None and not report.get("graded", True):
             why = (
                 "; ".join(report["problems"])
                 or "the notebook could not be run"
             )
         if report is None:
-            report = reports.died(path, why)
-            reports.write(report, outdir / f"{name}.json")
-        return name, report, why
+            report = reports.died(printable(e.path), why)
+            reports.write(report, _json(outdir, e))
+        return e, report, why
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        futures = [pool.submit(one, name, path) for name, path in subs]
+        futures = [pool.submit(one, e) for e in graded]
         for done, future in enumerate(as_completed(futures), 1):
-            name, report, why = future.result()
-            rows[name] = (report, why)
+            e, report, why = future.result()
+            rows[e.name] = (report, why)
             bar = "#" * int(20 * done / total) if total else ""
             head = f"[{bar:<20}] {done}/{total}"
             if why:
-                line = f"{head} {name}: NOT GRADED: {why}"
+                say(f"{head} {e.name}: NOT GRADED: {why}")
             else:
-                line = (
-                    f"{head} {name}: {report['points']}/"
+                say(
+                    f"{head} {e.name}: {report['points']}/"
                     f"{report['max_points']} points "
                     f"({report['seconds']:.1f} s)"
                 )
-            print(line, file=progress, flush=True)
 
-    keys = []
-    for name, _ in subs:
-        for row in rows[name][0].get("exercises", []):
-            if row["key"] not in keys:
-                keys.append(row["key"])
+    keys = [ex.key for ex in chapters.exercises(chapter)]
     summary = []
-    with open(outdir / "summary.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["name", *keys, "total", "max_points", "status"])
-        for name, _ in subs:
-            report, why = rows[name]
-            points = {
-                r["key"]: r["points"] for r in report.get("exercises", [])
-            }
-            row = {
-                "name": name,
+    for e in entries:
+        report, why = rows[e.name]
+        points = {r["key"]: r["points"] for r in report.get("exercises", [])}
+        summary.append(
+            {
+                "name": e.name,
                 "points": None if why else points,
                 "total": None if why else report["points"],
                 "max_points": report.get("max_points"),
-                "status": f"not graded: {why}" if why else "graded",
+                "status": f"not graded: {one_line(why)}" if why else "graded",
+                "same_bytes_as": same.get(e.name, []),
             }
-            summary.append(row)
-            writer.writerow(
-                [
-                    name,
-                    *[("" if why else points.get(k, "")) for k in keys],
-                    "" if why else report["points"],
-                    report.get("max_points", ""),
-                    row["status"],
-                ]
-            )
+        )
+    write_summary(outdir / "summary.csv", keys, summary)
     seconds = time.perf_counter() - start
     bad = sum(1 for r in summary if r["total"] is None)
     rate = 60 * total / seconds if seconds else 0.0
-    print(
-        f"done: {total - bad} graded, {bad} not graded, {seconds:.0f} s "
-        f"({rate:.1f} notebooks per minute); summary in "
-        f"{outdir / 'summary.csv'}",
-        file=progress,
-        flush=True,
+    say(
+        f"done: {len(summary) - bad} graded, {bad} not graded, {seconds:.0f}"
+        f" s ({rate:.1f} notebooks per minute); summary in "
+        f"{printable(outdir / 'summary.csv')}"
     )
+    links = [
+        e.name for e in entries if e.problem and "symbolic link" in e.problem
+    ]
+    if links:
+        say(
+            f"warning: {len(links)} entries are links and were not graded: "
+            f"{', '.join(links)}"
+        )
+    groups = {tuple(sorted([n, *others])) for n, others in same.items()}
+    for group in sorted(groups):
+        say(
+            f"warning: {len(group)} submissions have the same bytes: "
+            f"{', '.join(group)}"
+        )
     return summary
+
+
+def _json(outdir, entry):
+    return outdir / f"{entry.name}.json"
+
+
+def write_summary(path, keys, summary):
+    """Write the summary rows (of :func:`grade_batch`) as CSV to ``path``,
+    with the exercise ``keys`` as columns; every cell is printable text
+    and none starts like a spreadsheet formula."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["name", *keys, "total", "max_points", "status", "same_bytes_as"]
+        )
+        for row in summary:
+            points = row["points"] or {}
+            writer.writerow(
+                [
+                    _cell(row["name"]),
+                    *[points.get(k, "") for k in keys],
+                    "" if row["total"] is None else row["total"],
+                    "" if row["max_points"] is None else row["max_points"],
+                    _cell(row["status"]),
+                    _cell("; ".join(row["same_bytes_as"])),
+                ]
+            )

@@ -4,7 +4,9 @@ Introduced with the grader (Chapter 1). :func:`resolve` imports the
 chapter's checks module (``cnnbook/grading/checks/<id>.py``) and returns
 one frozen :class:`Chapter` that the grader passes along; nothing else
 builds a module name. :func:`from_file_name` is the one rule that reads a
-chapter from a notebook's file name.
+chapter from a notebook's file name; :func:`decide` the one rule that
+picks the chapter a submission is graded as (the instructor's, else its
+metadata and file name when they agree).
 """
 
 from __future__ import annotations
@@ -88,3 +90,34 @@ def from_file_name(path):
     """
     stem = pathlib.Path(path).name.split("-")[0].split(".")[0].lower()
     return stem if stem in known() else None
+
+
+def decide(given, metadata, path):
+    """The chapter to grade a notebook as, and a note for its report.
+
+    ``given`` is the instructor's choice (``--chapter``, or the batch
+    folder's configuration): it always wins, and the note says so when
+    the notebook names another chapter. Without one, the notebook's
+    ``metadata`` chapter and its file name (``path``) decide; when both
+    name a chapter and they differ, the submission cannot say which it
+    is: the chapter is None and the note asks for ``--chapter``. Returns
+    (chapter id or None, note or None).
+    """
+    metadata = metadata if metadata in known() else None
+    named = from_file_name(path)
+    if given:
+        others = sorted({c for c in (metadata, named) if c and c != given})
+        if not others:
+            return given, None
+        return given, (
+            f"graded as {given}, the chapter the instructor named; the "
+            f"notebook's file name or metadata names {', '.join(others)}"
+        )
+    if metadata and named and metadata != named:
+        return None, (
+            f"the file name says chapter {named} but the notebook's "
+            f"metadata says {metadata}: the grader cannot tell which "
+            "chapter this is and grades neither (pass --chapter "
+            f"{named} or --chapter {metadata})"
+        )
+    return metadata or named, None

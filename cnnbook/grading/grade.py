@@ -3,7 +3,7 @@
 Introduced in Chapter 1 (``python -m cnnbook grade NOTEBOOK``). The
 notebook is read once and rebuilt from its cells' types and sources only
 (:mod:`cnnbook.grading.notebook`), then executed cell by cell, with a
-per-cell timeout and a limit for the whole notebook, in a kernel that
+per-cell timeout, in a kernel that
 runs inside a bubblewrap sandbox (:mod:`cnnbook.grading.session`,
 :mod:`cnnbook.grading.sandbox`): no network, the software read-only, a
 private scratch folder as the only writable place, limits on memory,
@@ -13,6 +13,19 @@ imports there lacks the checks and every implementation that answers one
 of the chapter's exercises (:mod:`cnnbook.grading.package`). A cell that
 fails, loops or kills the kernel costs only the exercises that depend on
 it: the kernel is restarted and the cells that worked are replayed.
+
+Every grade ends: one deadline (``Limits.total_timeout``, ``--timeout``)
+covers the whole grade, the cells, their replays after a restart and the
+checks, and the kernel is started at most ``1 + MAX_RESTARTS`` times
+(:class:`BoundedSession`). Each wait for the kernel is cut to what is
+left of the deadline; a ``SIGALRM`` :data:`HARD_STOP_GRACE` seconds past
+it stops whatever the grader is still doing (when :func:`grade` runs in
+the main thread). What was not run or checked by then earns nothing, and
+the report's ``stopped`` says why.
+
+The chapter comes from the caller (the instructor's ``--chapter``) when
+it names one; otherwise the notebook's metadata and file name must agree
+(:func:`cnnbook.grading.chapters.decide`).
 
 Then the checks run here, in the grader's own process, against
 :class:`cnnbook.grading.remote.Remote`: each call of a learner's function
@@ -29,19 +42,21 @@ isolation, which protects nothing against a learner who cheats.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
 import re
+import signal
 import tempfile
 import threading
 import time
 
 from cnnbook.grading import chapters, package, sandbox
 from cnnbook.grading.api import CheckFailure, KernelStopped
+from cnnbook.grading.names import printable
 from cnnbook.grading.notebook import (
     NotebookProblem,
-    chapter_of,
     defining_cells,
     read_notebook,
 )
@@ -51,19 +66,86 @@ from cnnbook.grading.runner import Result, run_exercise
 from cnnbook.grading.session import Limits, Session
 from cnnbook.grading.timeout import Timeout
 
+# Kernel restarts one grade may make (after a cell or a check stopped the
+# kernel or ran past its limit); the kernel starts at most 1 + this often.
+MAX_RESTARTS = 10
+# Seconds past the deadline after which SIGALRM stops the grader itself,
+# for a wait that no timeout of the kernel's cuts short.
+HARD_STOP_GRACE = 10.0
+NOT_CHECKED = "not checked: the grade stopped early: "
 
-def grade(path, chapter=None, limits=None, seed=None):
+
+class GradeStopped(BaseException):  # checks catching Exception miss it
+    """The grade reached its deadline or its number of kernel restarts."""
+
+
+class BoundedSession(Session):
+    """A :class:`Session` that ends at ``deadline`` (``time.monotonic``)
+    and starts its kernel at most ``1 + max_restarts`` times.
+
+    Every cell it runs, a replayed one or a check's call included, gets at
+    most what is left of the deadline. Past the deadline, or asked for one
+    restart too many, it raises :class:`GradeStopped` and keeps the
+    reason in ``stopped`` (``"deadline"`` or ``"restarts"``) and the
+    words for the report in ``why``.
+    """
+
+    def __init__(self, *args, deadline, max_restarts, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline, self.max_restarts = deadline, max_restarts
+        self.stopped = self.why = None
+
+    def stop_grade(self, reason):
+        if self.stopped is None:
+            self.stopped = reason
+            self.why = (
+                "the grade ran past its "
+                f"{self.limits.total_timeout:.0f} s limit"
+                if reason == "deadline"
+                else f"the kernel had to be restarted more than "
+                f"{self.max_restarts} times"
+            )
+        raise GradeStopped(self.why)
+
+    def start(self):
+        if self.stopped:
+            raise GradeStopped(self.why)
+        if self.starts > self.max_restarts:
+            self.stop_grade("restarts")
+        if self.deadline - time.monotonic() <= 1:
+            self.stop_grade("deadline")
+        super().start()
+
+    def run(self, source, timeout):
+        if self.stopped:
+            raise GradeStopped(self.why)
+        left = self.deadline - time.monotonic()
+        if left <= 1:
+            self.stop_grade("deadline")
+        return super().run(source, min(timeout, left))
+
+
+def grade(path, chapter=None, limits=None, seed=None, max_restarts=None):
     """Grade the notebook at ``path``; return its :class:`Report`.
 
-    ``chapter`` (an id) overrides the one the notebook names; ``seed``
-    draws the hidden checks (default: from the notebook's hash).
+    ``chapter`` (an id, the instructor's) is the chapter to grade; without
+    it the notebook's metadata and file name decide, and must agree.
+    ``seed`` draws the hidden checks (default: from the notebook's hash);
+    ``max_restarts`` bounds the kernel's restarts (default
+    :data:`MAX_RESTARTS`). The grade ends by ``limits.total_timeout``
+    seconds after it starts, plus the time to stop the kernel.
     """
     limits = limits or Limits()
+    if max_restarts is None:
+        max_restarts = MAX_RESTARTS
     if limits.sandbox:
         sandbox.check_available()  # SandboxUnavailable: no silent fallback
     path = pathlib.Path(path)
     start = time.perf_counter()
-    report = Report(str(path), sandboxed=bool(limits.sandbox), chapter=chapter)
+    deadline = time.monotonic() + limits.total_timeout
+    report = Report(
+        printable(path), sandboxed=bool(limits.sandbox), chapter=chapter
+    )
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -72,11 +154,22 @@ def grade(path, chapter=None, limits=None, seed=None):
     report.sha256 = hashlib.sha256(raw).hexdigest()
     results, nb = {}, None
     try:
-        nb = read_notebook(raw, path)
-        chapter = chapter or chapter_of(nb, path)
+        nb = read_notebook(raw, printable(path))
     except NotebookProblem as exc:
         chapter = chapter or chapters.from_file_name(path)
         report.problems.append(str(exc))
+    if nb is not None:
+        metadata = nb.metadata.get("cnnbook", {}).get("chapter")
+        chapter, note = chapters.decide(chapter, metadata, path)
+        if note:
+            report.problems.append(note)
+        elif chapter is None:
+            report.problems.append(
+                f"cannot tell which chapter {printable(path)} belongs to "
+                "(its metadata lost the chapter and its name does not "
+                f"start with one of {', '.join(chapters.known())}); pass "
+                "--chapter"
+            )
     try:
         resolved = chapters.resolve(chapter) if chapter else None
     except KeyError:
@@ -86,9 +179,11 @@ def grade(path, chapter=None, limits=None, seed=None):
         if seed is None:
             seed = int(report.sha256[:8], 16)
         try:
-            results = _execute_and_check(nb, resolved, limits, seed, report)
+            results = _execute_and_check(
+                nb, resolved, limits, seed, report, deadline, max_restarts
+            )
             report.graded = True
-        except Exception as exc:  # noqa: BLE001 - report, never crash a batch
+        except (Exception, GradeStopped) as exc:  # noqa: BLE001 - report, never crash a batch
             report.problems.append(
                 "the grader could not run this notebook: "
                 f"{type(exc).__name__}: {exc}"[:500]
@@ -105,10 +200,11 @@ def grade(path, chapter=None, limits=None, seed=None):
     return report
 
 
-def _execute_and_check(nb, chapter, limits, seed, report):
-    """Run the notebook's code cells in the sandbox, then every check;
-    return exercise key -> Result (cell errors go into ``report``)."""
-    deadline = time.monotonic() + limits.total_timeout
+def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
+    """Run the notebook's code cells in the sandbox, then every check,
+    until ``deadline`` (``time.monotonic``) and at most ``restarts``
+    kernel restarts; return exercise key -> Result (cell errors, the
+    kernel's starts and why the grade stopped go into ``report``)."""
     cell_errors = {}
     with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as tmp:
         # tmp/p: the grader's (the package the sandbox sees, Keras stubs);
@@ -121,51 +217,93 @@ def _execute_and_check(nb, chapter, limits, seed, report):
             overlays = package.keras_overlays(
                 chapter.keras_applications, os.path.join(tmp, "k")
             )
-        session = Session(scratch, built, limits, overlays)
+        session = BoundedSession(
+            scratch,
+            built,
+            limits,
+            overlays,
+            deadline=deadline,
+            max_restarts=restarts,
+        )
+        code = [
+            i
+            for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and cell.source.strip()
+        ]
         # the checks use Keras here: import it while the notebook runs,
         # once its set-up cell (which imports Keras there) is done
         warm = chapter.needs_keras
         try:
-            session.start()
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code" or not cell.source.strip():
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 1:
-                    cell_errors[index] = (
-                        "NotRun: the whole notebook ran past "
-                        f"its {limits.total_timeout:.0f} s limit"
-                    )
-                    continue
-                error = session.run(
-                    cell.source, min(limits.cell_timeout, left)
-                )
-                if warm:
-                    threading.Thread(target=_import_keras, daemon=True).start()
-                    warm = False
-                if error is None:
-                    session.replay.append(cell.source)
-                    continue
-                first = cell.source.strip().splitlines()[0][:40]
-                cell_errors[index] = f"{error} [cell starting `{first}`]"
-                if error.startswith("KernelDied"):
-                    session.restart()
-            results = {
-                ex.key: _check_one(session, ex, chapter.names, seed, limits)
-                for ex in chapter.exercises
-            }
+            with _hard_stop(deadline + HARD_STOP_GRACE, session):
+                done = 0
+                try:
+                    session.start()
+                    for index in code:
+                        cell = nb.cells[index]
+                        error = session.run(cell.source, limits.cell_timeout)
+                        done += 1
+                        if warm:
+                            threading.Thread(
+                                target=_import_keras, daemon=True
+                            ).start()
+                            warm = False
+                        if error is None:
+                            session.replay.append(cell.source)
+                            continue
+                        first = cell.source.strip().splitlines()[0][:40]
+                        cell_errors[index] = (
+                            f"{error} [cell starting `{first}`]"
+                        )
+                        if error.startswith("KernelDied"):
+                            session.restart()
+                except GradeStopped:
+                    for index in code[done:]:
+                        cell_errors[index] = (
+                            f"NotRun: the grade stopped early ({session.why})"
+                        )
+                results = {}
+                for ex in chapter.exercises:
+                    try:
+                        results[ex.key] = _check_one(
+                            session, ex, chapter.names, seed, limits
+                        )
+                    except GradeStopped:  # the alarm, between two calls
+                        results[ex.key] = Result(
+                            ex.key,
+                            ex.title,
+                            0,
+                            ex.points,
+                            NOT_CHECKED + session.why,
+                        )
         finally:
             session.stop()
+    report.kernel_starts = session.starts
+    report.limits = session.limits_report
+    report.stopped = session.stopped
     skipped = [i for i, e in cell_errors.items() if e.startswith("NotRun")]
     if skipped:
         report.problems.append(
-            f"the notebook ran past its {limits.total_timeout:.0f} s limit: "
-            f"cells {min(skipped) + 1} to {max(skipped) + 1} were not run"
+            f"the grade stopped early: {session.why}; cells "
+            f"{min(skipped) + 1} to {max(skipped) + 1} were not run"
+        )
+    unchecked = [
+        k for k, r in results.items() if r.message.startswith(NOT_CHECKED)
+    ]
+    if session.stopped and unchecked:
+        report.problems.append(
+            f"the grade stopped early: {session.why}; exercises "
+            f"{', '.join(unchecked)} were not checked and earn no points"
         )
     report.cell_errors = [
         CellError(i + 1, e) for i, e in sorted(cell_errors.items())
     ]
-    for ex in chapter.exercises:
+    # what explains a failure; an exercise never checked needs no more
+    checked = [
+        ex
+        for ex in chapter.exercises
+        if not results[ex.key].message.startswith(NOT_CHECKED)
+    ]
+    for ex in checked:
         r = results[ex.key]
         if r.passed:
             continue
@@ -177,8 +315,39 @@ def _execute_and_check(nb, chapter, limits, seed, report):
         ]
         if related:
             r.message += " (" + "; ".join(related) + ")"
-    name_failed_dependencies(chapter.exercises, results, nb)
+    name_failed_dependencies(checked, results, nb)
     return results
+
+
+@contextlib.contextmanager
+def _hard_stop(when, session):
+    """Stop the grade with :class:`GradeStopped` at ``when``
+    (``time.monotonic``) whatever it is waiting for; only in the main
+    thread and when no one else's ``SIGALRM`` timer runs (elsewhere the
+    session's own cuts must do)."""
+
+    def fire(_signum, _frame):
+        session.stopped = session.stopped or "deadline"
+        session.why = session.why or (
+            f"the grade ran past its {session.limits.total_timeout:.0f} s "
+            "limit"
+        )
+        raise GradeStopped(session.why)
+
+    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # someone else's
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGALRM, fire)
+    except ValueError:  # not the main thread
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, when - time.monotonic()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _import_keras():
@@ -219,10 +388,17 @@ def name_failed_dependencies(exercises, results, nb):
 def _check_one(session, ex, names, seed, limits):
     remote = None
     try:
+        if session.stopped:
+            raise GradeStopped(session.why)
         remote = Remote(session, names, limits.check_slack)
-        return run_exercise(
+        result = run_exercise(
             ex, remote, hidden=True, seed=seed, timeout=limits.check_timeout
         )
+        if not session.stopped:
+            return result
+        why = session.why  # the checks' own calls hit the grade's end
+    except GradeStopped:
+        why = session.why
     except KernelStopped:
         why = "your code stopped the Python kernel while being checked"
     except Timeout:
@@ -237,6 +413,8 @@ def _check_one(session, ex, names, seed, limits):
     finally:
         if remote is not None:
             remote.close()
+    if session.stopped and why == session.why:
+        return Result(ex.key, ex.title, 0, ex.points, NOT_CHECKED + why)
     return Result(
         ex.key, ex.title, 0, ex.points, f"could not be checked: {why}"
     )

@@ -75,6 +75,8 @@ class Report:
     max_points: int = 0
     full_marks: bool = False
     seconds: float = 0.0
+    kernel_starts: int = 0
+    stopped: str | None = None
     exercises: list[ExerciseRow] = dataclasses.field(default_factory=list)
     cell_errors: list[CellError] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -109,6 +111,8 @@ class Report:
             "max_points": self.max_points,
             "full_marks": self.full_marks,
             "seconds": self.seconds,
+            "kernel_starts": self.kernel_starts,
+            "stopped": self.stopped,
             "exercises": [dataclasses.asdict(r) for r in self.exercises],
             "cell_errors": [dataclasses.asdict(e) for e in self.cell_errors],
             "problems": list(self.problems),

@@ -1,0 +1,156 @@
+"""Every grade ends (issue #22, item 4): one deadline for the whole grade,
+replays after a restart and checks included, and a bounded number of
+kernel restarts; the report says why a grade stopped."""
+
+import json
+import pathlib
+import signal
+import time
+import uuid
+
+import nbformat
+import pytest
+from conftest import ROOT, run_cli
+from nbformat.v4 import new_code_cell
+
+from cnnbook import notebooks
+from cnnbook.grading import grade as grading
+from cnnbook.grading.session import Limits
+
+SOLUTION = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
+FULL = {"1.1": 1, "1.2": 1, "1.3": 1, "1.4": 1, "1.5": 3, "1.6": 2}
+
+# sleeps only when the kernel replays it (its marker file survives restarts)
+SLEEPS_WHEN_REPLAYED = """
+import os, time
+if os.path.exists('replayed'):
+    time.sleep(100000)
+open('replayed', 'w').close()
+"""
+KILLS_ONCE = """
+import os
+if not os.path.exists('killed'):
+    open('killed', 'w').close()
+    os._exit(1)
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def _notebook(path, *cells, at=2):
+    nb = nbformat.read(SOLUTION, as_version=4)
+    for offset, source in enumerate(cells):
+        nb.cells.insert(at + offset, new_code_cell(source))
+    path.write_text(notebooks.render(nb))
+    return path
+
+
+def _marked_processes(mark):
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and mark.encode() in (proc / "environ").read_bytes()
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_replay_that_never_ends_stops_at_the_deadline(tmp_path):
+    """The attack of issue #22: before, each replay ran past its cell
+    limit and restarted the kernel, which replayed it again, for ever."""
+    path = _notebook(
+        tmp_path / "ch01-endless.ipynb", SLEEPS_WHEN_REPLAYED, KILLS_ONCE
+    )
+    out = tmp_path / "report.json"
+    limit = 30
+    start = time.monotonic()
+    result = run_cli(
+        "grade",
+        path,
+        "--json",
+        out,
+        "--timeout",
+        limit,
+        "--cell-timeout",
+        8,
+        timeout=limit + 120,
+    )
+    wall = time.monotonic() - start
+    report = json.loads(out.read_text())
+    assert result.returncode == 1, result.stdout + result.stderr
+    # measured: 2 to 3 s past the limit (process start, kernel stop)
+    assert wall < limit + 20, (wall, result.stdout)
+    assert report["seconds"] <= limit + grading.HARD_STOP_GRACE
+    assert report["stopped"] == "deadline", result.stdout
+    assert 2 <= report["kernel_starts"] <= 1 + grading.MAX_RESTARTS
+    assert report["points"] == 0
+    problems = " ".join(report["problems"])
+    assert f"ran past its {limit} s limit" in problems, problems
+    assert "were not checked" in problems, problems
+    for row in report["exercises"]:
+        assert row["message"].startswith(grading.NOT_CHECKED), row
+
+
+def test_kernel_restarts_are_capped(tmp_path):
+    """A notebook that stops its kernel in cell after cell: the kernel
+    starts at most 1 + max_restarts times, the rest is not run."""
+    kill = "import os\nos._exit(1)"
+    path = _notebook(tmp_path / "ch01-kills.ipynb", *[kill] * 5)
+    limits = Limits(cell_timeout=60, total_timeout=600)
+    start = time.monotonic()
+    report = grading.grade(path, limits=limits, max_restarts=2).to_json()
+    assert time.monotonic() - start < 300
+    assert report["kernel_starts"] == 3, report
+    assert report["stopped"] == "restarts", report
+    assert report["points"] == 0
+    errors = [e["error"] for e in report["cell_errors"]]
+    assert sum(e.startswith("KernelDied") for e in errors) == 3, errors
+    assert any("restarted more than 2 times" in e for e in errors), errors
+    assert "restarted more than 2 times" in " ".join(report["problems"])
+
+
+def test_the_restart_cap_leaves_an_honest_notebook_alone(tmp_path):
+    """Two cells that stop the kernel once each cost two restarts and
+    nothing else: the answers keep full marks."""
+    path = _notebook(
+        tmp_path / "ch01-two-deaths.ipynb",
+        KILLS_ONCE.replace("'killed'", "'killed-1'"),
+        KILLS_ONCE.replace("'killed'", "'killed-2'"),
+    )
+    report = grading.grade(
+        path, limits=Limits(cell_timeout=60, total_timeout=600)
+    ).to_json()
+    got = {r["key"]: r["points"] for r in report["exercises"]}
+    assert got == FULL, report
+    assert report["kernel_starts"] == 3 and report["stopped"] is None
+
+
+def test_the_hard_stop_ends_a_wait_nothing_else_cuts(tmp_path, monkeypatch):
+    """Past the deadline and its grace, SIGALRM stops the grader wherever
+    it waits; the kernel is stopped with it. (The grace is made negative
+    here so that the alarm, not the session's own cut, ends the cell.)"""
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv("CNNBOOK_TEST_MARK", mark)  # inherited by the kernel
+    monkeypatch.setattr(grading, "HARD_STOP_GRACE", -50.0)
+    path = _notebook(
+        tmp_path / "ch01-sleeps.ipynb", "import time\ntime.sleep(600)"
+    )
+    before = signal.getsignal(signal.SIGALRM)
+    start = time.monotonic()
+    report = grading.grade(
+        path, limits=Limits(cell_timeout=120, total_timeout=60)
+    ).to_json()
+    assert time.monotonic() - start < 40, report
+    assert report["stopped"] == "deadline", report
+    assert report["points"] == 0 and report["graded"], report
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    for _ in range(20):  # the kernel goes with the grade
+        if not _marked_processes(mark):
+            break
+        time.sleep(0.5)
+    assert _marked_processes(mark) == []
