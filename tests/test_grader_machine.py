@@ -298,3 +298,29 @@ def test_processes_are_bounded_for_the_sandbox(tmp_path):
     assert made < 96 and refused == 200 - made
     assert session.limits_report["max_processes"] == 96
     assert session.limits_report["peak_processes"] <= 96
+
+
+def test_the_reports_limits_follow_the_schema_and_the_page():
+    """``limits`` of a report is Confinement.describe(); the schema holds
+    it (and refuses a mechanism it does not know), the reference page
+    lists its fields."""
+    import jsonschema
+
+    from cnnbook.grading import report
+
+    support = whole.detect(prefer=("none",))
+    confinement = whole.Confinement("/nonexistent", 512, 64, 0)
+    confinement.group = whole.SandboxGroup(512, 64, support=support)
+    with confinement:
+        described = confinement.describe()
+    assert described["mechanism"] == "none"
+    assert described["memory_mb"] is None and described["scratch_mb"] is None
+    assert any("prlimit" in note for note in described["notes"])
+    made = report.Report("x.ipynb", sandboxed=True, limits=described)
+    data = made.to_json()
+    assert data["limits"] == described
+    data["limits"] = dict(described, mechanism="ulimit")
+    with pytest.raises(jsonschema.ValidationError):
+        report.validate(data)
+    page = (ROOT / "book" / "grading-reference.md").read_text()
+    assert report.field_table("limits") in page

@@ -80,6 +80,7 @@ class Report:
     exercises: list[ExerciseRow] = dataclasses.field(default_factory=list)
     cell_errors: list[CellError] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
+    limits: dict | None = None  # see cnnbook.grading.limits.Confinement
 
     def score(self, chapter, results):
         """Fill the exercises and totals from ``results`` (exercise key ->
@@ -116,6 +117,7 @@ class Report:
             "exercises": [dataclasses.asdict(r) for r in self.exercises],
             "cell_errors": [dataclasses.asdict(e) for e in self.cell_errors],
             "problems": list(self.problems),
+            "limits": self.limits,
         }
         validate(data)
         return data
@@ -159,6 +161,7 @@ _TYPE_WORDS = {
     "string": "string",
     "number": "float",
     "array": "list",
+    "object": "object",
 }
 
 

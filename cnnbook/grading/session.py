@@ -53,7 +53,7 @@ class Limits:
     max_processes: int = 2048  # per user (prlimit), threads included
     max_file_mb: int = 1024  # largest file the notebook may write
     # the sandbox as a whole (see cnnbook.grading.limits; 0: no limit)
-    sandbox_memory_mb: int = 6144  # every process of it, tmpfs pages too
+    sandbox_memory_mb: int = 4096  # every process of it, tmpfs pages too
     sandbox_processes: int = 1024  # its processes and threads together
     scratch_mb: int = 1024  # the scratch folder, where it can be a tmpfs
     tmp_mb: int = 512  # its private /tmp
