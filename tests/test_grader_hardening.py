@@ -392,6 +392,9 @@ def ch01_batch(tmp_path_factory):
     nb = define(
         solution(), "conv_forward", NPZ_BOMB.format(size=NPZ_BOMB_BYTES)
     )
+    # without the cell that tries conv_forward, its first call is the
+    # grader's, and the bomb goes back with the answer to 1.5
+    nb.cells = [c for c in nb.cells if "conv_forward(image" not in c.source]
     write(subs / "npz-bomb.ipynb", nb)
 
     before = {
@@ -477,7 +480,6 @@ def test_every_writable_path_swapped_for_a_link_changes_nothing(ch01_batch):
     assert_canary_intact(ch01_batch["swap_canary"])
 
 
-@xfail("limits on what the grader accepts back: npz bomb (item 3)")
 def test_a_compressed_bomb_is_refused_before_it_inflates(ch01_batch):
     # no process of the whole batch (graders, kernels) came near the bomb
     assert ch01_batch["max_rss"] < NPZ_BOMB_BYTES // 2, ch01_batch["max_rss"]
@@ -733,7 +735,6 @@ def test_other_routes_to_resnet50_are_blocked(ch05_batch, route):
     assert found.group(1) == "blocked", text
 
 
-@xfail("limits on what the grader accepts back: model config (item 3)")
 def test_a_huge_model_configuration_is_refused_before_it_is_built(
     ch05_batch,
 ):
