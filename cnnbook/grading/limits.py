@@ -1,42 +1,31 @@
 """Limits for a grading sandbox as a whole: memory, processes, disk.
 
-``prlimit`` (what :mod:`cnnbook.sandbox` uses) bounds each process on its
-own: three processes of a notebook may each take the whole memory limit,
-and every file may reach the file-size limit. The kernel already has the
-mechanisms that bound a group of processes together; this module picks
-the one this machine offers and puts a process tree under it:
+``prlimit`` (:mod:`cnnbook.grading.sandbox`) bounds each process on its
+own: three processes may each take the whole memory limit, every file may
+reach the file-size limit. The kernel's own mechanisms bound a group of
+processes together; :func:`detect` picks the one this machine offers:
 
 ``cgroup-v1``
-    the v1 ``memory`` and ``pids`` controllers (``/sys/fs/cgroup/memory``,
-    ``/sys/fs/cgroup/pids``), writable by root on machines like the CI's:
-    a child group per grade, made inside the group the grader itself is
-    in, with ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes``
-    where swap is accounted) and ``pids.max``.
+    the v1 ``memory`` and ``pids`` controllers, writable by root on
+    machines like the CI's: a child group per grade (``memory.limit_in_
+    bytes``, ``memory.memsw.limit_in_bytes`` where swap is accounted,
+    ``pids.max``).
 ``cgroup-v2``
     the unified hierarchy, where its ``memory`` and ``pids`` controllers
-    are available to the grader's own group and it may write there:
-    ``memory.max``, ``memory.swap.max``, ``pids.max``.
+    are the grader's to hand down (``memory.max``, ``memory.swap.max``,
+    ``pids.max``).
 ``systemd-run``
-    on a desktop whose init is systemd, ``systemd-run --scope`` puts the
-    command in a transient v2 group of its own (``MemoryMax``,
-    ``TasksMax``); the readings then come from that group.
+    a desktop with systemd: ``systemd-run --scope`` makes a transient
+    group (``MemoryMax``, ``TasksMax``); no readings then.
 ``none``
-    nothing usable: :attr:`Support.reasons` says why for each of the
-    above, and the grader falls back to the per-process limits of
-    ``prlimit`` and says so in its report.
+    nothing usable (:attr:`Support.reasons` says why): only the
+    per-process limits of ``prlimit`` apply, and the report says so.
 
-The disk is bounded with a tmpfs of fixed size: :func:`bwrap_tmpfs_args`
-for a folder only the sandbox sees (bubblewrap's ``--size``), and
-:class:`ScratchTmpfs` for the scratch folder the grader shares with the
-kernel (``mount -t tmpfs -o size=``, root only). Pages of a tmpfs are
-memory, charged to the group of the process that wrote them, so the
-memory limit bounds them too.
-
-Use::
-
-    with SandboxGroup(memory_mb=4096, max_pids=512) as group:
-        subprocess.run([*group.prefix(), "python", "notebook.py"])
-        print(group.usage())  # peak memory, processes, OOM kills
+The scratch folder the grader shares with the kernel is a tmpfs of fixed
+size (:class:`ScratchTmpfs`, root only); its pages are memory, charged to
+the group of the process that wrote them. :class:`Confinement` puts the
+three together for one grade, with the user the sandbox runs as
+(:func:`sandbox_uid`).
 """
 
 from __future__ import annotations
@@ -54,7 +43,6 @@ import threading
 import time
 import uuid
 
-CGROUP_ROOT = "/sys/fs/cgroup"
 MECHANISMS = ("cgroup-v1", "cgroup-v2", "systemd-run", "none")
 
 
@@ -271,9 +259,6 @@ class Usage:
     oom_kills: int | None  # processes the memory limit killed
     fork_refusals: int | None  # forks refused at the process limit
 
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
 
 class SandboxGroup:
     """A process tree under one memory and process limit.
@@ -442,11 +427,6 @@ class SandboxGroup:
             del self.dirs[key]
 
     # -- putting processes in it
-    def add(self, pid):
-        """Move process ``pid`` (and the children it makes afterwards)."""
-        for path in self.procs_files():
-            _write(path, int(pid))
-
     def preexec(self):
         """For ``subprocess.Popen(preexec_fn=...)``: the child joins the
         group before it runs anything."""
