@@ -113,7 +113,8 @@ def _matching(root, lab, model, **match):
 
 def trained(root=None, profile="full"):
     """A :class:`Row` for every case study with a stored ``profile`` run on
-    the CPU; ``seeds`` are its ``cpu``-profile records (one per seed),
+    the CPU; ``seeds`` are its ``cpu``-profile records of one fingerprint
+    (settings and code; the newest, :func:`cnnbook.records.newest_group`),
     ``gpu`` its ``gpu``-profile record if one exists. Chapter 7."""
     import keras
 
@@ -129,7 +130,10 @@ def trained(root=None, profile="full"):
         network_cost = cost(net)
         del net
         keras.backend.clear_session()
-        seeds = _matching(root, lab, model, profile="cpu", device_kind="cpu")
+        # one fingerprint only: a range over seeds, not over code versions
+        seeds = records.newest_group(
+            _matching(root, lab, model, profile="cpu", device_kind="cpu")
+        )
         gpu = _matching(root, lab, model, profile="gpu", device_kind="gpu")
         rows.append(
             Row(

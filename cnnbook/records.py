@@ -9,6 +9,17 @@ end-to-end and bare images/s). The book's records live in
 ``<model>.<profile>.<device>.seed<seed>.json``, so a re-run of the same lab,
 profile, device and seed replaces its record and another seed adds one.
 
+A record carries a ``fingerprint``: a hash of its settings (the seed left
+out) and one of the code that decides what the run learns (the model
+builders, ``train``, ``data``, ``labs``, ``profiles``, ``distribute`` and
+the lab notebook's code cells, docstrings and comments left out; see
+:data:`CODE_FILES`), so that a page edit changes neither and a builder
+edit changes the code's. A range over seeds (:func:`expected_range`, the
+pages' aggregates, chapter 7's seed columns) spans the records of one
+fingerprint only (:func:`groups`, :func:`newest_group`); a record whose
+code is unknown (made with uncommitted changes before :func:`fingerprint`
+existed, so ``code`` is null) is a group of its own.
+
 A learner's run leaves the book's records alone: :func:`write` stores it
 in :func:`output_dir`, the learner's own folder (``<repo>/my-results/``, or
 ``$CNNBOOK_RESULTS``), and the run is still compared with the book's
@@ -22,7 +33,9 @@ and the offline bundle set it). The record's format is a JSON Schema
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
+import hashlib
 import json
 import os
 import pathlib
@@ -72,6 +85,9 @@ def _number(minimum=None, maximum=None, positive=False, message=""):
     return rule
 
 
+HASH_LENGTH = 16  # hex digits of a SHA-256 kept in a fingerprint
+_HASH = f"^[0-9a-f]{{{HASH_LENGTH}}}$"
+
 # The run record as a JSON Schema; each rule's description is the end of
 # the message :func:`validate` gives when a record breaks it.
 JSON_SCHEMA = {
@@ -94,6 +110,18 @@ JSON_SCHEMA = {
         "images_per_second": _number(
             positive=True, message="must be positive"
         ),
+        "fingerprint": {
+            "type": "object",
+            "description": "must be {settings: hash, code: hash or null, "
+            "note: text}",
+            "required": ["settings", "code"],
+            "additionalProperties": False,
+            "properties": {
+                "settings": {"type": "string", "pattern": _HASH},
+                "code": {"type": ["string", "null"], "pattern": _HASH},
+                "note": {"type": "string"},
+            },
+        },
         "dry_run": {
             "type": "boolean",
             "description": "must be true or false (true: a capped GPU dry "
@@ -189,6 +217,263 @@ def commit():
     return head + ("+dirty" if dirty else "")
 
 
+# --------------------------------------------------------------- fingerprints
+# What decides what a run learns, apart from its seed: the lab's settings
+# and this code. ``cnnbook/models/`` holds the builders; ``labs.py`` builds
+# each network from the settings; ``train.py`` compiles, augments and
+# trains; ``data.py`` chooses and prepares the images; ``profiles.py``
+# seeds everything and sets the precision; ``distribute.py`` splits a batch
+# between devices; the lab's notebook (its code cells) picks the optimiser
+# and the schedule. Pages, figures, records, the grader, the bench and this
+# module are left out: editing them changes no run.
+CODE_FILES = (
+    "cnnbook/data.py",
+    "cnnbook/distribute.py",
+    "cnnbook/labs.py",
+    "cnnbook/profiles.py",
+    "cnnbook/train.py",
+)
+CODE_FOLDERS = ("cnnbook/models",)
+
+
+def _sha(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def settings_fingerprint(settings):
+    """The SHA-256 (first :data:`HASH_LENGTH` hex digits) of ``settings``
+    as canonical JSON: keys sorted, no spaces, tuples as lists, any
+    ``seed`` left out (seeds are what a range spans)."""
+    chosen = {k: v for k, v in dict(settings).items() if k != "seed"}
+    text = json.dumps(
+        chosen, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return _sha(text)
+
+
+def _without_docstrings(tree):
+    documented = (
+        ast.Module,
+        ast.ClassDef,
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+    )
+    for node in ast.walk(tree):
+        if not isinstance(node, documented) or not node.body:
+            continue
+        first = node.body[0]
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
+            node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def python_as_run(source):
+    """Python source as the interpreter runs it: parsed, without its
+    docstrings, written back by :func:`ast.unparse` (comments, blank lines
+    and layout gone). Source that does not parse (a notebook cell with a
+    ``%magic``) is kept as it is, trailing spaces aside."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "\n".join(line.rstrip() for line in source.splitlines())
+    return ast.unparse(_without_docstrings(tree))
+
+
+def _code_cells(notebook_text):
+    cells = json.loads(notebook_text).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            yield "".join(source) if isinstance(source, list) else source
+
+
+def code_text(path, text):
+    """What of the file ``path`` (its ``text``) the code fingerprint
+    hashes: a notebook's code cells, each as :func:`python_as_run` gives
+    it (markdown and outputs left out); a Python file likewise."""
+    if path.endswith(".ipynb"):
+        return "\n# -- cell\n".join(
+            python_as_run(cell) for cell in _code_cells(text)
+        )
+    return python_as_run(text)
+
+
+def code_paths(lab, folder_files):
+    """The files of the code fingerprint of ``lab``, sorted:
+    :data:`CODE_FILES`, the ``.py`` files of :data:`CODE_FOLDERS` (named by
+    ``folder_files(folder)``) and ``notebooks/<lab>.ipynb``."""
+    paths = set(CODE_FILES) | {f"notebooks/{lab}.ipynb"}
+    for folder in CODE_FOLDERS:
+        paths |= {
+            f"{folder}/{name}"
+            for name in folder_files(folder)
+            if name.endswith(".py")
+        }
+    return sorted(paths)
+
+
+def _code_fingerprint(lab, read, folder_files):
+    lines = []
+    for path in code_paths(lab, folder_files):
+        text = read(path)
+        digest = "absent" if text is None else _sha(code_text(path, text))
+        lines.append(f"{path} {digest}")
+    return _sha("\n".join(lines))
+
+
+def code_fingerprint(lab, repo=None):
+    """The code fingerprint of ``lab`` from the files as they are in
+    ``repo`` (default: this checkout), committed or not."""
+    repo = pathlib.Path(repo) if repo else REPO
+
+    def read(path):
+        try:
+            return (repo / path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def folder_files(folder):
+        return [p.name for p in (repo / folder).glob("*.py")]
+
+    return _code_fingerprint(lab, read, folder_files)
+
+
+def _git(*args, repo=None):
+    return subprocess.run(
+        ["git", "-C", str(repo or REPO), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def code_fingerprint_at(lab, commit_id, repo=None):
+    """The code fingerprint of ``lab`` from the files of commit
+    ``commit_id`` (``git show``); None if the commit is not in the
+    repository."""
+    if _git("cat-file", "-e", f"{commit_id}^{{commit}}", repo=repo).returncode:
+        return None
+
+    def read(path):
+        shown = _git("show", f"{commit_id}:{path}", repo=repo)
+        return shown.stdout if shown.returncode == 0 else None
+
+    def folder_files(folder):
+        listed = _git(
+            "ls-tree", "--name-only", f"{commit_id}:{folder}", repo=repo
+        )
+        return listed.stdout.split() if listed.returncode == 0 else []
+
+    return _code_fingerprint(lab, read, folder_files)
+
+
+_CODE_AT_START = {}
+
+
+def code_fingerprint_at_start(lab):
+    """:func:`code_fingerprint` of ``lab`` the first time this process asks
+    (the code that was imported), the same answer afterwards."""
+    if lab not in _CODE_AT_START:
+        _CODE_AT_START[lab] = code_fingerprint(lab)
+    return _CODE_AT_START[lab]
+
+
+def fingerprint(lab, settings):
+    """The fingerprint a new run of ``lab`` under ``settings`` records
+    (:func:`cnnbook.train.fit` calls it): its settings' and its code's."""
+    return {
+        "settings": settings_fingerprint(settings),
+        "code": code_fingerprint_at_start(lab),
+    }
+
+
+def fingerprint_from_commit(record, repo=None):
+    """The fingerprint of a record written before records carried one,
+    from what it stores: its ``settings``, and the code of its ``commit``
+    read back with ``git show``. A ``+dirty`` commit (uncommitted changes
+    whose content is lost), an ``unknown`` one or one not in the
+    repository gives ``code: null`` and a ``note`` that says why; such a
+    record is grouped with no other."""
+    stated = str(record.get("commit", "unknown"))
+    found = {"settings": settings_fingerprint(record.get("settings", {}))}
+    if stated.endswith("+dirty"):
+        found["code"] = None
+        found["note"] = (
+            f"commit {stated}: trained with uncommitted changes, whose "
+            "code is not known"
+        )
+        return found
+    code = None
+    if stated != "unknown":
+        code = code_fingerprint_at(record["lab"], stated, repo=repo)
+    found["code"] = code
+    if code is None:
+        found["note"] = f"commit {stated}: not in the repository"
+    else:
+        found["note"] = f"code read from commit {stated}"
+    return found
+
+
+def add_fingerprints(root=None, repo=None):
+    """Give every record under ``root`` without a fingerprint the one of
+    :func:`fingerprint_from_commit`, leaving its other fields as they are;
+    returns the paths rewritten. ``scripts/fingerprint_records.py`` ran it
+    once on the book's records."""
+    root = pathlib.Path(root) if root else results_dir()
+    changed = []
+    for path in sorted((root / "runs").glob("*/*.json")):
+        record = json.loads(path.read_text())
+        if "fingerprint" in record:
+            continue
+        record["fingerprint"] = fingerprint_from_commit(record, repo=repo)
+        validate(record, str(path))
+        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        changed.append(path)
+    return changed
+
+
+def group_key(record):
+    """What a record shares with the records it may be ranged with: its
+    settings' and code's fingerprints; None when its code is unknown (no
+    fingerprint, or ``code: null``), so that it is grouped alone."""
+    found = record.get("fingerprint") or {}
+    if not found.get("code") or not found.get("settings"):
+        return None
+    return (found["settings"], found["code"])
+
+
+def groups(found):
+    """``found`` split into groups of one fingerprint, the newest group
+    first (the one with the latest ``created`` record); a record whose
+    code is unknown is a group of its own."""
+    keyed, alone = {}, []
+    for record in found:
+        key = group_key(record)
+        if key is None:
+            alone.append([record])
+        else:
+            keyed.setdefault(key, []).append(record)
+    every = [*keyed.values(), *alone]
+
+    def newest(group):
+        return max(str(r.get("created", "")) for r in group)
+
+    return sorted(every, key=newest, reverse=True)
+
+
+def newest_group(found):
+    """The records of the newest fingerprint among ``found``
+    (:func:`groups`): what a range over seeds spans, since records of
+    other settings or other code are not what seeds alone produce."""
+    every = groups(found)
+    return every[0] if every else []
+
+
 def device_kind(device):
     """``"gpu"`` or ``"cpu"`` from a device description."""
     return "gpu" if str(device).upper().startswith("GPU") else "cpu"
@@ -242,10 +527,12 @@ def validate(record, where="record"):
     if missing:
         problems.append(f"missing {', '.join(missing)}")
     for error in sorted(_VALIDATOR.iter_errors(record), key=str):
-        if error.validator == "required":
+        if error.validator == "required" and not error.path:
             continue  # named above, in the order of REQUIRED
         key = error.path[0] if error.path else None
-        told = error.schema.get("description") if key else None
+        # a nested field's fault is told by its top-level field's rule
+        rule = JSON_SCHEMA["properties"].get(key, {}) if key else {}
+        told = rule.get("description")
         text = f"{key} {told}" if told else error.message
         if text not in problems:
             problems.append(text)
@@ -299,12 +586,21 @@ def find(lab, model=None, profile=None, device="cpu", seed=0, root=None):
 
 @dataclass
 class Range:
-    """The spread of the recorded test accuracies of one configuration."""
+    """The spread of the recorded test accuracies of one configuration,
+    over the records of one fingerprint. ``matched`` is True when they
+    have the fingerprint of the run being placed, False when none had it
+    and the newest group stands in (:func:`expected_range`); ``others``
+    counts the records of other fingerprints left out, and ``differs``
+    says what the group differs in ("settings", "code", "settings and
+    code", or "" when it matches)."""
 
     runs: int
     low: float
     high: float
     mean: float
+    matched: bool = True
+    others: int = 0
+    differs: str = ""
 
     def verdict(self, accuracy):
         """Plain words: is ``accuracy`` what the recorded runs lead one to
@@ -314,25 +610,51 @@ class Range:
         # recorded run, allow half a point either way
         margin = max(spread, 0.005)
         if accuracy < self.low - margin:
-            return (
+            told = (
                 "lower than expected: below every recorded run by more "
                 "than the seed-to-seed spread; check the settings, the "
                 "data and the code before trusting it"
             )
-        if accuracy > self.high + margin:
-            return (
+        elif accuracy > self.high + margin:
+            told = (
                 "higher than every recorded run by more than the "
                 "seed-to-seed spread: a lucky seed or a real improvement; "
                 "if it is by several points, check that no test image "
                 "leaked into training"
             )
-        return "normal: within the spread that seeds alone produce"
+        else:
+            told = "normal: within the spread that seeds alone produce"
+            if not self.matched:
+                told = (
+                    "within the spread of these records, which were made "
+                    f"with other {self.differs}: a guide, not what seeds "
+                    "alone produce"
+                )
+        return told
 
 
-def expected_range(lab, model, profile, device, root=None, exclude=None):
+def _differs(record, fingerprint):
+    """What ``record``'s fingerprint differs in from ``fingerprint``."""
+    mine = record.get("fingerprint") or {}
+    parts = [
+        part
+        for part in ("settings", "code")
+        if not mine.get(part) or mine.get(part) != fingerprint.get(part)
+    ]
+    return " and ".join(parts)
+
+
+def expected_range(
+    lab, model, profile, device, root=None, exclude=None, fingerprint=None
+):
     """Range of the recorded test accuracies of ``lab``/``model`` under
     ``profile`` on ``device`` ("cpu" or "gpu"); ``None`` if none recorded.
-    ``exclude`` (a path) leaves one record out, e.g. the run just made."""
+    ``exclude`` (a path) leaves one record out, e.g. the run just made.
+
+    Only records of one fingerprint are ranged together: those with
+    ``fingerprint`` (the run's own, :func:`fingerprint`) when there are
+    any, else the newest group (:func:`newest_group`), marked
+    ``matched=False``; without a ``fingerprint``, the newest group."""
     runs = [
         r
         for r in load_all(
@@ -342,9 +664,25 @@ def expected_range(lab, model, profile, device, root=None, exclude=None):
     ]
     if not runs:
         return None
-    values = [r["test_accuracy"] for r in runs]
+    chosen = []
+    if fingerprint and group_key({"fingerprint": fingerprint}):
+        key = group_key({"fingerprint": fingerprint})
+        chosen = [r for r in runs if group_key(r) == key]
+    matched, differs = True, ""
+    if not chosen:
+        chosen = newest_group(runs)
+        if fingerprint:
+            matched = False
+            differs = _differs(chosen[0], fingerprint)
+    values = [r["test_accuracy"] for r in chosen]
     return Range(
-        len(values), min(values), max(values), sum(values) / len(values)
+        len(values),
+        min(values),
+        max(values),
+        sum(values) / len(values),
+        matched=matched,
+        others=len(runs) - len(chosen),
+        differs=differs,
     )
 
 

@@ -8,7 +8,13 @@ uses it. In MyST::
 inserts the test accuracy of that record (``lab/model/profile``, then
 optionally ``/device/seed``, device ``cpu`` and seed 0 by default) as
 "94.21%". A field with ``.mean``, ``.min``, ``.max``, ``.spread`` or
-``.count`` is taken over every seed of the configuration.
+``.count`` is taken over the seeds of the configuration, and only over
+records of one fingerprint (settings and code, see
+:func:`cnnbook.records.fingerprint`): when the configuration's records
+have several, the newest group (:func:`cnnbook.records.newest_group`, the
+one with the latest record; a record whose code is unknown is a group of
+its own). The page states how many records a range spans with the
+``.count`` of the same configuration.
 ``{rungap}`A:field|B``` inserts the difference A - B in points ("+18.09";
 B takes A's field unless it names its own). The fields are those of
 :func:`cnnbook.records.value`. ``{cost}`VGG-16:macs``` quotes the costs
@@ -40,16 +46,24 @@ def _parse(text):
     return (*parts[:3], device, seed, field)
 
 
+def seed_group(lab, model, profile, device="cpu", root=None):
+    """The records an aggregate over seeds spans: those of
+    ``lab/model/profile`` on ``device`` with the newest fingerprint, never
+    a mix of fingerprints."""
+    found = records.load_all(
+        root, lab=lab, model=model, profile=profile, device_kind=device
+    )
+    if not found:
+        raise LookupError("no record matches")
+    return records.newest_group(found)
+
+
 def resolve(text, root=None):
     """The text a ``{run}`` reference stands for."""
     lab, model, profile, device, seed, field = _parse(text)
     base, _, how = field.partition(".")
     if how and base != "settings":
-        found = records.load_all(
-            root, lab=lab, model=model, profile=profile, device_kind=device
-        )
-        if not found:
-            raise LookupError("no record matches")
+        found = seed_group(lab, model, profile, device, root)
         return records.aggregate(found, base, how)
     record = records.find(lab, model, profile, device, seed, root=root)
     return records.formatted(record, field)
@@ -67,11 +81,7 @@ def resolve_gap(text, root=None):
             selector if ":" in selector else f"{selector}:{field}"
         )
         if how:
-            found = records.load_all(
-                root, lab=lab, model=model, profile=profile, device_kind=device
-            )
-            if not found:
-                raise LookupError("no record matches")
+            found = seed_group(lab, model, profile, device, root)
             numbers.append(records.aggregate_value(found, base, how))
         else:
             record = records.find(lab, model, profile, device, seed, root=root)

@@ -5,8 +5,10 @@ the compiled model first (:func:`bare_step_rate`), then trains with the
 test split as validation data (so the curves show train and test side by
 side), times the training and the validation of every epoch separately,
 evaluates, prints one summary line, places the test accuracy within the
-recorded range of this lab (:func:`cnnbook.records.expected_range`) and
-writes a run record (:mod:`cnnbook.records`).
+recorded range of this lab (:func:`cnnbook.records.expected_range`: the
+book's records with the same settings and code, its fingerprint) and
+writes a run record (:mod:`cnnbook.records`) that carries that
+fingerprint.
 """
 
 from __future__ import annotations
@@ -323,7 +325,11 @@ def fit(
         record["seed"] = int(seed)
     kind = records.device_kind(record["device"])
     report.expected = records.expected_range(
-        lab, record["model"], cfg.profile, kind
+        lab,
+        record["model"],
+        cfg.profile,
+        kind,
+        fingerprint=record["fingerprint"],
     )
     print(_placement(report, cfg.profile, kind))
     if records.should_write(cfg.profile):
@@ -440,21 +446,35 @@ def _record(model, split, cfg, lab, name, batch_size, report):
         "cpu_busy": round(report.cpu_busy, 3),
         "allocator": machine.tune_allocator(),
         "commit": records.commit_at_start(),
+        "fingerprint": records.fingerprint(lab, settings),
     }
 
 
 def _placement(report, profile, device):
-    """One paragraph: this run against the recorded ones. Chapter 2."""
+    """One paragraph: this run against the recorded ones of the same
+    settings and code (its fingerprint), or, when there are none, against
+    the newest group of records, saying so. Chapter 2."""
     here = f"{profile} profile on {device.upper()}"
     expected = report.expected
     if expected is None:
         return f"no recorded run of this lab under the {here} to compare with"
+    if expected.matched:
+        kind = "with your settings and code"
+    else:
+        kind = (
+            "none has your settings and code; compared with the newest "
+            f"group, made with other {expected.differs}"
+        )
     if expected.runs == 1:
-        where = f"the recorded run: {expected.low:.2%}"
+        where = f"the recorded run ({kind}): {expected.low:.2%}"
     else:
         where = (
-            f"{expected.runs} recorded runs: {expected.low:.2%} to "
-            f"{expected.high:.2%}, mean {expected.mean:.2%}"
+            f"{expected.runs} recorded runs ({kind}): {expected.low:.2%} "
+            f"to {expected.high:.2%}, mean {expected.mean:.2%}"
+        )
+    if expected.others:
+        where += (
+            f"; {expected.others} record(s) of other settings or code left out"
         )
     return (
         f"your run: {report.test_accuracy:.2%}; {here}, {where}. "
@@ -492,9 +512,17 @@ def augmented(net, shift=0.1, flip=True):
     inputs = keras.Input(net.input_shape[1:], name="image")
     x = inputs
     if shift:
-        x = keras.layers.RandomTranslation(
+        shifter = keras.layers.RandomTranslation(
             shift, shift, fill_mode="constant", name="random_shift"
-        )(x)
+        )
+        # Keras marks this layer "not jit-compilable" for TensorFlow's XLA,
+        # which lacks its transform; on JAX that flag made the whole
+        # training step run uncompiled, op by op (found by the GPU dry
+        # run). JAX compiles the layer, and its random state still moves
+        # on every step.
+        if keras.backend.backend() == "jax":
+            shifter.supports_jit = True
+        x = shifter(x)
     if flip:
         x = keras.layers.RandomFlip("horizontal", name="random_mirror")(x)
     outputs = net(x)

@@ -41,6 +41,8 @@ def _record(**changes):
         "epoch_seconds": [50.0, 60.0],
         "data": {"train_images": 1000, "test_images": 500},
         "commit": "abc",
+        # one fingerprint for all: ranges span records of one fingerprint
+        "fingerprint": {"settings": "0" * 16, "code": "1" * 16},
     }
     record.update(changes)
     return record
