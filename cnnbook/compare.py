@@ -5,8 +5,13 @@ Cost of one network, for one image: its parameters, its multiply-
 accumulates (MACs: one multiplication and one addition, the unit in which
 the papers count; convolutions and fully connected layers, as
 :func:`cnnbook.arithmetic.layer_table` counts them) and its forward
-activation memory (every layer's output, the values a training step keeps
-for the backward pass, at 4 bytes a value).
+activation memory at 4 bytes a value, counted two ways: every layer's
+output (what a Keras training step keeps for the backward pass, batch
+normalisation, activation, padding and merge layers included), and the
+outputs of the convolutions and fully connected layers alone (the same
+count for every network, whatever else its builder adds). Where the
+parameters and the MACs sit, the share of the fully connected layers is
+kept apart.
 """
 
 from __future__ import annotations
@@ -17,19 +22,35 @@ from dataclasses import dataclass
 from cnnbook import labs, records
 from cnnbook.kinds import is_layer
 
+# The layers that do a network's arithmetic: their outputs are the
+# activations that every network has, whatever else its builder adds.
+WEIGHTED = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "Dense")
+BYTES_PER_VALUE = 4  # float32
+
 
 @dataclass
 class Cost:
-    """Parameters, MACs and activations of one network for one image."""
+    """Parameters, MACs and activations of one network for one image;
+    ``weighted_activations`` counts the outputs of the convolutions and
+    fully connected layers only, ``dense_parameters`` and ``dense_macs``
+    the fully connected layers' share."""
 
     parameters: int
     macs: int
     activations: int
+    weighted_activations: int = 0
+    dense_parameters: int = 0
+    dense_macs: int = 0
 
     @property
     def activation_megabytes(self):
-        """Forward activation memory in MB (float32)."""
-        return 4 * self.activations / 1e6
+        """Forward activation memory in MB (float32), every layer."""
+        return BYTES_PER_VALUE * self.activations / 1e6
+
+    @property
+    def weighted_activation_megabytes(self):
+        """The same for the convolutions and dense layers alone."""
+        return BYTES_PER_VALUE * self.weighted_activations / 1e6
 
 
 def _outputs(layer):
@@ -41,21 +62,31 @@ def cost(model):
     """:class:`Cost` of ``model`` (nested models are looked into). Ch. 7."""
     from cnnbook.arithmetic import layer_table
 
-    macs = activations = 0
+    rows = {row.name: row for row in layer_table(model)}
+    total = Cost(model.count_params(), 0, 0)
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:  # a nested model
             inner = cost(layer)
-            macs += inner.macs
-            activations += inner.activations
+            total.macs += inner.macs
+            total.activations += inner.activations
+            total.weighted_activations += inner.weighted_activations
+            total.dense_parameters += inner.dense_parameters
+            total.dense_macs += inner.dense_macs
             continue
         if is_layer(layer, "InputLayer"):
             continue
-        activations += sum(
+        values = sum(
             math.prod(d for d in o.shape[1:] if d is not None)
             for o in _outputs(layer)
         )
-    macs += layer_table(model).total_multiplications
-    return Cost(model.count_params(), macs, activations)
+        total.activations += values
+        if is_layer(layer, *WEIGHTED):
+            total.weighted_activations += values
+        total.macs += rows[layer.name].multiplications
+        if is_layer(layer, "Dense"):
+            total.dense_parameters += rows[layer.name].params
+            total.dense_macs += rows[layer.name].multiplications
+    return total
 
 
 # Rows of the chapter's table: (lab, model name in the records, label),
@@ -183,6 +214,12 @@ def write_costs(papers, rows, root=None):
             "parameters": c.parameters,
             "macs": c.macs,
             "activation_megabytes": round(c.activation_megabytes, 2),
+            "activation_bytes": BYTES_PER_VALUE * c.activations,
+            "weighted_activation_bytes": (
+                BYTES_PER_VALUE * c.weighted_activations
+            ),
+            "dense_parameters": c.dense_parameters,
+            "dense_macs": c.dense_macs,
         }
         for name, c in [*papers, *((row.label, row.cost) for row in rows)]
     }
@@ -192,16 +229,21 @@ def write_costs(papers, rows, root=None):
     return path
 
 
+_SCALES = {"_billions": 1e9, "_millions": 1e6, "_thousands": 1e3}
+
+
 def quoted_cost(text, root=None):
-    """The text of ``{cost}`network:field```, e.g. ``VGG-16:macs``."""
+    """The text of ``{cost}`network:field```, e.g. ``VGG-16:macs``; a
+    field ending in ``_billions``, ``_millions`` or ``_thousands`` is shown
+    in that unit with two decimals (``activation_bytes_millions``: MB)."""
     import json
 
     name, _, field = text.rpartition(":")
     scale = 1
-    if field.endswith("_billions"):
-        field, scale = field.removesuffix("_billions"), 1e9
-    elif field.endswith("_millions"):
-        field, scale = field.removesuffix("_millions"), 1e6
+    for suffix, unit in _SCALES.items():
+        if field.endswith(suffix):
+            field, scale = field.removesuffix(suffix), unit
+            break
     path = costs_path(root)
     try:
         table = json.loads(path.read_text())

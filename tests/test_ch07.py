@@ -10,6 +10,7 @@ from cnnbook.grading.api import CheckFailure
 from cnnbook.grading.chapters import exercises
 from cnnbook.grading.checks import ch07
 from cnnbook.grading.runner import run_exercise
+from cnnbook.kinds import is_layer
 
 
 def test_cost_of_lenet5_agrees_with_the_layer_table():
@@ -21,6 +22,43 @@ def test_cost_of_lenet5_agrees_with_the_layer_table():
     outputs = sum(math.prod(layer.output.shape[1:]) for layer in net.layers)
     assert cost.activations == outputs
     assert cost.activation_megabytes == pytest.approx(4 * outputs / 1e6)
+    # the second count: convolutions and fully connected layers only
+    weighted = [
+        layer for layer in net.layers if is_layer(layer, "Conv2D", "Dense")
+    ]
+    assert cost.weighted_activations == sum(
+        math.prod(layer.output.shape[1:]) for layer in weighted
+    )
+    assert 0 < cost.weighted_activations < cost.activations
+    dense = [layer for layer in net.layers if is_layer(layer, "Dense")]
+    assert cost.dense_parameters == sum(d.count_params() for d in dense)
+    assert cost.dense_macs == sum(
+        d.kernel.shape[0] * d.kernel.shape[1] for d in dense
+    )
+
+
+def test_weighted_activations_leave_out_what_a_builder_adds():
+    """Batch normalisation, ReLU and Add layers count in the first
+    activation total and not in the second: two networks with the same
+    convolutions have the same second count."""
+    import keras
+
+    def net(extras):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+        if extras:
+            x = keras.layers.BatchNormalization(name="bn")(x)
+            x = keras.layers.ReLU(name="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        outputs = keras.layers.Dense(2, name="classifier")(x)
+        return keras.Model(inputs, outputs)
+
+    bare, extended = compare.cost(net(False)), compare.cost(net(True))
+    assert bare.weighted_activations == extended.weighted_activations
+    assert bare.weighted_activations == 8 * 8 * 4 + 2
+    assert extended.activations == bare.activations + 2 * 8 * 8 * 4
+    assert extended.macs == bare.macs == 8 * 8 * 4 * 3 * 3 * 3 + 4 * 2
+    assert bare.dense_parameters == 4 * 2 + 2
 
 
 def test_cost_looks_inside_a_nested_model():
@@ -32,6 +70,8 @@ def test_cost_looks_inside_a_nested_model():
     outer = compare.cost(wrapped)
     assert outer.parameters == inner.parameters
     assert outer.macs == inner.macs
+    assert outer.weighted_activations == inner.weighted_activations
+    assert outer.dense_parameters == inner.dense_parameters
     # the two augmentation layers add their own outputs
     assert outer.activations == inner.activations + 2 * 32 * 32
 
@@ -56,12 +96,25 @@ def test_every_case_study_has_a_builder():
 
 
 def test_quoted_costs_come_from_the_stored_table(tmp_path):
-    papers = [("VGG-16", compare.Cost(138_357_544, 15_470_264_320, 100))]
+    papers = [
+        ("VGG-16", compare.Cost(138_357_544, 15_470_264_320, 100)),
+        ("LeNet-5", compare.Cost(61_706, 416_520, 8_494, 6_518)),
+    ]
     compare.write_costs(papers, [], tmp_path)
     assert compare.quoted_cost("VGG-16:parameters", tmp_path) == (
         "138,357,544"
     )
     assert compare.quoted_cost("VGG-16:macs_billions", tmp_path) == "15.47"
+    # small networks in a unit that reads: thousands and millions
+    assert compare.quoted_cost("LeNet-5:macs_millions", tmp_path) == "0.42"
+    quoted = compare.quoted_cost(
+        "LeNet-5:activation_bytes_thousands", tmp_path
+    )
+    assert quoted == f"{4 * 8_494 / 1e3:.2f}"
+    quoted = compare.quoted_cost(
+        "LeNet-5:weighted_activation_bytes_thousands", tmp_path
+    )
+    assert quoted == f"{4 * 6_518 / 1e3:.2f}"
     with pytest.raises(LookupError):
         compare.quoted_cost("VGG-19:parameters", tmp_path)
 
@@ -77,6 +130,12 @@ def test_stored_costs_match_the_definitions():
     for name, cost in compare.canonical():
         assert stored[name]["parameters"] == cost.parameters, name
         assert stored[name]["macs"] == cost.macs, name
+        assert stored[name]["activation_bytes"] == 4 * cost.activations
+        assert stored[name]["weighted_activation_bytes"] == (
+            4 * cost.weighted_activations
+        ), name
+        assert stored[name]["dense_parameters"] == cost.dense_parameters
+        assert stored[name]["dense_macs"] == cost.dense_macs, name
 
 
 def test_place_run_agrees_with_the_trainer_verdict():

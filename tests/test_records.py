@@ -13,6 +13,7 @@ from cnnbook import records, sphinxext
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STORED = sorted((ROOT / "results" / "runs").glob("*/*.json"))
+LABS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def _record(**changes):
@@ -257,23 +258,152 @@ def test_every_page_reference_resolves():
         assert resolver(ref), (page, ref)
 
 
-def test_pages_do_not_type_the_numbers_of_stored_runs():
-    """A record's accuracy or throughput typed into a page goes stale at
-    the next run; pages must quote it with {run}."""
-    typed = {}
-    for path in STORED:
+def test_every_page_cost_resolves():
+    """Each {cost} reference names a network and a field of the costs
+    that chapter 7 stores (the build would fail on it; this names it)."""
+    from cnnbook import compare
+
+    quoted = [
+        (page.name, ref)
+        for page in sorted((ROOT / "book").glob("*.md"))
+        for ref in re.findall(r"\{cost\}`([^`]+)`", page.read_text())
+    ]
+    assert quoted, "no page quotes a stored cost"
+    for page, ref in quoted:
+        assert compare.quoted_cost(ref), (page, ref)
+
+
+# How a page or a lab's markdown would type a stored run's result: an
+# accuracy as the pages show it, a rate before "images/s" (or "img/s",
+# "images per second"), a duration before "min"/"minutes" or "s"/"seconds".
+_RATE_UNIT = r"\s*(?:images|img)(?:/s|\s+(?:per|a)\s+second)"
+_MINUTES_UNIT = r"(?:\s|-)?(?:mins?|minutes?)\b"
+_SECONDS_UNIT = r"(?:\s|-)?(?:s|sec|seconds?)\b"
+_ROLE = re.compile(r"\{(run|rungap|cost)\}`[^`]+`")
+
+
+def _whole_number(number):
+    """A rounded number as a page may type it: 2647 or 2,647."""
+    forms = sorted({f"{number:d}", f"{number:,d}"})
+    return "(?:" + "|".join(re.escape(form) for form in forms) + ")"
+
+
+def _typed_forms(paths):
+    """``[(pattern, source)]``: each way a page could type a result of the
+    records at ``paths`` by hand. Accuracies at the pages' two decimals
+    (four digits or more, so that a round "90.00%" of another kind is
+    not taken for one); rates and durations only next to their unit."""
+    forms = []
+    for path in paths:
         record = records.load(path)
-        for field in ("test_accuracy", "images_per_second"):
+        source = f"{path.parent.name}/{path.name}"
+        for field in ("test_accuracy", "train_accuracy"):
             shown = records.formatted(record, field)
             if len(shown.strip("%").replace(",", "")) >= 4:
-                typed[shown] = f"{path.parent.name}/{path.name}:{field}"
-    assert typed
-    for page in sorted((ROOT / "book").glob("*.md")):
-        text = re.sub(r"\{(run|rungap)\}`[^`]+`", "", page.read_text())
-        for shown, source in typed.items():
-            assert not re.search(rf"(?<![\d.]){re.escape(shown)}", text), (
-                f"{page.name} types {shown} ({source}); use {{run}}"
-            )
+                pattern = rf"(?<![\d.,]){re.escape(shown)}"
+                forms.append((pattern, f"{source}:{field}"))
+        for field in ("images_per_second", "step_images_per_second"):
+            rate = _whole_number(round(record[field]))
+            pattern = rf"(?<![\d.,]){rate}{_RATE_UNIT}"
+            forms.append((pattern, f"{source}:{field}"))
+        minutes = _whole_number(round(record["seconds"] / 60))
+        forms.append(
+            (rf"(?<![\d.,]){minutes}{_MINUTES_UNIT}", f"{source}:minutes")
+        )
+        seconds = _whole_number(round(record["seconds"]))
+        forms.append(
+            (rf"(?<![\d.,]){seconds}{_SECONDS_UNIT}", f"{source}:seconds")
+        )
+    return [(re.compile(pattern), source) for pattern, source in forms]
+
+
+def _typed_results(text, forms):
+    """``[(typed text, source)]`` for each result of a record that
+    ``text`` types instead of quoting it with a role."""
+    text = _ROLE.sub("", text)
+    return [
+        (found.group(0), source)
+        for pattern, source in forms
+        for found in pattern.finditer(text)
+    ]
+
+
+def _lab_markdown(path):
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    return "\n\n".join(
+        cell.source for cell in notebook.cells if cell.cell_type == "markdown"
+    )
+
+
+def test_typed_results_are_found_and_roles_are_not(tmp_path):
+    """The scanner of the next test catches a typed accuracy, rate and
+    duration of a record, and passes the same sentence written with
+    roles, or with numbers that are no record's."""
+    path = records.write(
+        _record(
+            test_accuracy=0.9215,
+            train_accuracy=0.95,
+            seconds=2647.0,
+            images_per_second=272.4,
+            step_images_per_second=1321.0,
+        ),
+        tmp_path,
+    )
+    forms = _typed_forms([path])
+    typed = (
+        "It reached 92.15% (95.00% on its training images) in 44 min, "
+        "2,647 s in all, at 272 images/s end to end and 1,321 images per "
+        "second for the bare step; a 44-minute run."
+    )
+    found = _typed_results(typed, forms)
+    assert sorted(text for text, _ in found) == sorted(
+        [
+            "92.15%",
+            "95.00%",
+            "44 min",
+            "2,647 s",
+            "272 images/s",
+            "1,321 images per second",
+            "44-minute",
+        ]
+    )
+    assert {source.rpartition(":")[2] for _, source in found} == {
+        "test_accuracy",
+        "train_accuracy",
+        "minutes",
+        "seconds",
+        "images_per_second",
+        "step_images_per_second",
+    }
+    ref = "ch99-demo/demo_net/cpu"
+    quoted = (
+        f"It reached {{run}}`{ref}:test_accuracy` in "
+        f"{{run}}`{ref}:minutes` min at {{run}}`{ref}:images_per_second` "
+        "images/s; the limit is 45 min, 120 s a cell, 2720 images."
+    )
+    assert _typed_results(quoted, forms) == []
+
+
+def test_pages_do_not_type_the_numbers_of_stored_runs():
+    """A record's accuracy, rate or duration typed into a page or into a
+    lab's markdown goes stale at the next run; they must quote it with
+    {run}."""
+    forms = _typed_forms(STORED)
+    assert forms
+    texts = {
+        page.name: page.read_text()
+        for page in sorted((ROOT / "book").glob("*.md"))
+    }
+    texts.update({path.name: _lab_markdown(path) for path in LABS})
+    assert len(texts) > 10
+    typed = [
+        f"{name} types {text!r} ({source}); quote it with {{run}}"
+        for name, text in texts.items()
+        for text, source in _typed_results(text, forms)
+    ]
+    assert not typed, "\n".join(typed)
 
 
 def test_fit_writes_a_complete_record(tmp_path, monkeypatch):
@@ -319,9 +449,6 @@ def test_fit_writes_a_complete_record(tmp_path, monkeypatch):
     )
     assert again.expected is not None and again.expected.runs == 1
     assert copy.deepcopy(again.history)
-
-
-LABS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def _stored_text(path):
