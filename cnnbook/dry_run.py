@@ -108,6 +108,16 @@ def run_lab(stem):
             losses = _losses(report)
             if not all(math.isfinite(v) for v in losses):
                 raise DryRunError(f"{stem}/{name}: a loss is not finite")
+            if keras.backend.backend() == "jax" and not model.jit_compile:
+                eager = [
+                    layer.name
+                    for layer in model._flatten_layers()
+                    if not layer.supports_jit
+                ]
+                raise DryRunError(
+                    f"{stem}/{name}: JAX would train this model uncompiled, "
+                    f"op by op (layers not marked jit-compilable: {eager})"
+                )
             done.append(
                 {
                     "lab": stem,

@@ -19,16 +19,6 @@ from cnnbook import labs, records
 
 ROOT = records.REPO
 
-# Found by this dry run: under JAX's data-parallel path on two CPU
-# devices, a network behind RandomTranslation (shift > 0) stops in the
-# all-reduce rendezvous (one device never arrives; XLA aborts after 40 s).
-# The same VGG with shift=0 trains. Strict: the test says when it is fixed.
-SHIFT_DEADLOCK = (
-    "JAX data-parallel + RandomTranslation: all-reduce rendezvous never "
-    "completes on two CPU devices (issue #21 item 5 finding)"
-)
-
-
 def _expected(stem):
     entry = labs.LABS[stem]
     capped = labs.dry_run_settings(entry, entry.settings("gpu"), 2)
@@ -78,15 +68,7 @@ def _check(stem, results, rows, policy, replicas):
         assert record["data"]["test_images"] == batch
 
 
-def _jax_param(stem):
-    shift = labs.LABS[stem].settings("gpu").get("shift", 0)
-    marks = [pytest.mark.xfail(strict=True, reason=SHIFT_DEADLOCK)] * bool(
-        shift
-    )
-    return pytest.param(stem, marks=marks)
-
-
-@pytest.mark.parametrize("stem", [_jax_param(s) for s in labs.LABS])
+@pytest.mark.parametrize("stem", list(labs.LABS))
 def test_gpu_dry_run_jax_bfloat16_two_devices(stem, tmp_path):
     results, rows = _dry_run(
         tmp_path,
