@@ -9,7 +9,16 @@ Introduced in Chapter 3 and reused by the later chapters:
   boxes whose height follows the spatial size and whose thickness follows
   the number of channels: the picture of a CNN shrinking and deepening;
 * :func:`parameter_distribution` draws where the parameters live, layer by
-  layer.
+  layer;
+* :func:`block_diagram` draws a network with branches (Chapters 5 and 6:
+  residual blocks, inception modules, GoogLeNet and its auxiliary
+  classifiers) as boxes and arrows, from the boxes :func:`layer_graph`
+  reads off the model's connections.
+
+The architecture figures of chapters 2, 5 and 6 (:data:`DIAGRAMS`) are
+drawn from the model code and written to ``book/figures/`` by
+``python -m cnnbook.diagrams``; ``tests/test_diagrams.py`` fails when a
+stored PNG is no longer what the code draws.
 """
 
 from __future__ import annotations
@@ -28,6 +37,23 @@ __all__ = [
     "architecture_diagram",
     "parameter_distribution",
     "volume_rows",
+    "Node",
+    "LayerGraph",
+    "layer_graph",
+    "block_diagram",
+    "diagram_limits",
+    "residual_block_model",
+    "inception_module_model",
+    "googlenet_module",
+    "lenet5_diagram",
+    "residual_blocks_diagram",
+    "bottleneck_diagram",
+    "inception_naive_diagram",
+    "inception_module_diagram",
+    "googlenet_diagram",
+    "DIAGRAMS",
+    "render",
+    "write_diagrams",
 ]
 
 # Layers that change the shape of the data; the others (activations,
@@ -338,10 +364,10 @@ SIDE = 0.22
 
 
 class Node:
-    """One box of a block diagram: the model layers it stands for (a
-    layer, the shape-keeping layers written into it, or a whole group such
-    as an inception module), its text and its place (rank: the row, lane:
-    the column)."""
+    """One box of a block diagram (Chapter 5): the model layers it stands
+    for (a layer, the shape-keeping layers written into it, or a whole
+    group such as an inception module), its text and its place (rank: the
+    row, lane: the column)."""
 
     def __init__(self, name, kind, layers):
         self.name, self.kind, self.layers = name, kind, list(layers)
