@@ -204,7 +204,8 @@ def test_ch07_papers_costs_as_the_page_tells_them(costs, papers_tables):
     multiply-accumulates"; the stem "shrinks the image to a quarter of its
     side at once, with a stride-2 7×7 convolution and a stride-2 pooling,
     where VGG-16 runs its first four convolutions at 224 and 112 pixels:
-    those four alone cost more MACs than the whole of ResNet-50"."""
+    those four alone cost more MACs than the whole of ResNet-50"; GoogLeNet's
+    count is "close to" its paper's budget of 1.5 billion multiply-adds."""
     vgg, alexnet = costs["VGG-16"], costs["AlexNet"]
     assert vgg["macs"] > 10 * alexnet["macs"]
     assert 1.5 < vgg["parameters"] / alexnet["parameters"] < 2.5
@@ -222,6 +223,9 @@ def test_ch07_papers_costs_as_the_page_tells_them(costs, papers_tables):
     assert convolutions("ResNet-50") > convolutions("VGG-16")
     assert vgg["dense_macs"] < 0.01 * vgg["macs"]
     assert max(costs, key=lambda name: costs[name]["macs"]) == "VGG-16"
+    # GoogLeNet's paper: "a computational budget of 1.5 billion
+    # multiply-adds"; the page: "close to the count in the table above"
+    assert 1.4e9 < costs["GoogLeNet"]["macs"] < 1.7e9
 
     vgg_table, _ = papers_tables["VGG-16"]
     early = [
