@@ -167,6 +167,20 @@ def test_lenet5_volumes_are_the_model():
     assert [(name, shape) for name, _, shape, _ in rows[1:]] == drawn
 
 
+def test_sequential_model_is_a_chain():
+    """A Sequential model (no layer.input of its own input layer) gives
+    one box per layer after an input box, each reading the one before."""
+    model = models.lenet5()
+    graph = diagrams.layer_graph(model)
+    names = [layer.name for layer in model.layers]
+    assert [n.name for n in graph.nodes] == ["input", *names]
+    assert graph.edges == list(zip(["input", *names], names))
+    assert [n.shape for n in graph.nodes[1:]] == [
+        tuple(layer.output.shape[1:]) for layer in model.layers
+    ]
+    assert {n.lane for n in graph.nodes} == {0}
+
+
 def _boxes_and_texts(fig):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
