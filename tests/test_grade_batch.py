@@ -115,8 +115,8 @@ def test_grade_batch_cli(tmp_path):
         *KEYS,
         "total",
         "max_points",
-        "status",
         "same_bytes_as",
+        "status",
     ]
     assert rows["bob"]["same_bytes_as"] == WEIRD
     assert rows[WEIRD]["same_bytes_as"] == "bob"

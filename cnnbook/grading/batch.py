@@ -295,9 +295,9 @@ def grade_batch(
     Writes ``OUTDIR/<name>.json`` (one report per entry of :func:`scan`,
     the schema of :mod:`cnnbook.grading.report`) and
     ``OUTDIR/summary.csv`` with the columns ``name``, one per exercise
-    key (points), ``total``, ``max_points``, ``status`` (``graded`` or
-    ``not graded: why``) and ``same_bytes_as`` (the other submissions
-    with the same bytes). Prints one progress line per submission and
+    key (points), ``total``, ``max_points``, ``same_bytes_as`` (the other
+    submissions with the same bytes) and ``status`` (``graded`` or ``not
+    graded: why``). Prints one progress line per submission and
     warnings for links and identical files to ``progress`` (default
     stderr). Returns the list of summary rows; a submission that was not
     graded has points None.
@@ -424,7 +424,7 @@ def write_summary(path, keys, summary):
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["name", *keys, "total", "max_points", "status", "same_bytes_as"]
+            ["name", *keys, "total", "max_points", "same_bytes_as", "status"]
         )
         for row in summary:
             points = row["points"] or {}
@@ -434,7 +434,7 @@ def write_summary(path, keys, summary):
                     *[points.get(k, "") for k in keys],
                     "" if row["total"] is None else row["total"],
                     "" if row["max_points"] is None else row["max_points"],
-                    _cell(row["status"]),
                     _cell("; ".join(row["same_bytes_as"])),
+                    _cell(row["status"]),
                 ]
             )

@@ -73,6 +73,10 @@ MAX_RESTARTS = 10
 # for a wait that no timeout of the kernel's cuts short.
 HARD_STOP_GRACE = 10.0
 NOT_CHECKED = "not checked: the grade stopped early: "
+REPLAY_FAILED = (
+    "ReplayFailed: the cell worked, then failed when run again after a "
+    "restart, and was left out of later replays"
+)
 
 
 class GradeStopped(BaseException):  # checks catching Exception miss it
@@ -84,16 +88,18 @@ class BoundedSession(Session):
     and starts its kernel at most ``1 + max_restarts`` times.
 
     Every cell it runs, a replayed one or a check's call included, gets at
-    most what is left of the deadline. Past the deadline, or asked for one
-    restart too many, it raises :class:`GradeStopped` and keeps the
-    reason in ``stopped`` (``"deadline"`` or ``"restarts"``) and the
-    words for the report in ``why``.
+    most what is left of the deadline; a cell that fails when replayed is
+    kept in ``dropped`` and never replayed again. Past the deadline, or
+    asked for one restart too many, it raises :class:`GradeStopped` and
+    keeps the reason in ``stopped`` (``"deadline"`` or ``"restarts"``)
+    and the words for the report in ``why``.
     """
 
     def __init__(self, *args, deadline, max_restarts, **kwargs):
         super().__init__(*args, **kwargs)
         self.deadline, self.max_restarts = deadline, max_restarts
         self.stopped = self.why = None
+        self.dropped = []  # sources that failed when replayed
 
     def stop_grade(self, reason):
         if self.stopped is None:
@@ -114,7 +120,20 @@ class BoundedSession(Session):
             self.stop_grade("restarts")
         if self.deadline - time.monotonic() <= 1:
             self.stop_grade("deadline")
+        # the replay is made here, not by Session.start: a cell that
+        # worked once but fails, stops the kernel or runs past its limit
+        # when replayed is left out of every later replay (else it could
+        # make each replay restart the kernel and replay it again)
+        pending, self.replay = self.replay, []
         super().start()
+        for source in pending:
+            error = self.run(source, self.limits.cell_timeout)
+            if error is None:
+                self.replay.append(source)  # the list of the latest start
+                continue
+            self.dropped.append(source)
+            if error.startswith("KernelDied"):
+                self.restart()  # replays what is kept so far
 
     def run(self, source, timeout):
         if self.stopped:
@@ -280,6 +299,19 @@ def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
     report.kernel_starts = session.starts
     report.limits = session.limits_report
     report.stopped = session.stopped
+    dropped = sorted(
+        {i for i in code if nb.cells[i].source in session.dropped}
+    )
+    for index in dropped:
+        cell_errors.setdefault(index, REPLAY_FAILED)
+    if dropped:
+        report.problems.append(
+            "cells "
+            + ", ".join(str(i + 1) for i in dropped)
+            + " ran, but failed, stopped the kernel or ran past their limit "
+            "when run again after a restart: they were left out of later "
+            "replays"
+        )
     skipped = [i for i, e in cell_errors.items() if e.startswith("NotRun")]
     if skipped:
         report.problems.append(
