@@ -11,6 +11,8 @@ the notebook reaches that function. Sizes are exact integers.
 
 import ast
 import json
+import marshal
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -160,7 +162,25 @@ def test_every_compiled_copy_of_a_covered_keras_file_is_covered(tmp_path):
         for pyc in package.compiled_copies(source):
             assert str(pyc) in targets, pyc
     # this machine's Keras has them compiled: the cover is not vacuous
-    assert any(t.endswith(".pyc") for t in targets)
+    covers = [(c, t) for c, t in made if str(t).endswith(".pyc")]
+    assert covers
+    # and what covers them is the stand-in's bytecode: unmarshalled, it
+    # defines the networks as the stand-in that refuses to build them
+    for cover, _ in covers:
+        code = marshal.loads(cover.read_bytes()[16:])
+        assert "_LeftOut" in code.co_names, cover
+
+
+def test_the_editable_install_does_not_name_the_repository(tmp_path):
+    """The finder and .pth of an editable install, and direct_url.json,
+    name the repository's folder: covered with empty files."""
+    made = package.keras_overlays({}, tmp_path)
+    covered = {str(t) for _, t in made}
+    for folder in {p for p in sys.path if p.endswith("site-packages")}:
+        for path in pathlib.Path(folder).glob("__editable__*cnnbook*"):
+            assert str(path) in covered
+    for cover, _ in made:
+        assert cover.read_bytes() == b""
 
 
 def _public_builders(modules):
@@ -417,24 +437,21 @@ SHORTCUTS = {
         "_copy = types.FunctionType(_impl.__code__, _impl.__globals__,\n"
         "    'mine', _impl.__defaults__, _impl.__closure__)\n",
     ),
-    # switching the profile hook off around the call, then back on
+    # switching the profile hook off before the library does the work
     "setprofile-off": (
         "1.6",
         "def pool_forward(A_prev, f, stride, mode='max'):\n"
-        "    import sys, scipy.ndimage as nd\n"
+        "    import sys, scipy.ndimage as ndi\n"
         "    sys.setprofile(None)\n"
-        "    try:\n"
-        "        m, h, w, c = A_prev.shape\n"
-        "        n_H = (h - f) // stride + 1\n"
-        "        n_W = (w - f) // stride + 1\n"
-        "        filt = nd.maximum_filter if mode == 'max' else "
-        "nd.uniform_filter\n"
-        "        full = filt(A_prev, size=(1, f, f, 1), mode='constant',\n"
-        "                    origin=(0, -(f // 2), -(f // 2), 0))\n"
-        "        return full[:, : n_H * stride : stride, "
-        ": n_W * stride : stride, :]\n"
-        "    finally:\n"
-        "        pass\n",
+        "    m, h, w, c = A_prev.shape\n"
+        "    n_H = (h - f) // stride + 1\n"
+        "    n_W = (w - f) // stride + 1\n"
+        "    filt = ndi.maximum_filter if mode == 'max' else "
+        "ndi.uniform_filter\n"
+        "    full = filt(A_prev, size=(1, f, f, 1), mode='constant',\n"
+        "                origin=(0, -(f // 2), -(f // 2), 0))\n"
+        "    return full[:, : n_H * stride : stride, "
+        ": n_W * stride : stride]\n",
         "",
     ),
     # scipy's correlate doing the convolution, called from a thread

@@ -17,7 +17,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import pathlib
+import py_compile
 import shutil
+import sys
 from importlib import metadata
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # cnnbook/
@@ -295,11 +297,33 @@ def keras_overlays(modules, dest):
         stub = dest / f"keras-{name}.py"
         stub.write_text("\n".join(lines) + "\n")
         out.append((stub, original))
-        # the compiled copies of the original next to it: an empty file
-        # over each (Python then compiles the stand-in; nothing is written)
-        empty = dest / "empty.pyc"
-        empty.touch()
-        out += [(empty, pyc) for pyc in compiled_copies(original)]
+        # the compiled copies of the original next to it: the stand-in's
+        # own bytecode over each, so `marshal` gives back the stand-in
+        copies = compiled_copies(original)
+        if copies:
+            compiled = dest / f"keras-{name}.pyc"
+            py_compile.compile(str(stub), cfile=str(compiled), doraise=True)
+            out += [(compiled, pyc) for pyc in copies]
+    return out + editable_overlays(dest)
+
+
+def editable_overlays(dest):
+    """Empty files over what an editable install of :mod:`cnnbook` leaves
+    in site-packages (the finder and ``.pth`` that point at the
+    repository, and ``direct_url.json``, which names it): the repository
+    is not in the sandbox, and its path is not either."""
+    empty = pathlib.Path(dest) / "empty"
+    empty.touch()
+    out = []
+    for folder in sorted({p for p in sys.path if p.endswith("-packages")}):
+        site = pathlib.Path(folder)
+        if not site.is_dir():
+            continue
+        found = [
+            *site.glob("__editable__*cnnbook*"),
+            *site.glob("cnnbook-*.dist-info/direct_url.json"),
+        ]
+        out += [(empty, path) for path in sorted(found) if path.is_file()]
     return out
 
 

@@ -179,24 +179,26 @@ def install(forbidden):
         if what not in watch["problems"]:
             watch["problems"].append(what)
 
-    def profile(frame, event, arg):
-        watch = state["watch"]
-        if watch is None:
-            return
-        if event == "c_call":
-            # compared by identity: hashing a bound method may run code
-            if arg is start_thread or arg is start_new:
+    def watcher(watch):
+        """The profile function of one watched call (its state bound in
+        its closure, so each event costs as little as it can)."""
+        lookup = watch["by_code"].get
+
+        def profile(frame, event, arg):
+            if event == "call":
+                code = frame.f_code
+                hits = lookup(code.co_name)
+                if hits is not None:
+                    for fragment, label in hits:
+                        if fragment in code.co_filename:
+                            note(watch, f"{label} did the work")
+            elif event == "c_call" and (
+                # compared by identity: hashing a bound method may run code
+                arg is start_thread or arg is start_new
+            ):
                 note(watch, "it started a thread the grader cannot watch")
-            return
-        if event != "call":
-            return
-        code = frame.f_code
-        hits = watch["by_code"].get(code.co_name)
-        if hits is None:
-            return
-        for fragment, label in hits:
-            if fragment in code.co_filename:
-                note(watch, f"{label} did the work")
+
+        return profile
 
     def own(call, *args):
         state["own"] += 1
@@ -228,7 +230,7 @@ def install(forbidden):
             note(watch, "threads of the notebook's own were running")
         state["watch"] = watch
         box.append(token)
-        own(setprofile, profile)
+        own(setprofile, watcher(watch))
 
     def stop(box):
         watch = state["watch"]

@@ -533,9 +533,10 @@ def _error_tree(exc, package_dir):
     here = os.path.dirname(os.path.abspath(__file__))
     # the software's own files (the standard library, site-packages, this
     # package) are never the learner's: a line there is no line of theirs
+    package = os.path.dirname(here)  # cnnbook/ (the sandbox's copy)
     software = {
         os.path.join(p, "")
-        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, here)
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, package)
         if p
     }
     learner = [
@@ -548,9 +549,38 @@ def _error_tree(exc, package_dir):
     return {
         "type": type(exc).__name__,
         "message": str(exc)[:500],
-        "line": learner[-1].lineno if learner else None,
+        "line": (
+            _cell_line(learner[-1].filename, learner[-1].lineno)
+            if learner
+            else None
+        ),
         "not_implemented": isinstance(exc, NotImplementedError),
     }
+
+
+def _cell_line(filename, lineno):
+    """``lineno`` of the code compiled from a cell, as a line of the cell
+    the learner wrote: IPython drops a cell's leading blank lines before
+    it compiles it, so their count is added back."""
+    try:
+        import linecache
+
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        compiled = [line.rstrip() for line in linecache.getlines(filename)]
+        if shell is None or not compiled:
+            return lineno
+        for raw in reversed(shell.history_manager.input_hist_raw):
+            lines = [line.rstrip() for line in raw.splitlines()]
+            blank = 0
+            while blank < len(lines) and not lines[blank].strip():
+                blank += 1
+            if lines[blank:] == compiled:
+                return lineno + blank
+    except Exception:  # noqa: BLE001 - the compiled line will do
+        pass
+    return lineno
 
 
 def _grader_error(exc):
