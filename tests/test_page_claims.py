@@ -16,7 +16,7 @@ import shutil
 import pytest
 from conftest import page_text, stored_output
 
-from cnnbook import arithmetic, compare, records
+from cnnbook import arithmetic, compare, records, sphinxext
 
 LENET = "ch02-lenet"  # MNIST: not compared with the Fashion-MNIST four
 
@@ -289,25 +289,111 @@ def test_ch05_resnet18_training_accuracy_close_to_test():
     assert 0 <= record["train_accuracy"] - record["test_accuracy"] < 0.03
 
 
-def test_ch06_auxiliary_heads_cannot_be_told_apart():
-    """ch06: "the means differ by ... points, less than the spread of the
-    seeds within one arm" and "no gain that three seeds can show"."""
-    arms = {
-        name: records.load_all(
-            lab="ch06-googlenet", model=name, profile="full"
+CH06 = "ch06-inception.md"
+ABLATION_LAB = "ch06-googlenet"
+ABLATION_ARMS = ("ablation_aux", "ablation_plain")  # with the heads, without
+
+
+def _ablation_seeds_on_the_page():
+    """The seeds whose runs the page's ablation table quotes, one by one."""
+    seeds = {
+        arm: sorted(
+            {
+                int(seed)
+                for seed in re.findall(
+                    rf"\{{run\}}`{ABLATION_LAB}/{arm}/full/cpu/(\d+)"
+                    ":test_accuracy`",
+                    page_text(CH06),
+                )
+            }
         )
-        for name in ("ablation_aux", "ablation_plain")
+        for arm in ABLATION_ARMS
     }
-    assert all(len(found) >= 3 for found in arms.values())
+    assert seeds["ablation_aux"] == seeds["ablation_plain"], seeds
+    return seeds["ablation_aux"]
 
-    def mean(found):
-        return records.aggregate_value(found, "test_accuracy", "mean")
 
-    def spread(found):
-        return records.aggregate_value(found, "test_accuracy", "spread")
+def _ablation_runs(seeds, root=None):
+    """The record of each arm and seed that the page quotes."""
+    return {
+        arm: {
+            seed: records.find(ABLATION_LAB, arm, "full", seed=seed, root=root)
+            for seed in seeds
+        }
+        for arm in ABLATION_ARMS
+    }
 
-    difference = abs(mean(arms["ablation_aux"]) - mean(arms["ablation_plain"]))
-    assert difference < min(spread(found) for found in arms.values())
+
+def _created(record):
+    import datetime
+
+    return datetime.datetime.fromisoformat(record["created"])
+
+
+def _check_ablation_as_told(runs, root=None):
+    """ch06: the difference "changes sign from seed to seed"; the six runs
+    "were made one after another, in the order of the lab's loop, from the
+    same commit with uncommitted changes whose code the records do not
+    keep", so the book "pools none of them ... and gives no mean or seed
+    spread per arm" (the records a range would span, ``seed_group``, are
+    one run an arm)."""
+    seeds = sorted(runs["ablation_aux"])
+    assert len(seeds) >= 3, seeds
+    gaps = [
+        runs["ablation_aux"][s]["test_accuracy"]
+        - runs["ablation_plain"][s]["test_accuracy"]
+        for s in seeds
+    ]
+    assert min(gaps) < 0 < max(gaps), f"one sign for every seed: {gaps}"
+    for arm in ABLATION_ARMS:
+        group = sphinxext.seed_group(ABLATION_LAB, arm, "full", root=root)
+        pooled = sorted(r["seed"] for r in group)
+        assert len(group) == 1, f"the book pools {arm} seeds {pooled}"
+    # the lab's loop: for each seed, the arm with the heads, then without
+    loop = [runs[arm][s] for s in seeds for arm in ABLATION_ARMS]
+    assert sorted(loop, key=_created) == loop, [r["created"] for r in loop]
+    for before, after in zip(loop, loop[1:], strict=False):
+        waited = (_created(after) - _created(before)).total_seconds()
+        assert waited <= 2 * after["seconds"], (after["seed"], waited)
+    commits = {r["commit"] for r in loop}
+    assert len(commits) == 1 and commits.pop().endswith("+dirty")
+    assert all(r["fingerprint"]["code"] is None for r in loop)
+
+
+def test_ch06_auxiliary_heads_cannot_be_told_apart():
+    """ch06: "In these runs the two arms cannot be told apart: the
+    difference changes sign from seed to seed", six single runs,
+    "indicative only", quoted one by one and never as a mean or spread."""
+    page = page_text(CH06)
+    assert "the difference changes sign from seed to seed" in page
+    assert "gives no mean or seed spread per arm" in page
+    aggregate = rf"{ABLATION_LAB}/ablation_\w+/full:[\w.]*\.(?:mean|spread)"
+    assert not re.search(aggregate, page)
+    _check_ablation_as_told(_ablation_runs(_ablation_seeds_on_the_page()))
+
+
+def test_the_ch06_ablation_claims_fail_on_other_records(tmp_path):
+    """Heads ahead for every seed, or six runs of one recorded code (which
+    the book would pool), make the check above fail."""
+    seeds = _ablation_seeds_on_the_page()
+    runs = _ablation_runs(seeds)
+    ahead = {
+        "ablation_aux": {
+            s: {**r, "test_accuracy": 0.9}
+            for s, r in runs["ablation_aux"].items()
+        },
+        "ablation_plain": runs["ablation_plain"],
+    }
+    with pytest.raises(AssertionError, match="one sign for every seed"):
+        _check_ablation_as_told(ahead)
+    pooled = {"settings": "a" * 16, "code": "c" * 16}
+    for arm in ABLATION_ARMS:
+        for record in runs[arm].values():
+            records.write(
+                {**record, "commit": "abc", "fingerprint": pooled}, tmp_path
+            )
+    with pytest.raises(AssertionError, match="the book pools ablation_aux"):
+        _check_ablation_as_told(_ablation_runs(seeds, tmp_path), tmp_path)
 
 
 def _ch06_cost_lab_timings():
@@ -438,24 +524,108 @@ def test_the_claims_fail_when_a_rerun_contradicts_them(tmp_path, monkeypatch):
         test_ch06_googlenet_full_run_meets_its_targets()
 
 
-# ------------------------------------------- ch03 and ch04: the cpu runs
-CPU_PROFILE_PAGES = [
-    ("ch03-alexnet.md", "ch03-alexnet", "alexnet_fashion"),
-    ("ch04-vgg.md", "ch04-vgg", "vgg_fashion"),
+# ------------------------------------- ch02 to ch05: the cpu runs
+SINGLE_CPU_RUNS = [
+    # page, lab, model, what the page says of the runs, the seeds it says
+    # were made with uncommitted changes (None: "some", at least one)
+    (
+        "ch02-lenet.md",
+        LENET,
+        "lenet5",
+        "each was made from another commit, some with uncommitted changes",
+        None,
+    ),
+    (
+        "ch02-lenet.md",
+        LENET,
+        "lenet5_classic",
+        "each was made from another commit, some with uncommitted changes",
+        None,
+    ),
+    (
+        "ch03-alexnet.md",
+        "ch03-alexnet",
+        "alexnet_fashion",
+        "each from another commit, those of the seeds 0 and 2 with "
+        "uncommitted changes",
+        {0, 2},
+    ),
+    (
+        "ch04-vgg.md",
+        "ch04-vgg",
+        "vgg_fashion",
+        "each from another commit, that of the seed 2 with uncommitted "
+        "changes",
+        {2},
+    ),
+    (
+        "ch05-resnet.md",
+        "ch05-resnet18",
+        "resnet18_cifar_w16",
+        "each from another commit (the first two record no augmentation "
+        "settings, and the third was made with uncommitted changes",
+        {2},
+    ),
 ]
 
 
-def _cpu_profile_runs(lab, model):
+def _cpu_profile_runs(lab, model, root=None):
     return records.load_all(
-        lab=lab, model=model, profile="cpu", device_kind="cpu"
+        root, lab=lab, model=model, profile="cpu", device_kind="cpu"
     )
 
 
-def _check_cpu_runs_as_told(found):
-    """The runs are those of the seeds 0, 1 and 2, made by more than one
-    version of the code."""
+def _check_single_cpu_runs(found, dirty):
+    """The runs are those of the seeds 0, 1 and 2, each from another
+    commit, the seeds ``dirty`` (or, if None, at least one) with
+    uncommitted changes and no recorded code, and no two of one
+    fingerprint: the book pools none of them."""
     assert sorted(r["seed"] for r in found) == [0, 1, 2]
-    assert len({r["commit"] for r in found}) > 1, [r["commit"] for r in found]
+    bases = [r["commit"].removesuffix("+dirty") for r in found]
+    assert len(set(bases)) == len(found), bases
+    uncommitted = {
+        r["seed"]
+        for r in found
+        if r["commit"].endswith("+dirty") and r["fingerprint"]["code"] is None
+    }
+    if dirty is None:
+        assert uncommitted, "no run with uncommitted changes"
+    else:
+        assert uncommitted == dirty, uncommitted
+    pooled = [len(group) for group in records.groups(found)]
+    assert pooled == [1] * len(found), f"the book pools runs: {pooled}"
+
+
+@pytest.mark.parametrize(
+    ("page", "lab", "model", "told", "dirty"), SINGLE_CPU_RUNS
+)
+def test_cpu_runs_are_single_runs_as_the_pages_tell_them(
+    page, lab, model, told, dirty
+):
+    """ch02 to ch05: the `cpu` profile's stored runs, one with each of
+    the seeds 0, 1 and 2, quoted one by one; they come from different
+    versions of the code (the page says which had uncommitted changes), so
+    "the book pools none of them" and the page quotes no range."""
+    text = page_text(page)
+    assert told in text
+    assert "the book pools none of them" in text
+    for seed in (0, 1, 2):
+        assert f"{{run}}`{lab}/{model}/cpu/cpu/{seed}:test_accuracy`" in text
+    aggregate = rf"{lab}/{model}/cpu:[\w.]*\.(?:mean|min|max|spread|count)`"
+    assert not re.search(aggregate, text), (page, model)
+    _check_single_cpu_runs(_cpu_profile_runs(lab, model), dirty)
+
+
+def test_ch05_resnet18_cpu_runs_name_augmentation_from_the_third():
+    """ch05: of the `cpu` runs "the first two record no augmentation
+    settings"."""
+    found = {
+        r["seed"]: r["settings"]
+        for r in _cpu_profile_runs("ch05-resnet18", "resnet18_cifar_w16")
+    }
+    for seed, settings in found.items():
+        named = {"mirror", "shift", "augment"} & set(settings)
+        assert bool(named) == (seed == 2), (seed, named)
 
 
 def _check_no_memorising(found):
@@ -470,35 +640,43 @@ def _check_no_memorising(found):
         assert record["train_accuracy"] < 0.97, record["seed"]
 
 
-@pytest.mark.parametrize(("page", "lab", "model"), CPU_PROFILE_PAGES)
-def test_ch03_ch04_cpu_runs_as_the_pages_tell_them(page, lab, model):
-    """ch03 and ch04: the `cpu` profile's stored runs, "with the seeds 0,
-    1 and 2", "were made with different versions of the package's code"
-    (so their range is not what seeds alone produce)."""
-    text = " ".join(page_text(page).split())
-    assert "with the seeds 0, 1 and 2" in text
-    assert "made with different versions of the package's code" in text
-    _check_cpu_runs_as_told(_cpu_profile_runs(lab, model))
-
-
 def test_ch04_cpu_runs_without_augmentation_do_not_memorise():
     """ch04: without augmentation "each run ends a few points higher on
     its training images than on the test images, far from a training set
     learned by heart" (and the Summary: "a few points higher")."""
-    text = " ".join(page_text("ch04-vgg.md").split())
+    text = page_text("ch04-vgg.md")
     assert "far from a training set learned by heart" in text
     assert "memorises" not in text
     _check_no_memorising(_cpu_profile_runs("ch04-vgg", "vgg_fashion"))
 
 
-def test_the_cpu_run_claims_fail_on_other_records():
-    """Records that tell another story fail the two checks above."""
+def test_the_cpu_run_claims_fail_on_other_records(tmp_path):
+    """Records that tell another story fail the checks above: one commit,
+    a missing seed, no uncommitted run, runs of one fingerprint (which the
+    book would pool), memorised or augmented runs."""
     found = _cpu_profile_runs("ch04-vgg", "vgg_fashion")
     one_commit = [{**r, "commit": "abc"} for r in found]
     with pytest.raises(AssertionError):
-        _check_cpu_runs_as_told(one_commit)
+        _check_single_cpu_runs(one_commit, {2})
     with pytest.raises(AssertionError):
-        _check_cpu_runs_as_told(found[:2])
+        _check_single_cpu_runs(found[:2], {2})
+    committed = [{**r, "commit": f"{r['seed']}abc"} for r in found]
+    with pytest.raises(AssertionError):
+        _check_single_cpu_runs(committed, None)
+    one_code = {"settings": "a" * 16, "code": "c" * 16}
+    for record in found:
+        records.write(
+            {
+                **record,
+                "commit": record["commit"].removesuffix("+dirty"),
+                "fingerprint": one_code,
+            },
+            tmp_path,
+        )
+    with pytest.raises(AssertionError, match="the book pools runs"):
+        _check_single_cpu_runs(
+            _cpu_profile_runs("ch04-vgg", "vgg_fashion", tmp_path), set()
+        )
     memorised = [{**r, "train_accuracy": 0.995} for r in found]
     with pytest.raises(AssertionError):
         _check_no_memorising(memorised)
@@ -526,10 +704,9 @@ def test_index_full_runs_on_two_cpu_cores_each_listed():
         assert records.device_kind(record["device"]) == "cpu", where
         assert record["cores"] == 2, where
         assert record["backend"] == "tensorflow", where
-    quoted = set(
-        re.findall(r"\{run\}`([\w-]+/[\w-]+)/full:(?:minutes|seconds)", page)
-    )
-    listed = {f"{r['lab']}/{r['model']}" for r in full}
+    timed = r"\{run\}`([\w-]+/[\w-]+)/full(?:/cpu/(\d+))?:(?:minutes|seconds)`"
+    quoted = {(run, int(seed or 0)) for run, seed in re.findall(timed, page)}
+    listed = {(f"{r['lab']}/{r['model']}", r["seed"]) for r in full}
     assert listed == quoted, listed ^ quoted
     assert "needs a GPU" not in page
 
