@@ -2,9 +2,11 @@
 
 Introduced in Chapter 7. For every network the labs train, the bare step
 rate (training images per second of the compiled step, data in memory,
-nothing else running) on the active Keras backend, at the size and batch
-of the labs' ``full`` profile. Compare it with the end-to-end rate in a
-run record to see what validation, feeding and the machine cost.
+nothing else of a run going on: no validation, callbacks or shuffling;
+other work on the machine still takes its share) on the active Keras
+backend, at the size and batch of the labs' ``full`` profile. Compare it
+with the end-to-end rate in a run record to see what validation, feeding
+and the machine cost.
 """
 
 from __future__ import annotations

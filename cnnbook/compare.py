@@ -117,7 +117,11 @@ def builder_for(model_name):
 
 @dataclass
 class Row:
-    """One trained network: its cost and what its runs measured."""
+    """One trained network: its cost and what its runs measured.
+    ``seeds`` are the ``cpu``-profile records a range over seeds spans
+    (one fingerprint, the newest); ``cpu_runs`` every ``cpu``-profile
+    record, whatever its fingerprint, by seed: each seed's own run, to be
+    read one at a time, never ranged."""
 
     label: str
     lab: str
@@ -126,6 +130,7 @@ class Row:
     record: dict
     seeds: list
     gpu: dict | None
+    cpu_runs: list
 
     @property
     def accuracy(self):
@@ -145,8 +150,10 @@ def _matching(root, lab, model, **match):
 def trained(root=None, profile="full"):
     """A :class:`Row` for every case study with a stored ``profile`` run on
     the CPU; ``seeds`` are its ``cpu``-profile records of one fingerprint
-    (settings and code; the newest, :func:`cnnbook.records.newest_group`),
-    ``gpu`` its ``gpu``-profile record if one exists. Chapter 7."""
+    (settings and code; the newest, :func:`cnnbook.records.newest_group`,
+    the records a ``{run}`` range of the page spans), ``cpu_runs`` all its
+    ``cpu``-profile records, ``gpu`` its ``gpu``-profile record if one
+    exists. Chapter 7."""
     import keras
 
     rows = []
@@ -162,9 +169,10 @@ def trained(root=None, profile="full"):
         del net
         keras.backend.clear_session()
         # one fingerprint only: a range over seeds, not over code versions
-        seeds = records.newest_group(
-            _matching(root, lab, model, profile="cpu", device_kind="cpu")
+        cpu_runs = _matching(
+            root, lab, model, profile="cpu", device_kind="cpu"
         )
+        seeds = records.newest_group(cpu_runs)
         gpu = _matching(root, lab, model, profile="gpu", device_kind="gpu")
         rows.append(
             Row(
@@ -175,6 +183,7 @@ def trained(root=None, profile="full"):
                 record,
                 sorted(seeds, key=lambda r: r["seed"]),
                 gpu[0] if gpu else None,
+                sorted(cpu_runs, key=lambda r: r["seed"]),
             )
         )
     return rows

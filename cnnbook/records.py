@@ -604,32 +604,44 @@ class Range:
 
     def verdict(self, accuracy):
         """Plain words: is ``accuracy`` what the recorded runs lead one to
-        expect? Chapter 2."""
+        expect? The range is that of ``runs`` records of one set of
+        settings and code (:func:`expected_range`), and the verdict says
+        which and how many. Chapter 2."""
         spread = self.high - self.low
-        # seeds alone move a run by about the recorded spread; with one
-        # recorded run, allow half a point either way
+        # runs that differ in their seed alone move by about their spread;
+        # with one recorded run (no spread), allow half a point either way
         margin = max(spread, 0.005)
+        if spread >= 0.005:
+            allowed, within = "their spread", "within the spread"
+        else:
+            allowed, within = "half a point", "within half a point"
+        runs = (
+            "the one recorded run"
+            if self.runs == 1
+            else f"the {self.runs} recorded runs"
+        )
+        if self.matched:
+            grouped = f"{runs} with the same settings and code"
+        else:
+            grouped = f"{runs} of the newest group (other {self.differs})"
         if accuracy < self.low - margin:
             told = (
-                "lower than expected: below every recorded run by more "
-                "than the seed-to-seed spread; check the settings, the "
-                "data and the code before trusting it"
+                f"lower than expected: below {grouped} by more than "
+                f"{allowed}; check the settings, the data and the code "
+                "before trusting it"
             )
         elif accuracy > self.high + margin:
             told = (
-                "higher than every recorded run by more than the "
-                "seed-to-seed spread: a lucky seed or a real improvement; "
-                "if it is by several points, check that no test image "
-                "leaked into training"
+                f"higher than {grouped} by more than {allowed}: a lucky "
+                "seed or a real improvement; if it is by several points, "
+                "check that no test image leaked into training"
             )
+        elif self.matched:
+            told = f"normal: {within} of {grouped}"
         else:
-            told = "normal: within the spread that seeds alone produce"
-            if not self.matched:
-                told = (
-                    "within the spread of these records, which were made "
-                    f"with other {self.differs}: a guide, not what seeds "
-                    "alone produce"
-                )
+            told = (
+                f"{within} of {grouped}: a guide, not what seeds alone produce"
+            )
         return told
 
 

@@ -158,10 +158,12 @@ def _targets(model, y):
 
 
 def bare_step_rate(model, x, y, batch_size, seconds=3.0, warmup=3):
-    """Training images/s of the compiled ``model`` with nothing else going
-    on: Keras's own training loop over images already in memory, without
-    validation, callbacks or shuffling, after a warm-up that compiles the
-    step. It runs for about ``seconds`` (at least 5 steps). Chapter 2.
+    """Training images/s of the compiled ``model`` with nothing else of a
+    run going on: Keras's own training loop over images already in memory,
+    without validation, callbacks or shuffling, after a warm-up that
+    compiles the step. Other work on the machine still takes its share of
+    the cores, so the rate is that of the machine as it was at the time.
+    It runs for about ``seconds`` (at least 5 steps). Chapter 2.
 
     The weights, the optimiser's state and the metrics are put back as they
     were, so measuring does not change the training that follows.

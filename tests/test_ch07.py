@@ -256,3 +256,103 @@ def test_page_lists_the_exercises_with_their_points():
         assert re.search(
             rf"\*\*{re.escape(e.key)} .+?\*\* \({e.points} points?\)", text
         ), e.key
+
+
+def test_the_verdict_says_what_its_range_groups_and_how_many():
+    one = records.Range(1, 0.90, 0.90, 0.90)
+    assert one.verdict(0.903) == (
+        "normal: within half a point of the one recorded run with the same "
+        "settings and code"
+    )
+    assert "below the one recorded run" in one.verdict(0.89)
+    three = records.Range(3, 0.90, 0.92, 0.91)
+    assert three.verdict(0.89) == (
+        "normal: within the spread of the 3 recorded runs with the same "
+        "settings and code"
+    )
+    assert "by more than their spread" in three.verdict(0.95)
+    other = records.Range(2, 0.80, 0.84, 0.82, matched=False, differs="code")
+    told = other.verdict(0.82)
+    assert "the 2 recorded runs of the newest group (other code)" in told
+    assert "not what seeds alone produce" in told
+    assert "same settings" not in other.verdict(0.70)
+
+
+def _lab_cells():
+    import nbformat
+
+    path = records.REPO / "notebooks" / "ch07-side-by-side.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _html_rows(output):
+    """The cells of an HTML table output, row by row (header first)."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+    parser = Rows()
+    parser.feed(output["data"]["text/html"])
+    return parser.rows
+
+
+def test_the_lab_stores_its_tables_as_html_from_the_costs():
+    """The lab's stored run shows its tables as HTML (no fixed-width text
+    tables), no error output, and the papers' table with the columns the
+    page describes, in units in which LeNet-5 reads: its numbers are those
+    of results/costs.json, which the same run wrote."""
+    import json
+
+    cells = _lab_cells()
+    outputs = [o for cell in cells for o in cell.outputs]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    assert not [o for o in outputs if o.output_type == "error"]
+    tables = [
+        o
+        for o in outputs
+        if o.output_type in ("execute_result", "display_data")
+        and "text/html" in o.get("data", {})
+    ]
+    assert len(tables) >= 5
+    for table in tables:
+        assert table["data"]["text/html"].lstrip().startswith("<table")
+    [papers] = [
+        cell.outputs[-1]
+        for cell in cells
+        if "compare.canonical()" in cell.source
+    ]
+    header, *rows = _html_rows(papers)
+    costs = json.loads(compare.costs_path().read_text())
+    assert [row[0] for row in rows] == [name for name, *_ in compare.CANONICAL]
+    for name, *shown in rows:
+        cost = costs[name]
+        expected = [
+            f"{cost['parameters']:,}",
+            f"{cost['dense_parameters']:,}",
+            f"{cost['macs'] / 1e6:,.2f}",
+            f"{cost['dense_macs'] / 1e6:,.2f}",
+            f"{round(cost['weighted_activation_bytes'] / 1e3):,}",
+            f"{round(cost['activation_bytes'] / 1e3):,}",
+        ]
+        assert shown == expected, (name, header, shown, expected)
+        # no column reads as zero, LeNet-5's included
+        assert all(cell.strip("0.,") for cell in shown), (name, shown)

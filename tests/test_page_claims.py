@@ -96,7 +96,9 @@ CH07 = "ch07-side-by-side.md"
 
 
 def _case_study_cpu_runs():
-    """The `cpu` records of each case study of chapter 7, by label."""
+    """The `cpu` records of each case study of chapter 7, by label: every
+    seed's own record, whatever its fingerprint (the page's seed table
+    quotes each one alone)."""
     return {
         label: compare._matching(
             None, lab, model, profile="cpu", device_kind="cpu"
@@ -105,39 +107,90 @@ def _case_study_cpu_runs():
     }
 
 
-def test_ch07_single_runs_do_not_rank_speeds():
-    """ch07: "the `cpu` records of one network differ by up to four times
-    in images per second, and in them the process kept from a fifth to
-    four fifths of the two cores busy", and "no such timing is stored with
-    the book"."""
+# the .count of each row of ch07's seed table: lab/model/cpu
+_CH07_COUNT = re.compile(
+    r"\{run\}`([\w-]+)/([\w-]+)/cpu:test_accuracy\.count`"
+)
+
+
+def _ch07_seed_table():
+    """``(lab, model)`` of every row of ch07's seed table, as the page
+    quotes them, checked against the case studies: each row quotes the
+    record of the seeds 0, 1 and 2 alone, and the .count of the group a
+    range over seeds would span."""
     page = page_text(CH07)
-    assert "differ by up to four times in images per second" in page
+    rows = _CH07_COUNT.findall(page)
+    assert [lab for lab, _ in rows] == [
+        lab for lab, _, _ in compare.CASE_STUDIES
+    ], rows
+    for lab, model in rows:
+        for seed in (0, 1, 2):
+            quoted = f"{{run}}`{lab}/{model}/cpu/cpu/{seed}:test_accuracy`"
+            assert quoted in page, quoted
+        # no range (mean, lowest, highest, spread) of these records
+        assert not re.search(
+            rf"{lab}/{model}/cpu:\w+\.(mean|min|max|spread)", page
+        ), (lab, model)
+    return rows
+
+
+def test_ch07_single_runs_do_not_rank_speeds():
+    """ch07: "the three `cpu` records of one network, made with different
+    versions of the code, differ by up to four times in images per second,
+    and in them the process kept from a fifth to four fifths of the two
+    cores busy", and "no such timing is stored with the book"."""
+    page = page_text(CH07)
+    assert (
+        "the three `cpu` records of one network, made with different "
+        "versions of the code, differ by up to four times in images per "
+        "second"
+    ) in page
     assert "from a fifth to four fifths of the two cores busy" in page
     runs = _case_study_cpu_runs()
+    for label, found in runs.items():
+        assert len(found) == 3, label
+        versions = {r["commit"].removesuffix("+dirty") for r in found}
+        assert len(versions) == 3, (label, versions)
     ratios = {
         label: max(r["images_per_second"] for r in found)
         / min(r["images_per_second"] for r in found)
         for label, found in runs.items()
     }
-    assert 3.5 <= max(ratios.values()) <= 4.5, ratios
+    assert 3.5 <= max(ratios.values()) <= 4.5, ("up to four times", ratios)
     busy = [r["cpu_busy"] for found in runs.values() for r in found]
     assert 0.15 <= min(busy) <= 0.25 and 0.75 <= max(busy) <= 0.85, busy
     stored = [p.name for p in records.results_dir().rglob("*bench*")]
     assert not stored, stored
 
 
-def test_ch07_cpu_ranges_group_three_versions_of_the_code():
-    """ch07: the seeds 0, 1 and 2 of every case study; "each comes from
-    another version of the code, and the older records of AlexNet and
-    ResNet-18 do not name all the settings that their newest one names
-    (augmentation, learning rate)"."""
+def test_ch07_seed_records_come_from_different_code_and_group_alone():
+    """ch07, the seed table: the seeds 0, 1 and 2 of every case study,
+    "each seed with another version of the code, and the older records of
+    AlexNet and ResNet-18 do not name all the settings that their newest
+    one names (augmentation, learning rate)"; "Some of these `cpu` runs were
+    made with changes that were not yet committed ... the others were made
+    at different commits, with different code. So the newest group of
+    every network above is a single record, as the last column counts, and
+    the book states no range for them". The group is the one the page's
+    ``.count`` and the lab's table span (``seed_group``)."""
+    from cnnbook.sphinxext import seed_group
+
     page = page_text(CH07)
-    assert "each comes from another version of the code" in page
+    assert "each seed with another version of the code" in page
+    assert "the newest group of every network above is a single record" in (
+        page
+    )
     named = ("mirror", "shift", "lr", "augment")
-    for label, found in _case_study_cpu_runs().items():
+    unknown = 0
+    for (lab, model), (_, pattern, label) in zip(
+        _ch07_seed_table(), compare.CASE_STUDIES, strict=True
+    ):
+        found = records.load_all(
+            lab=lab, model=model, profile="cpu", device_kind="cpu"
+        )
         assert sorted(r["seed"] for r in found) == [0, 1, 2], label
         versions = {r["commit"].removesuffix("+dirty") for r in found}
-        assert len(versions) == 3, (label, versions)
+        assert len(versions) == 3, (label, "another version each", versions)
         newest = max(found, key=lambda r: r["created"])["settings"]
         unnamed = {
             key
@@ -147,25 +200,58 @@ def test_ch07_cpu_ranges_group_three_versions_of_the_code():
         }
         differ = label in ("AlexNet (67×67)", "ResNet-18")
         assert bool(unnamed) == differ, (label, unnamed)
+        shown = seed_group(lab, model, "cpu")
+        assert len(shown) == 1, (
+            f"{label}: the page says the newest group is a single record "
+            f"and states no range; it holds seeds "
+            f"{sorted(r['seed'] for r in shown)}"
+        )
+        # the lab's table (compare.trained) takes the same group
+        lab_group = records.newest_group(
+            compare._matching(
+                None, lab, pattern, profile="cpu", device_kind="cpu"
+            )
+        )
+        assert lab_group == shown, label
+        codes = [records.group_key(r) for r in found]
+        unknown += codes.count(None)
+        known = [key for key in codes if key is not None]
+        assert len(set(known)) == len(known), (label, "different code", known)
+    assert unknown > 0, "Some of these `cpu` runs ... not yet committed"
 
 
 def test_the_ch07_cpu_claims_fail_on_other_records(tmp_path, monkeypatch):
-    """Records of steadier speeds, or two runs of one version of the code,
-    make the two checks above fail."""
+    """Records of steadier speeds, or three seeds of one version of the
+    code (a re-run that gives a range), make the two checks above fail,
+    each naming the network."""
     root = tmp_path / "results"
     shutil.copytree(records.results_dir(), root)
     monkeypatch.setenv(records.ENV_VAR, str(root))
     runs = root / "runs"
+    first = json.loads(
+        (runs / "ch04-vgg" / "vgg_fashion.cpu.cpu.seed0.json").read_text()
+    )
     for path in runs.glob("*/*.cpu.cpu.seed*.json"):
         record = json.loads(path.read_text())
         record["images_per_second"] = 100.0 + record["seed"]
-        if path.name.startswith("vgg_fashion") and record["seed"] == 1:
-            record["commit"] = "ebefb085f8e2"  # the commit of seed 0
         path.write_text(json.dumps(record))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="up to four times"):
         test_ch07_single_runs_do_not_rank_speeds()
-    with pytest.raises(AssertionError, match="VGG"):
-        test_ch07_cpu_ranges_group_three_versions_of_the_code()
+    seed1 = runs / "ch04-vgg" / "vgg_fashion.cpu.cpu.seed1.json"
+    record = json.loads(seed1.read_text())
+    seed1.write_text(json.dumps(dict(record, commit=first["commit"])))
+    with pytest.raises(AssertionError, match="VGG.*another version"):
+        test_ch07_seed_records_come_from_different_code_and_group_alone()
+    # a re-run of the seeds 1 and 2 with seed 0's settings and code: the
+    # three VGG records are one group, a range
+    for path in (runs / "ch04-vgg").glob("vgg_fashion.cpu.cpu.seed*.json"):
+        record = json.loads(path.read_text())
+        record["commit"] = f"{record['seed']:012d}"
+        record["fingerprint"] = first["fingerprint"]
+        record["settings"] = first["settings"]
+        path.write_text(json.dumps(record))
+    with pytest.raises(AssertionError, match="VGG.*single record"):
+        test_ch07_seed_records_come_from_different_code_and_group_alone()
 
 
 @pytest.fixture(scope="module")
