@@ -335,12 +335,14 @@ def test_the_lab_stores_its_tables_as_html_from_the_costs():
     assert len(tables) >= 5
     for table in tables:
         assert table["data"]["text/html"].lstrip().startswith("<table")
-    [papers] = [
-        cell.outputs[-1]
-        for cell in cells
-        if "compare.canonical()" in cell.source
+    [papers] = [cell for cell in cells if "compare.canonical()" in cell.source]
+    # two tables: parameters and MACs, then activations; one row a network
+    (header, *counts), (more, *activations) = [
+        _html_rows(output) for output in papers.outputs
     ]
-    header, *rows = _html_rows(papers)
+    assert [row[0] for row in counts] == [row[0] for row in activations]
+    header += more[1:]
+    rows = [a + b[1:] for a, b in zip(counts, activations, strict=True)]
     costs = json.loads(compare.costs_path().read_text())
     assert [row[0] for row in rows] == [name for name, *_ in compare.CANONICAL]
     for name, *shown in rows:
