@@ -17,8 +17,9 @@ the lab notebook's code cells, docstrings and comments left out; see
 edit changes the code's. A range over seeds (:func:`expected_range`, the
 pages' aggregates, chapter 7's seed columns) spans the records of one
 fingerprint only (:func:`groups`, :func:`newest_group`); a record whose
-code is unknown (made with uncommitted changes before :func:`fingerprint`
-existed, so ``code`` is null) is a group of its own.
+code is unknown (``code`` is null: made before :func:`fingerprint` existed
+with uncommitted changes, or written before records named the commit the
+notebook imported, :data:`COMMIT_AT_START_SINCE`) is a group of its own.
 
 A learner's run leaves the book's records alone: :func:`write` stores it
 in :func:`output_dir`, the learner's own folder (``<repo>/my-results/``, or
@@ -392,13 +393,70 @@ def fingerprint(lab, settings):
     }
 
 
-def fingerprint_from_commit(record, repo=None):
+# Until commit c134082 (2026-12-01 04:30:58 UTC, "Records name the commit
+# of the code a notebook imported") a record named the commit of the moment
+# it was written, which need not be the code its notebook had imported.
+COMMIT_AT_START_SINCE = _dt.datetime(2026, 12, 1, 4, 30, 58, tzinfo=_dt.UTC)
+
+
+def _when(text):
+    """An ISO 8601 time as an aware datetime; None if there is none."""
+    try:
+        return _dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+def _commit_time(commit_id, repo=None):
+    """When ``commit_id`` was committed; None if it is not in the
+    repository."""
+    shown = _git("show", "-s", "--format=%cI", commit_id, repo=repo)
+    return None if shown.returncode else _when(shown.stdout.strip())
+
+
+def _began(record):
+    """When the record's training began (written, less its seconds)."""
+    written = _when(record.get("created"))
+    if written is None or not record.get("seconds"):
+        return written
+    return written - _dt.timedelta(seconds=float(record["seconds"]))
+
+
+def _read_at_write_time(record, commit_id, began, repo=None):
+    """Why ``record``'s commit may not be the code that trained it (the
+    commit was read when the record was written), or None. ``began``: the
+    earliest start of the execution that wrote it (default: its own)."""
+    written = _when(record.get("created"))
+    if written is None:
+        return "the record has no time, so when its commit was read is unknown"
+    if written < COMMIT_AT_START_SINCE:
+        return (
+            "written before commit c134082 (2026-12-01 04:30:58 UTC), so its "
+            "commit was read when the record was written, not when the code "
+            "was imported"
+        )
+    made = _commit_time(commit_id, repo=repo)
+    began = began or _began(record)
+    if made is not None and began is not None and made > began:
+        return (
+            f"committed at {made.isoformat()}, after the run began "
+            f"({began.isoformat(timespec='seconds')}), so its commit was read "
+            "when the record was written, not when the code was imported"
+        )
+    return None
+
+
+def fingerprint_from_commit(record, repo=None, began=None):
     """The fingerprint of a record written before records carried one,
     from what it stores: its ``settings``, and the code of its ``commit``
     read back with ``git show``. A ``+dirty`` commit (uncommitted changes
-    whose content is lost), an ``unknown`` one or one not in the
-    repository gives ``code: null`` and a ``note`` that says why; such a
-    record is grouped with no other."""
+    whose content is lost), an ``unknown`` one, one not in the
+    repository, or one read when the record was written rather than when
+    the code was imported (a record written before
+    :data:`COMMIT_AT_START_SINCE`, or whose commit was made after its run
+    began: ``began``, default its ``created`` less its ``seconds``) gives
+    ``code: null`` and a ``note`` that says why; such a record is grouped
+    with no other."""
     stated = str(record.get("commit", "unknown"))
     found = {"settings": settings_fingerprint(record.get("settings", {}))}
     if stated.endswith("+dirty"):
@@ -408,29 +466,50 @@ def fingerprint_from_commit(record, repo=None):
             "code is not known"
         )
         return found
-    code = None
-    if stated != "unknown":
-        code = code_fingerprint_at(record["lab"], stated, repo=repo)
-    found["code"] = code
-    if code is None:
+    found["code"] = None
+    if stated == "unknown" or _commit_time(stated, repo=repo) is None:
         found["note"] = f"commit {stated}: not in the repository"
-    else:
-        found["note"] = f"code read from commit {stated}"
+        return found
+    late = _read_at_write_time(record, stated, began, repo=repo)
+    if late:
+        found["note"] = f"commit {stated}: {late}"
+        return found
+    found["code"] = code_fingerprint_at(record["lab"], stated, repo=repo)
+    found["note"] = f"code read from commit {stated}"
     return found
 
 
 def add_fingerprints(root=None, repo=None):
-    """Give every record under ``root`` without a fingerprint the one of
-    :func:`fingerprint_from_commit`, leaving its other fields as they are;
-    returns the paths rewritten. ``scripts/fingerprint_records.py`` ran it
-    once on the book's records."""
+    """Give every record under ``root`` that has no fingerprint, or a
+    back-filled one (with a ``note``; :func:`fingerprint` writes none), the
+    one of :func:`fingerprint_from_commit`, leaving its other fields as
+    they are; returns the paths rewritten, so that a second run rewrites
+    none. The records of one lab, profile and commit are read as one
+    execution, which began when the earliest of them did.
+    ``scripts/fingerprint_records.py`` runs it on the book's records."""
     root = pathlib.Path(root) if root else results_dir()
+    found = {
+        path: json.loads(path.read_text())
+        for path in sorted((root / "runs").glob("*/*.json"))
+    }
+    began = {}
+    for record in found.values():
+        key = (record.get("lab"), record.get("profile"), record.get("commit"))
+        start = _began(record)
+        if start is not None and (key not in began or start < began[key]):
+            began[key] = start
     changed = []
-    for path in sorted((root / "runs").glob("*/*.json")):
-        record = json.loads(path.read_text())
-        if "fingerprint" in record:
+    for path, record in found.items():
+        stored = record.get("fingerprint")
+        if stored and "note" not in stored:
             continue
-        record["fingerprint"] = fingerprint_from_commit(record, repo=repo)
+        key = (record.get("lab"), record.get("profile"), record.get("commit"))
+        fresh = fingerprint_from_commit(
+            record, repo=repo, began=began.get(key)
+        )
+        if fresh == stored:
+            continue
+        record["fingerprint"] = fresh
         validate(record, str(path))
         path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         changed.append(path)

@@ -1,8 +1,10 @@
 """One-off (issue #24, item 3): give the book's run records written before
 records carried a fingerprint the one their stored settings and commit
 imply (``cnnbook.records.fingerprint_from_commit``), their other fields
-untouched. Records that already have one are left alone, so running it
-again changes nothing.
+untouched. A back-filled fingerprint is derived again (a record whose
+commit was read when it was written, before commit c134082, gets code
+null); one that ``fit`` wrote is left alone, and running it again changes
+nothing.
 
     .venv/bin/python scripts/fingerprint_records.py [RESULTS_FOLDER]
 """

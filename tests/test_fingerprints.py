@@ -4,6 +4,7 @@ a range over seeds (the pages' ``.mean``/``.min``/``.max``/``.spread``/
 ``.count``, the verdict ``fit`` prints, chapter 7's seed columns) spans
 the records of one fingerprint only."""
 
+import datetime
 import json
 import re
 import shutil
@@ -250,7 +251,15 @@ def test_a_record_of_a_commit_gets_the_code_of_that_commit(tmp_path):
     assert records.code_fingerprint(LAB, repo) != at_commit
     assert records.code_fingerprint_at(LAB, head, repo) == at_commit
 
-    record = {"lab": LAB, "settings": {"epochs": 8}, "commit": head}
+    made = records._commit_time(head, repo)
+    assert made is not None
+    record = {
+        "lab": LAB,
+        "settings": {"epochs": 8},
+        "commit": head,
+        "created": (made + datetime.timedelta(minutes=5)).isoformat(),
+        "seconds": 60.0,
+    }
     found = records.fingerprint_from_commit(record, repo)
     assert found["code"] == at_commit
     assert found["settings"] == records.settings_fingerprint({"epochs": 8})
@@ -265,6 +274,81 @@ def test_a_record_of_a_commit_gets_the_code_of_that_commit(tmp_path):
         missing["code"] is None
         and "not in the repository" in (missing["note"])
     )
+
+
+def _fix_time_record(repo, head, created, seconds):
+    record = {
+        "lab": LAB,
+        "settings": {"epochs": 8},
+        "commit": head,
+        "created": created.isoformat(),
+        "seconds": seconds,
+    }
+    return records.fingerprint_from_commit(record, repo)
+
+
+def test_a_commit_read_when_the_record_was_written_gives_unknown_code(
+    tmp_path,
+):
+    """Before commit c134082 a record named the commit when it was
+    written, not the one its notebook imported: the backfill gives such a
+    record, and one whose commit was made after its run began, code
+    null with a note that says so; a commit made before the run began, in a
+    record written after the fix, keeps its code."""
+    repo = _copy_of_the_code(tmp_path)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(
+        repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"
+    )
+    head = _git(repo, "rev-parse", "--short=12", "HEAD")
+    made = records._commit_time(head, repo)
+    fix = records.COMMIT_AT_START_SINCE
+    assert made > fix  # the commit of this test is made today
+
+    hour = datetime.timedelta(hours=1)
+    trusted = _fix_time_record(repo, head, made + hour, 60.0)
+    assert trusted["code"] == records.code_fingerprint_at(LAB, head, repo)
+
+    before_fix = _fix_time_record(repo, head, fix - hour, 60.0)
+    assert before_fix["code"] is None
+    assert "written before commit c134082" in before_fix["note"]
+    assert "not when the code was imported" in before_fix["note"]
+
+    # written after the commit, but its training began before it existed
+    late = _fix_time_record(repo, head, made + hour, 2 * 3600.0)
+    assert late["code"] is None
+    assert "after the run began" in late["note"]
+
+    # one execution: a later record of it began after the commit, but the
+    # execution began before
+    chained = records.fingerprint_from_commit(
+        {
+            "lab": LAB,
+            "settings": {"epochs": 8},
+            "commit": head,
+            "created": (made + hour).isoformat(),
+            "seconds": 60.0,
+        },
+        repo,
+        began=made - hour,
+    )
+    assert chained["code"] is None
+
+
+def test_the_fix_time_is_that_of_commit_c134082():
+    """The cut-off the backfill uses is the commit time of c134082 in this
+    repository (read with git, not typed)."""
+    assert records._commit_time("c134082") == records.COMMIT_AT_START_SINCE
+
+
+def test_the_backfill_is_stable_on_the_stored_records(tmp_path):
+    """Running scripts/fingerprint_records.py again on the stored records
+    changes none of them, so the stored fingerprints are the ones the
+    backfill gives."""
+    copy = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "runs", copy / "runs")
+    assert records.add_fingerprints(copy) == []
 
 
 def test_the_schema_checks_the_fingerprint():
