@@ -454,6 +454,18 @@ SHORTCUTS = {
         ": n_W * stride : stride]\n",
         "",
     ),
+    # a thread pool started before the checks does the padding while the
+    # function waits for it
+    "pool-thread": (
+        "1.3",
+        "def zero_pad(X, pad):\n"
+        "    job = _pool.submit(np.pad, X, "
+        "((0, 0), (pad, pad), (pad, pad), (0, 0)))\n"
+        "    return job.result()\n",
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "_pool = ThreadPoolExecutor(1)\n"
+        "_pool.submit(int).result()\n",
+    ),
     # scipy's correlate doing the convolution, called from a thread
     "thread": (
         "1.5",
@@ -483,6 +495,11 @@ SHORTCUTS = {
 }
 
 
+# a pool that runs through the checks makes every watched call of the
+# notebook unverifiable, not only the one that used it
+ALSO_ZERO = {"pool-thread": {"1.5", "1.6"}}
+
+
 @needs_sandbox
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(SHORTCUTS))
@@ -499,7 +516,10 @@ def test_a_library_doing_the_work_earns_nothing(case, tmp_path):
     report = grade(path, limits=LIMITS).to_json()
     summary = format_report(report)
     got = {r["key"]: r["points"] for r in report["exercises"]}
-    assert got == {k: (0 if k == key else v) for k, v in FULL.items()}, summary
+    zeros = {key} | ALSO_ZERO.get(case, set())
+    assert got == {k: (0 if k in zeros else v) for k, v in FULL.items()}, (
+        summary
+    )
     message = next(r for r in report["exercises"] if r["key"] == key)[
         "message"
     ]

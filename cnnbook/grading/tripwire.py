@@ -113,6 +113,14 @@ LRN = (
     ),
 )
 
+# Library code that runs other code in a thread it keeps: a pool started
+# before the checks could do the work out of the profile function's sight.
+POOLS = (
+    "concurrent/futures/",
+    "multiprocessing/pool.py",
+    "multiprocessing/dummy",
+)
+
 # Audit events that could switch the watch off or do the work out of its
 # sight, with what they mean in a message.
 _TAMPER = {
@@ -154,6 +162,9 @@ def install(forbidden):
             by_code.setdefault(func, []).append((fragment, label))
         specs[name] = (key, asks, by_code)
     setprofile = sys.setprofile
+    get_ident = _thread.get_ident
+    # the sandbox's cnnbook (this file is cnnbook/grading/tripwire.py)
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     start_thread = _thread.start_new_thread
     start_new = getattr(_thread, "start_new", start_thread)
     current_frames = sys._current_frames
@@ -174,6 +185,29 @@ def install(forbidden):
 
     def threads():
         return set(current_frames())
+
+    software = tuple(
+        os.path.join(p, "")
+        for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, package_dir}
+        if p
+    )
+
+    def workers():
+        """Whether a thread started since the kernel's start (not this
+        one) runs the notebook's code or a pool that could run it: its
+        stack holds a frame of a cell, or of a thread or process pool."""
+        me = get_ident()
+        for tid, frame in current_frames().items():
+            if tid == me or tid in baseline:
+                continue
+            while frame is not None:
+                name = frame.f_code.co_filename
+                if not name.startswith(software) or any(
+                    pool in name for pool in POOLS
+                ):
+                    return True
+                frame = frame.f_back
+        return False
 
     def note(watch, what):
         if what not in watch["problems"]:
@@ -226,7 +260,7 @@ def install(forbidden):
         }
         if own(children):
             note(watch, "processes of the notebook's own were running")
-        if watch["threads"] - baseline:
+        if own(workers):
             note(watch, "threads of the notebook's own were running")
         state["watch"] = watch
         box.append(token)
