@@ -9,6 +9,7 @@ records and the stored costs, so that a re-run which contradicts the prose
 fails here and says which sentence to rewrite.
 """
 
+import datetime
 import json
 import re
 import shutil
@@ -141,8 +142,8 @@ def test_ch07_single_runs_do_not_rank_speeds():
     cores busy", and "no such timing is stored with the book"."""
     page = page_text(CH07)
     assert (
-        "the three `cpu` records of one network, made with different "
-        "versions of the code, differ by up to four times in images per "
+        "the three `cpu` records of one network, which name three "
+        "different commits, differ by up to four times in images per "
         "second"
     ) in page
     assert "from a fifth to four fifths of the two cores busy" in page
@@ -163,24 +164,74 @@ def test_ch07_single_runs_do_not_rank_speeds():
     assert not stored, stored
 
 
+def test_full_records_say_which_code_as_the_pages_tell_it():
+    """ch07: "Of these five records only VGG's and ResNet-18's say which
+    code trained them: AlexNet's was made with uncommitted changes, and
+    LeNet-5's and GoogLeNet's name the commit of the moment they were
+    written"; ch03 and index: the AlexNet run "was made with uncommitted
+    changes"."""
+    assert (
+        "Of these five records only VGG's and ResNet-18's say which code "
+        "trained them: AlexNet's was made with uncommitted changes, and "
+        "LeNet-5's and GoogLeNet's name the commit of the moment they were "
+        "written"
+    ) in page_text(CH07)
+    told = "The run was made with uncommitted changes to the code"
+    assert told in page_text("ch03-alexnet.md")
+    told = "The AlexNet run was made with uncommitted changes to the code"
+    assert told in page_text("index.md")
+    full = {
+        "lenet": _full(LENET, "lenet5"),
+        "alexnet": _full("ch03-alexnet", "alexnet_fashion"),
+        "vgg": _full("ch04-vgg", "vgg_fashion"),
+        "resnet18": _full("ch05-resnet18", "resnet18_cifar_w16"),
+        "googlenet": _full("ch06-googlenet", "googlenet_small_aux"),
+    }
+    known = {name for name, r in full.items() if r["fingerprint"]["code"]}
+    assert known == {"vgg", "resnet18"}, known
+    assert full["alexnet"]["commit"].endswith("+dirty")
+    for name in ("lenet", "googlenet"):
+        record = full[name]
+        assert not record["commit"].endswith("+dirty"), name
+        assert (
+            "read when the record was written"
+            in (record["fingerprint"]["note"])
+        ), name
+
+
 def test_ch07_seed_records_come_from_different_code_and_group_alone():
     """ch07, the seed table: the seeds 0, 1 and 2 of every case study,
-    "each seed with another version of the code, and the older records of
-    AlexNet and ResNet-18 do not name all the settings that their newest
-    one names (augmentation, learning rate)"; "Some of these `cpu` runs were
-    made with changes that were not yet committed ... the others were made
-    at different commits, with different code. So the newest group of
-    every network above is a single record, as the last column counts, and
-    the book states no range for them". The group is the one the page's
-    ``.count`` and the lab's table span (``seed_group``)."""
+    "each seed's record names another commit; the two older records of
+    ResNet-18 name neither augmentation nor a learning rate, which its
+    newest one names ... (AlexNet's older records name both, augmentation
+    under an older key)"; "Some of these `cpu` runs were made with changes
+    that were not yet committed ... the others were written before records
+    named the commit of the code a notebook imported ... So the newest
+    group of every network above is a single record, as the last column
+    counts, and the book states no range for them". The group is the one
+    the page's ``.count`` and the lab's table span (``seed_group``)."""
     from cnnbook.sphinxext import seed_group
 
     page = page_text(CH07)
-    assert "each seed with another version of the code" in page
+    for told in (
+        "each seed's record names another commit; the two older records of "
+        "ResNet-18 name neither augmentation nor a learning rate, which its "
+        "newest one names",
+        "(AlexNet's older records name both, augmentation under an older key)",
+        "the others were written before records named the commit of the "
+        "code a notebook imported",
+    ):
+        assert told in page, told
     assert "the newest group of every network above is a single record" in (
         page
     )
-    named = ("mirror", "shift", "lr", "augment")
+
+    def named(settings):
+        """What of augmentation and learning rate ``settings`` names."""
+        kinds = {"mirror": "augmentation", "shift": "augmentation"}
+        kinds |= {"augment": "augmentation", "lr": "learning rate"}
+        return {kinds[key] for key in settings if key in kinds}
+
     unknown = 0
     for (lab, model), (_, pattern, label) in zip(
         _ch07_seed_table(), compare.CASE_STUDIES, strict=True
@@ -191,15 +242,16 @@ def test_ch07_seed_records_come_from_different_code_and_group_alone():
         assert sorted(r["seed"] for r in found) == [0, 1, 2], label
         versions = {r["commit"].removesuffix("+dirty") for r in found}
         assert len(versions) == 3, (label, "another version each", versions)
-        newest = max(found, key=lambda r: r["created"])["settings"]
-        unnamed = {
-            key
-            for r in found
-            for key in named
-            if key in newest and key not in r["settings"]
-        }
-        differ = label in ("AlexNet (67×67)", "ResNet-18")
-        assert bool(unnamed) == differ, (label, unnamed)
+        newest = max(found, key=lambda r: r["created"])
+        older = [r for r in found if r is not newest]
+        unnamed = [
+            named(newest["settings"]) - named(r["settings"]) for r in older
+        ]
+        if label == "ResNet-18":
+            both = {"augmentation", "learning rate"}
+            assert unnamed == [both, both], (label, unnamed)
+        else:
+            assert unnamed == [set(), set()], (label, unnamed)
         shown = seed_group(lab, model, "cpu")
         assert len(shown) == 1, (
             f"{label}: the page says the newest group is a single record "
@@ -215,6 +267,15 @@ def test_ch07_seed_records_come_from_different_code_and_group_alone():
         assert lab_group == shown, label
         codes = [records.group_key(r) for r in found]
         unknown += codes.count(None)
+        for record in found:
+            if record["fingerprint"]["code"] is None and not record[
+                "commit"
+            ].endswith("+dirty"):
+                written = datetime.datetime.fromisoformat(record["created"])
+                assert written < records.COMMIT_AT_START_SINCE, (
+                    label,
+                    record["seed"],
+                )
         known = [key for key in codes if key is not None]
         assert len(set(known)) == len(known), (label, "different code", known)
     assert unknown > 0, "Some of these `cpu` runs ... not yet committed"
@@ -369,6 +430,58 @@ def test_ch05_depth_experiment_as_the_page_tells_it():
     assert error("residual20") < error("plain20")
 
 
+DEPTH_ORDER = ("plain20", "residual20", "plain56", "residual56")
+
+
+def _check_depth_records(found):
+    """The four depth trainings ran one after the other (each began within
+    a minute of the previous record), plain-20's with uncommitted changes,
+    the other three written before records named the commit a notebook
+    imported, each with another commit; no record has a known code."""
+    previous = None
+    for name in DEPTH_ORDER:
+        record = found[name]
+        written = datetime.datetime.fromisoformat(record["created"])
+        began = written - datetime.timedelta(seconds=record["seconds"])
+        if previous is not None:
+            assert datetime.timedelta(0) <= began - previous, name
+            assert began - previous < datetime.timedelta(minutes=1), name
+        previous = written
+        assert record["fingerprint"]["code"] is None, name
+        dirty = record["commit"].endswith("+dirty")
+        assert dirty == (name == "plain20"), name
+        if not dirty:
+            assert written < records.COMMIT_AT_START_SINCE, name
+    named = {found[name]["commit"] for name in DEPTH_ORDER[1:]}
+    assert len(named) == 3, named
+
+
+def test_ch05_depth_records_cannot_show_shared_code():
+    """ch05: the four trainings ran "one after the other in one execution
+    of the notebook"; "plain-20's ... was made with uncommitted changes, so
+    its code is unknown; the other three were written before records named
+    the commit of the code a notebook imported ... (three different
+    commits)"."""
+    page = page_text("ch05-resnet.md")
+    for told in (
+        "one after the other in one execution of the notebook",
+        "plain-20's, the baseline of the plain network's degradation gap, "
+        "was made with uncommitted changes, so its code is unknown",
+        "the other three were written before records named the commit of "
+        "the code a notebook imported",
+        "(three different commits), so their code is unknown too",
+    ):
+        assert told in page, told
+    found = {name: _full("ch05-resnet-depth", name) for name in DEPTH_ORDER}
+    _check_depth_records(found)
+    later = dict(found, residual56=dict(found["residual56"], seconds=60.0))
+    with pytest.raises(AssertionError, match="residual56"):
+        _check_depth_records(later)
+    clean = dict(found, plain20=dict(found["plain20"], commit="abc"))
+    with pytest.raises(AssertionError, match="plain20"):
+        _check_depth_records(clean)
+
+
 def test_ch05_resnet18_training_accuracy_close_to_test():
     """ch05: the training accuracy "ends at ..., close to the test
     accuracy, so the augmentation kept the network from memorising"."""
@@ -419,11 +532,12 @@ def _created(record):
 
 def _check_ablation_as_told(runs, root=None):
     """ch06: the difference "changes sign from seed to seed"; the six runs
-    "were made one after another, in the order of the lab's loop, from the
-    same commit with uncommitted changes whose code the records do not
-    keep", so the book "pools none of them ... and gives no mean or seed
-    spread per arm" (the records a range would span, ``seed_group``, are
-    one run an arm)."""
+    "were made one after another, in the order of the lab's loop"; "their
+    records name one commit with uncommitted changes, and they were
+    written before records named the commit of the code a notebook
+    imported"; so the book "pools none of them ... and gives no mean or
+    seed spread per arm" (the records a range would span, ``seed_group``,
+    are one run an arm)."""
     seeds = sorted(runs["ablation_aux"])
     assert len(seeds) >= 3, seeds
     gaps = [
@@ -445,6 +559,8 @@ def _check_ablation_as_told(runs, root=None):
     commits = {r["commit"] for r in loop}
     assert len(commits) == 1 and commits.pop().endswith("+dirty")
     assert all(r["fingerprint"]["code"] is None for r in loop)
+    # written before records named the commit a notebook imported
+    assert all(_created(r) < records.COMMIT_AT_START_SINCE for r in loop)
 
 
 def test_ch06_auxiliary_heads_cannot_be_told_apart():
@@ -454,6 +570,11 @@ def test_ch06_auxiliary_heads_cannot_be_told_apart():
     page = page_text(CH06)
     assert "the difference changes sign from seed to seed" in page
     assert "gives no mean or seed spread per arm" in page
+    assert (
+        "Their records name one commit with uncommitted changes, and they "
+        "were written before records named the commit of the code a "
+        "notebook imported"
+    ) in page
     aggregate = rf"{ABLATION_LAB}/ablation_\w+/full:[\w.]*\.(?:mean|spread)"
     assert not re.search(aggregate, page)
     _check_ablation_as_told(_ablation_runs(_ablation_seeds_on_the_page()))
@@ -508,8 +629,22 @@ def _ch06_cost_lab_timings():
     )
 
 
+def _cost_lab_markdown():
+    """The markdown of the ch06 cost lab, its whitespace collapsed."""
+    import nbformat
+
+    path = records.REPO / "notebooks" / "ch06-inception-cost.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    return " ".join(
+        " ".join(cell.source.split())
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+    )
+
+
 def test_ch06_bottleneck_timing_as_the_page_tells_it():
-    """ch06: the branch with the bottleneck "was 1.9 to 3.5 times faster",
+    """ch06 (and the cost lab's markdown): the branch with the bottleneck
+    "was 1.9 to 3.5 times faster",
     "where the count predicts 9.7 times"; the 1×1 layer "took longer than
     the 5×5 convolution after it", the two layers timed one at a time
     "took longer together than the whole branch in one call", and the 1×1
@@ -517,7 +652,9 @@ def test_ch06_bottleneck_timing_as_the_page_tells_it():
     page = page_text("ch06-inception.md")
     branch, batch, layers = _ch06_cost_lab_timings()
     speedups = [direct / bottleneck for direct, bottleneck in branch.values()]
-    assert f"{min(speedups):.1f} to {max(speedups):.1f} times" in page
+    told = f"{min(speedups):.1f} to {max(speedups):.1f} times"
+    assert page.count(told) == 2, f"the text and the Summary: {told}"
+    assert f"the bottleneck was {told}" in _cost_lab_markdown()
     direct = arithmetic.conv_multiplications(28, 28, 32, 5, 192)
     squeeze = arithmetic.conv_multiplications(28, 28, 16, 1, 192)
     expand = arithmetic.conv_multiplications(28, 28, 32, 5, 16)
@@ -533,7 +670,8 @@ def test_ch06_bottleneck_timing_as_the_page_tells_it():
 
 def test_ch06_googlenet_run_as_the_page_tells_it():
     """ch06: the stored `full` run has "... parameters with the heads,
-    382,298 without", and its training accuracy "ended at ..., a few
+    {cost} without" (the narrow GoogLeNet of costs.json is the network
+    without its heads), and its training accuracy "ended at ..., a few
     points above the test accuracy"."""
     from cnnbook.models import googlenet_small
 
@@ -542,7 +680,10 @@ def test_ch06_googlenet_run_as_the_page_tells_it():
     assert googlenet_small(width=width).count_params() == record["parameters"]
     single = googlenet_small(width=width, aux_classifiers=False)
     page = page_text("ch06-inception.md")
-    assert f"{single.count_params():,} without" in page
+    assert "{cost}`GoogLeNet (narrow):parameters` without" in page
+    assert _costs()["GoogLeNet (narrow)"]["parameters"] == (
+        single.count_params()
+    )
     assert 0.02 <= record["train_accuracy"] - record["test_accuracy"] <= 0.07
 
 
@@ -619,38 +760,46 @@ SINGLE_CPU_RUNS = [
         "ch02-lenet.md",
         LENET,
         "lenet5",
-        "each was made from another commit, some with uncommitted changes",
+        "their records name different commits, and none says which code "
+        "trained it (some runs were made with uncommitted changes, and the "
+        "others were written before records named the commit",
         None,
     ),
     (
         "ch02-lenet.md",
         LENET,
         "lenet5_classic",
-        "each was made from another commit, some with uncommitted changes",
+        "their records name different commits, and none says which code "
+        "trained it (some runs were made with uncommitted changes, and the "
+        "others were written before records named the commit",
         None,
     ),
     (
         "ch03-alexnet.md",
         "ch03-alexnet",
         "alexnet_fashion",
-        "each from another commit, those of the seeds 0 and 2 with "
-        "uncommitted changes",
+        "none says which code trained it: the runs of the seeds 0 and 2 "
+        "were made with uncommitted changes, and the record of the seed 1 "
+        "was written before records named the commit",
         {0, 2},
     ),
     (
         "ch04-vgg.md",
         "ch04-vgg",
         "vgg_fashion",
-        "each from another commit, that of the seed 2 with uncommitted "
-        "changes",
+        "none says which code trained it: the run of the seed 2 was made "
+        "with uncommitted changes, and the records of the seeds 0 and 1 "
+        "were written before records named the commit",
         {2},
     ),
     (
         "ch05-resnet.md",
         "ch05-resnet18",
         "resnet18_cifar_w16",
-        "each from another commit (the first two record no augmentation "
-        "settings, and the third was made with uncommitted changes",
+        "none says which code trained it (the first two were written "
+        "before records named the commit of the code a notebook imported, "
+        "and record no augmentation settings; the third was made with "
+        "uncommitted changes)",
         {2},
     ),
 ]
@@ -663,10 +812,12 @@ def _cpu_profile_runs(lab, model, root=None):
 
 
 def _check_single_cpu_runs(found, dirty):
-    """The runs are those of the seeds 0, 1 and 2, each from another
+    """The runs are those of the seeds 0, 1 and 2, each naming another
     commit, the seeds ``dirty`` (or, if None, at least one) with
     uncommitted changes and no recorded code, and no two of one
-    fingerprint: the book pools none of them."""
+    fingerprint: the book pools none of them. The others were written
+    before records named the commit a notebook imported (c134082), so no
+    record says which code trained it."""
     assert sorted(r["seed"] for r in found) == [0, 1, 2]
     bases = [r["commit"].removesuffix("+dirty") for r in found]
     assert len(set(bases)) == len(found), bases
@@ -681,6 +832,14 @@ def _check_single_cpu_runs(found, dirty):
         assert uncommitted == dirty, uncommitted
     pooled = [len(group) for group in records.groups(found)]
     assert pooled == [1] * len(found), f"the book pools runs: {pooled}"
+    for record in found:
+        assert record["fingerprint"]["code"] is None, record["seed"]
+        if record["seed"] not in uncommitted:
+            written = datetime.datetime.fromisoformat(record["created"])
+            assert written < records.COMMIT_AT_START_SINCE, (
+                f"seed {record['seed']}: written after records named the "
+                "commit a notebook imported"
+            )
 
 
 @pytest.mark.parametrize(
@@ -801,9 +960,13 @@ def test_index_full_runs_on_two_cpu_cores_each_listed():
 def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
     """ch02: the modern form "reaches 99% on the test digits within its
     first ten epochs, which the classic one never does in its twenty", is
-    "clearly ahead after the first epoch", the curves "cross" (the classic
-    form ahead after some epochs) and the modern form "ends ... points
-    ahead"; the settings the page names are the records'."""
+    "clearly ahead after the first epoch", the curves "cross" ("on the
+    test digits, the classic form is ahead only after epoch 6") and the
+    modern form's final test accuracy is above the classic form's; the
+    settings the page names are the records'."""
+    page = page_text("ch02-lenet.md")
+    told = "on the test digits, the classic form is ahead only after epoch 6"
+    assert told in page
     modern = _full(LENET, "lenet5")
     classic = _full(LENET, "lenet5_classic")
     curves = {
@@ -820,9 +983,15 @@ def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
     first_gap = curves["modern"][0] - curves["classic"][0]
     last_gap = modern["test_accuracy"] - classic["test_accuracy"]
     assert first_gap > 0.005 and 0 < last_gap < first_gap
-    assert any(
-        c >= m
-        for m, c in zip(curves["modern"], curves["classic"], strict=True)
+    classic_ahead = [
+        epoch
+        for epoch, (m, c) in enumerate(
+            zip(curves["modern"], curves["classic"], strict=True), 1
+        )
+        if c > m
+    ]
+    assert classic_ahead == [6], (
+        f"the classic form ahead after {classic_ahead}"
     )
     for record in (modern, classic):
         settings = record["settings"]

@@ -65,6 +65,7 @@ def test_ch03_two_tower_alexnet_parameters():
     grouped = keras.Sequential.from_config(config)
     assert grouped.count_params() == 60_965_224
     _says(_page("ch03-alexnet"), 60_965_224)
+    _says(_page("ch06-inception"), 60_965_224)  # the ImageNet table
 
 
 @pytest.mark.parametrize("depth", [8, 20, 32, 56])
