@@ -296,12 +296,19 @@ def architecture_diagram(model_or_table, title=None, figsize=None):
     return fig
 
 
+def share_label(share):
+    """A bar's share of the total as :func:`parameter_distribution` writes
+    it: one decimal of a percent for every bar ("0.1%", "1.0%", "58.6%"),
+    and "<0.1%" for a share that would round to nothing. Chapter 3."""
+    return "<0.1%" if share < 0.0005 else f"{share:.1%}"
+
+
 def parameter_distribution(model_or_table, title=None, log=False):
     """Bar chart of the parameters of each layer that has any. Chapter 3.
 
-    Each bar is labelled with its share of the total, which makes plain
-    where a network keeps its weights (in AlexNet and VGG: the first dense
-    layer).
+    Each bar is labelled with its share of the total, every bar at one
+    precision (a tenth of a percent), which makes plain where a network
+    keeps its weights (in AlexNet and VGG: the first dense layer).
     """
     table = _as_table(model_or_table)
     rows = [r for r in table if r.params > 0]
@@ -311,16 +318,14 @@ def parameter_distribution(model_or_table, title=None, log=False):
     positions = range(len(rows))
     ax.bar(positions, [r.params for r in rows], color=colours)
     for i, r in enumerate(rows):
-        share = r.params / total
-        if share >= 0.005:
-            ax.text(
-                i,
-                r.params,
-                f"{share:.0%}" if share >= 0.01 else f"{share:.1%}",
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
+        ax.text(
+            i,
+            r.params,
+            share_label(r.params / total),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_xticks(
         list(positions),
         [r.name for r in rows],

@@ -51,6 +51,69 @@ def save_figure(fig, name, profile=None):
     return path
 
 
+def label_below(points, decades=0.3, points_apart=0.5):
+    """For each ``(macs, accuracy in percent)`` of ``points``, whether
+    :func:`accuracy_vs_macs` writes its label below the marker: when a
+    point with a higher accuracy lies within ``decades`` of it on the
+    log-scaled MACs and ``points_apart`` in accuracy, so that the two labels
+    do not overlap. Chapter 7."""
+    below = []
+    for macs, accuracy in points:
+        below.append(
+            any(
+                0 < other_accuracy - accuracy <= points_apart
+                and abs(np.log10(other_macs / macs)) <= decades
+                for other_macs, other_accuracy in points
+            )
+        )
+    return below
+
+
+def case_study_points(rows):
+    """The ``(label, macs, accuracy, parameters)`` of each of chapter 7's
+    rows (:func:`cnnbook.compare.trained`) for :func:`accuracy_vs_macs`; a
+    network trained at a reduced ``width`` is labelled "(narrow)", as the
+    chapter's tables name it. Chapter 7."""
+    points = []
+    for row in rows:
+        label = row.label
+        if "width" in row.record["settings"] and "(narrow)" not in label:
+            label = f"{label} (narrow)"
+        points.append(
+            (label, row.cost.macs, row.accuracy, row.cost.parameters)
+        )
+    return points
+
+
+def accuracy_vs_macs(rows):
+    """Test accuracy against the multiply-accumulates of one forward pass
+    (log scale), a marker per network whose area grows with its parameters;
+    ``rows`` are ``(label, macs, accuracy as a fraction, parameters)``. A
+    label goes below its marker where :func:`label_below` says another
+    would overlap it. Chapter 7."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    biggest = max(parameters for *_, parameters in rows)
+    points = [(macs, 100 * accuracy) for _, macs, accuracy, _ in rows]
+    below = label_below(points)
+    for (label, macs, _, parameters), (_, percent), under in zip(
+        rows, points, below, strict=True
+    ):
+        ax.scatter(macs, percent, s=40 + 900 * parameters / biggest, alpha=0.6)
+        ax.annotate(
+            label,
+            (macs, percent),
+            textcoords="offset points",
+            xytext=(6, -8 if under else 6),
+            va="top" if under else "baseline",
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("multiply-accumulates per image")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
 def plot_history(history, title=None):
     """Loss and accuracy, train against test, per epoch. Chapter 2."""
     hist = getattr(history, "history", history)

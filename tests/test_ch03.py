@@ -212,3 +212,20 @@ def test_page_numbers_are_computed(table):
     assert f"{round(ALEXNET_PARAMS / lenet):,}" in text
     for h, w, c in ch03.reference_shapes(227):
         assert re.search(rf"{h}\s*×\s*{w}\s*×\s*{c}", text), (h, w, c)
+
+
+def test_parameter_shares_one_precision_every_bar_labelled():
+    """The parameters figure labels every bar at one precision (review
+    finding 13), and the page's shares are the figure's."""
+    table = diagrams.describe(models.alexnet)
+    fig = diagrams.parameter_distribution(table)
+    rows = [row for row in table if row.params > 0]
+    labels = [text.get_text() for text in fig.axes[0].texts]
+    total = table.total_params
+    assert labels == [diagrams.share_label(r.params / total) for r in rows]
+    assert all(re.fullmatch(r"(<0\.1|\d+\.\d)%", label) for label in labels)
+    fc6 = next(r for r in rows if r.name == "fc6")
+    page = PAGE.read_text()
+    share = diagrams.share_label(fc6.params / total)
+    assert f"{fc6.params:,} parameters or {share} of the network" in page
+    assert diagrams.share_label(0.0004) == "<0.1%"

@@ -358,3 +358,33 @@ def test_the_lab_stores_its_tables_as_html_from_the_costs():
         assert shown == expected, (name, header, shown, expected)
         # no column reads as zero, LeNet-5's included
         assert all(cell.strip("0.,") for cell in shown), (name, shown)
+
+
+# ------------------------------------------- the accuracy-against-MACs figure
+def test_close_labels_of_the_figure_go_one_above_one_below():
+    """Two markers close on both axes: the lower one's label goes below
+    it; markers far apart keep theirs above (review finding 14)."""
+    from cnnbook import plots
+
+    close = [(2.0e7, 93.2), (2.4e7, 93.1), (8.0e7, 92.2), (4.0e5, 99.2)]
+    assert plots.label_below(close) == [False, True, False, False]
+    apart = [(2.0e7, 93.2), (2.4e7, 91.0)]
+    assert plots.label_below(apart) == [False, False]
+
+
+def test_the_figure_names_narrow_networks_as_the_tables_do():
+    """Every stored case study trained at a reduced width is labelled
+    "(narrow)" in the figure, as in the page's tables; no label repeats."""
+    from cnnbook import plots
+
+    rows = compare.trained()
+    points = plots.case_study_points(rows)
+    labels = [label for label, *_ in points]
+    assert len(set(labels)) == len(labels)
+    for row, label in zip(rows, labels, strict=True):
+        narrow = "width" in row.record["settings"]
+        assert label.endswith("(narrow)") == narrow, label
+    assert "ResNet-18 (narrow)" in labels
+    fig = plots.accuracy_vs_macs(points)
+    texts = [text.get_text() for text in fig.axes[0].texts]
+    assert texts == labels
