@@ -580,6 +580,32 @@ def test_ch06_auxiliary_heads_cannot_be_told_apart():
     _check_ablation_as_told(_ablation_runs(_ablation_seeds_on_the_page()))
 
 
+def test_the_ch06_ablation_figure_draws_the_runs_and_no_mean():
+    """ch06's ablation figure: "each line joins the two runs of one seed",
+    "with no mean"; drawn by scripts/redraw_figures.py from the records the
+    page's table quotes."""
+    import importlib.util
+
+    path = records.REPO / "scripts" / "redraw_figures.py"
+    spec = importlib.util.spec_from_file_location("redraw_figures", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = page_text(CH06)
+    assert "each line joins the two runs of one seed" in page
+    runs = script.ablation_runs()
+    quoted = _ablation_runs(_ablation_seeds_on_the_page())
+    assert runs == {
+        seed: (
+            quoted["ablation_aux"][seed]["test_accuracy"],
+            quoted["ablation_plain"][seed]["test_accuracy"],
+        )
+        for seed in quoted["ablation_aux"]
+    }
+    fig = script.ablation_figure(runs)
+    [ax] = fig.axes
+    assert len(ax.lines) == len(runs) and not ax.collections
+
+
 def test_the_ch06_ablation_claims_fail_on_other_records(tmp_path):
     """Heads ahead for every seed, or six runs of one recorded code (which
     the book would pool), make the check above fail."""
