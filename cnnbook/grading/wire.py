@@ -702,7 +702,7 @@ def _watched_names():
     return getattr(grading, "WATCHED", frozenset())
 
 
-def _watched(name, call, *args, **kwargs):
+def _watched(name, call, /, *args, **kwargs):
     """``call(*args, **kwargs)`` under the tripwire of
     :mod:`cnnbook.grading.tripwire` (where the kernel has one: in the
     grading sandbox); raise :class:`Forbidden` on its verdict."""
