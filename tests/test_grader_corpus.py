@@ -237,10 +237,20 @@ CASES = {
         lambda: insert_after(
             solution(), 'check("1.3")', "import time\ntime.sleep(600)"
         ),
-        zero("1.4", "1.5", "1.6"),
+        # the deadline bounds the whole grade, checks included
+        # (book/grading-reference.md): a cell that sleeps past it, under a
+        # longer cell limit, stops the grade; what was not run or checked
+        # by then earns nothing, the answers that ran before it included
+        ZERO,
         {
-            "1.4": ["conv_single_step is not defined", "NotRun"],
-            "problems": ["ran past its 20 s limit"],
+            "1.1": ["not checked", "ran past its 20 s limit"],
+            "1.4": ["not checked", "ran past its 20 s limit"],
+            "cells": ["NotRun: the grade stopped early"],
+            "problems": [
+                "ran past its 20 s limit",
+                "were not run",
+                "were not checked and earn no points",
+            ],
         },
         dict(
             cell_timeout=300,
@@ -507,3 +517,56 @@ def test_check_cells_are_locked_in_every_exercise(root):
         for cell in checks:
             assert cell.metadata.get("editable") is False, (path, cell.source)
             assert cell.metadata.get("deletable") is False, (path, cell.source)
+
+
+# A start-up file the notebook plants where IPython would look for one:
+# the home folder (inside the writable scratch folder), the running
+# kernel's own profile and $IPYTHONDIR. Had a restarted kernel run it, it
+# would run before the grader's prelude (before the tripwire is armed).
+PLANT = """import builtins, os
+payload = "import builtins\\nbuiltins.PLANTED_START_UP_RAN = True\\n"
+places = [
+    os.path.expanduser("~/.ipython/profile_default/startup"),
+    get_ipython().profile_dir.startup_dir,
+]
+if os.environ.get("IPYTHONDIR"):
+    places.append(
+        os.path.join(os.environ["IPYTHONDIR"], "profile_default", "startup")
+    )
+written = []
+for place in places:
+    try:
+        os.makedirs(place, exist_ok=True)
+        with open(os.path.join(place, "00-planted.py"), "w") as f:
+            f.write(payload)
+        written.append(place)
+    except OSError:
+        pass
+assert written, "no start-up file could be planted"
+assert not hasattr(builtins, "PLANTED_START_UP_RAN")
+"""
+ASK = """import builtins
+assert not hasattr(builtins, "PLANTED_START_UP_RAN"), (
+    "PLANTED: the start-up file ran in the restarted kernel"
+)
+"""
+
+
+def test_a_planted_start_up_file_does_not_run_after_a_restart(tmp_path):
+    """The kernel's IPython folder is not one the notebook can write: a
+    start-up file planted before a restart never runs in the new kernel."""
+    nb = insert_after(solution(), "def zero_pad(", PLANT)
+    nb = insert_after(
+        nb, "no start-up file could be planted", "import os\nos._exit(0)"
+    )
+    nb = insert_after(nb, "os._exit(0)", ASK)
+    path = tmp_path / "ch01-submission.ipynb"
+    nbformat.write(nb, path)
+    report = grade(path, limits=Limits(**FAST)).to_json()
+    summary = reports.format_report(report)
+    errors = [e["error"] for e in report["cell_errors"]]
+    # the planting cell ran (no error of its own), the kernel was restarted
+    # (the one KernelDied), and the cell asking afterwards found no trace
+    assert len(errors) == 1 and errors[0].startswith("KernelDied"), summary
+    assert report["kernel_starts"] == 2, summary
+    assert {r["key"]: r["points"] for r in report["exercises"]} == FULL

@@ -7,8 +7,10 @@ and UTS namespaces (no network at all), every capability dropped, the
 software (``/usr``, the Python installation, the virtual environment)
 read-only, one private scratch folder as the only writable place on
 disk (``/tmp`` is a private tmpfs of bounded size), the dataset cache
-read-only, nothing else of the machine (no home folder, no
-repository, no other submission, none of the grader's files). ``prlimit``
+read-only, IPython's folder empty and read-only (no start-up file the
+notebook plants runs in a restarted kernel), nothing else of the machine
+(no home folder, no repository, no other submission, none of the
+grader's files). ``prlimit``
 bounds its memory, processes, file sizes and CPU time, and the whole
 sandbox dies with the grader.
 
@@ -25,6 +27,11 @@ import subprocess
 import sys
 
 SANDBOX_PACKAGES = "/opt/cnnbook-sandbox"  # where the copy is mounted
+# IPython's folder for the kernel (IPYTHONDIR): an empty tmpfs mounted
+# read-only, so no start-up file or configuration the notebook writes
+# (its home folder is in the writable scratch folder) runs in a
+# restarted kernel before the grader's prelude
+IPYTHON_DIR = "/opt/cnnbook-ipython"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -228,6 +235,10 @@ def command(
         os.mkdir(home)
     _bind(args, "--bind", scratch, scratch, made)
     _bind(args, "--ro-bind", package_dir, SANDBOX_PACKAGES, made)
+    # IPython finds this folder read-only and keeps its profile in a fresh
+    # folder of the private /tmp instead: gone when the kernel stops
+    args += ["--perms", "0555", "--tmpfs", IPYTHON_DIR]
+    args += ["--remount-ro", IPYTHON_DIR]
     if connection_dir is not None:
         sockets = os.path.join(connection_dir, "s")
         _bind(args, "--ro-bind", connection_dir, connection_dir, made)
@@ -239,6 +250,7 @@ def command(
     env = dict(env)
     env.update(
         HOME=home,
+        IPYTHONDIR=IPYTHON_DIR,
         TMPDIR="/tmp",
         PYTHONPATH=SANDBOX_PACKAGES,
         PYTHONNOUSERSITE="1",
