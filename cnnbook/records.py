@@ -900,3 +900,9 @@ def aggregate(found, field, how):
 def gap(first, second):
     """``first - second`` of two fractions, in points with a sign."""
     return f"{100 * (first - second):+.2f}"
+
+
+def gap_size(first, second):
+    """The size of ``first - second`` of two fractions, in points, without
+    a sign: for a sentence that says the direction in words."""
+    return f"{100 * abs(first - second):.2f}"

@@ -16,10 +16,14 @@ one with the latest record; a record whose code is unknown is a group of
 its own). The page states how many records a range spans with the
 ``.count`` of the same configuration.
 ``{rungap}`A:field|B``` inserts the difference A - B in points ("+18.09";
-B takes A's field unless it names its own). The fields are those of
-:func:`cnnbook.records.value`. ``{cost}`VGG-16:macs``` quotes the costs
-that Chapter 7 stores in ``results/costs.json`` (``macs_billions`` and
-``macs_millions`` scale them).
+B takes A's field unless it names its own). Where the sentence says the
+direction in words ("13.11 points below"), ``.abs`` after A's field
+inserts the size of the difference without its sign
+(``{rungap}`A:train_error.abs|B```); tables keep the signed form. The
+fields are those of :func:`cnnbook.records.value`.
+``{cost}`VGG-16:macs``` quotes the costs that Chapter 7 stores in
+``results/costs.json`` (``macs_billions`` and ``macs_millions`` scale
+them).
 
 A missing record or field is a build error that names the reference, so a
 page can never show a stale or invented number: re-running a lab and
@@ -71,9 +75,14 @@ def resolve(text, root=None):
 
 def resolve_gap(text, root=None):
     """The text of ``{rungap}`A|B:field```: A - B in points. The field may
-    be an aggregate over the seeds (``test_accuracy.mean``)."""
+    be an aggregate over the seeds (``test_accuracy.mean``); a field that
+    ends in ``.abs`` gives the size of the difference, without a sign."""
     first, _, second = text.partition("|")
     field = _parse(first if ":" in first else second)[-1]
+    field, magnitude = _without_suffix(field, ".abs")
+    first, second = (
+        _without_suffix(selector, ".abs")[0] for selector in (first, second)
+    )
     base, _, how = field.partition(".")
     numbers = []
     for selector in (first, second):
@@ -86,7 +95,16 @@ def resolve_gap(text, root=None):
         else:
             record = records.find(lab, model, profile, device, seed, root=root)
             numbers.append(records.value(record, field))
+    if magnitude:
+        return records.gap_size(*numbers)
     return records.gap(*numbers)
+
+
+def _without_suffix(text, suffix):
+    """``text`` without ``suffix``, and whether it had it."""
+    if text.endswith(suffix):
+        return text.removesuffix(suffix), True
+    return text, False
 
 
 def _quoted_cost(text, root=None):

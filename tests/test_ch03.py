@@ -207,8 +207,16 @@ def test_page_numbers_are_computed(table):
         table.total_multiplications,
     ):
         assert f"{number:,}" in text, number
-    share = counts["fc6"] / ALEXNET_PARAMS
-    assert f"{share:.0%}" in text
+    # the summaries give fc6's share as the body and the figure do
+    # (diagrams.share_label), and the dense layers' at the same precision
+    share = diagrams.share_label(counts["fc6"] / ALEXNET_PARAMS)
+    dense = counts["fc6"] + counts["fc7"] + counts["classifier"]
+    told = (
+        f"{share} of them are in fc6 and "
+        f"{dense / ALEXNET_PARAMS:.1%} in the dense layers"
+    )
+    assert told in " ".join(text.split()), told
+    assert f"그중 {share}가 첫 완전 연결층(fc6)에 있다" in text
     assert f"{round(ALEXNET_PARAMS / lenet):,}" in text
     for h, w, c in ch03.reference_shapes(227):
         assert re.search(rf"{h}\s*×\s*{w}\s*×\s*{c}", text), (h, w, c)

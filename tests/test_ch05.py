@@ -402,6 +402,38 @@ def test_bottleneck_saves_weights():
     assert basic // bottleneck == 16 and round(basic / bottleneck) == 17
 
 
+def _conv_weights(block, channels):
+    """Kernel weights of the convolutions of ``block`` on a 56x56 input
+    with ``channels`` channels (biases and batch norm left out)."""
+    inputs = keras.Input((56, 56, channels))
+    model = keras.Model(inputs, block(inputs))
+    return sum(
+        int(np.prod(layer.kernel.shape))
+        for layer in model.layers
+        if isinstance(layer, layers.Conv2D)
+    )
+
+
+def test_bottleneck_against_resnet34s_basic_block_as_the_page_tells_it():
+    """ch05: the bottleneck's 69,632 weights against "two 3×3 convolutions
+    on 256 channels" (1,179,648) and against ResNet-34's first-stage basic
+    block, "two 3×3 convolutions on 64 channels have 73,728 weights, about
+    as many as the bottleneck" (the paper's figure 5)."""
+    bottleneck = _conv_weights(
+        lambda x: resnet.identity_block(x, (64, 64, 256)), 256
+    )
+    basic_64 = _conv_weights(lambda x: resnet.basic_block(x, 64), 64)
+    basic_256 = _conv_weights(lambda x: resnet.basic_block(x, 256), 256)
+    assert basic_64 == 2 * arithmetic.conv_params(3, 64, 64, bias=False)
+    assert basic_256 == 2 * arithmetic.conv_params(3, 256, 256, bias=False)
+    assert 0.9 < basic_64 / bottleneck < 1.1
+    page = _page()
+    for number in (bottleneck, basic_256, basic_64):
+        assert f"{number:,}" in page, number
+    told = f"two 3×3 convolutions on 64 channels have {basic_64:,} weights"
+    assert told in page
+
+
 def test_last_stage_holds_over_half_of_resnet50():
     table = resnet.stage_table(resnet.resnet50())
     conv5 = next(r for r in table if r.stage == "conv5")

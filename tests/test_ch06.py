@@ -165,6 +165,38 @@ def test_small_googlenet_runs_on_fashion_mnist_shapes(aux):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_small_googlenet_stem_as_the_page_tells_it():
+    """ch06: googlenet_small "uses a stem of 3×3 convolutions at stride 1
+    that ends in a 3×3 max pool of stride 2, so the modules see 14×14,
+    7×7 and 4×4 maps"."""
+    model = googlenet_small(aux_classifiers=False, width=0.125)
+    stem = [layer for layer in model.layers if layer.name.startswith("stem")]
+    convolutions = [
+        layer for layer in stem if isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert {layer.kernel_size for layer in convolutions} <= {(3, 3), (1, 1)}
+    assert all(layer.strides == (1, 1) for layer in convolutions)
+    weighted = [layer for layer in stem if layer.count_params()]
+    last = stem[-1]
+    assert isinstance(last, keras.layers.MaxPooling2D), last.name
+    assert (last.pool_size, last.strides) == ((3, 3), (2, 2))
+    assert model.layers.index(last) > model.layers.index(weighted[-1])
+    sides = sorted(
+        {
+            layer.output.shape[1]
+            for layer in model.layers
+            if re.fullmatch(r"inception_\w\w_1x1", layer.name)
+        },
+        reverse=True,
+    )
+    assert sides == [14, 7, 4], sides
+    told = (
+        "uses a stem of 3×3 convolutions at stride 1 that ends in a 3×3 "
+        "max pool of stride 2, so the modules see 14×14, 7×7 and 4×4 maps"
+    )
+    assert told in " ".join(PAGE.read_text().split())
+
+
 # ---------------------------------------------------------------- checks
 def test_the_solutions_answers_pass_visible_and_hidden_checks():
     """The solution notebook's own code, as a learner would submit it."""

@@ -168,8 +168,8 @@ def test_full_records_say_which_code_as_the_pages_tell_it():
     """ch07: "Of these five records only VGG's and ResNet-18's say which
     code trained them: AlexNet's was made with uncommitted changes, and
     LeNet-5's and GoogLeNet's name the commit of the moment they were
-    written"; ch03 and index: the AlexNet run "was made with uncommitted
-    changes"."""
+    written"; ch03: the AlexNet run "was made with uncommitted changes"
+    (index: see the next test)."""
     assert (
         "Of these five records only VGG's and ResNet-18's say which code "
         "trained them: AlexNet's was made with uncommitted changes, and "
@@ -178,8 +178,6 @@ def test_full_records_say_which_code_as_the_pages_tell_it():
     ) in page_text(CH07)
     told = "The run was made with uncommitted changes to the code"
     assert told in page_text("ch03-alexnet.md")
-    told = "The AlexNet run was made with uncommitted changes to the code"
-    assert told in page_text("index.md")
     full = {
         "lenet": _full(LENET, "lenet5"),
         "alexnet": _full("ch03-alexnet", "alexnet_fashion"),
@@ -197,6 +195,79 @@ def test_full_records_say_which_code_as_the_pages_tell_it():
             "read when the record was written"
             in (record["fingerprint"]["note"])
         ), name
+
+
+# how index.md names the network of each stored `full` record
+_INDEX_NAMES = {
+    "lenet5": "LeNet-5",
+    "lenet5_classic": "LeNet-5",
+    "alexnet_fashion": "AlexNet",
+    "vgg_fashion": "VGG",
+    "resnet18_cifar_w16": "ResNet-18",
+    "plain20": "plain-20",
+    "plain56": "plain-56",
+    "residual20": "residual-20",
+    "residual56": "residual-56",
+    "googlenet_small_aux": "GoogLeNet",
+    "ablation_aux": "ablation",
+    "ablation_plain": "ablation",
+}
+
+
+def _index_code_sentences(page):
+    """The three parts of index's sentence on the `full` records: those
+    that say which code trained them, those made with uncommitted changes,
+    and those that name the commit at the moment they were written."""
+    found = re.search(
+        r"Of these records only (.+?) say which code trained them\. "
+        r"(.+?) were made with uncommitted changes to the code; the other "
+        r"records \((.+?)\) name the commit of the moment they were "
+        r"written, not that of the code the notebook imported\.",
+        page,
+    )
+    assert found, "index: the sentence on which code trained each record"
+    return found.groups()
+
+
+def _check_index_code_sentences(parts, full):
+    known, dirty, at_write = parts
+    for record in full:
+        name = _INDEX_NAMES[record["model"]]
+        if record["fingerprint"]["code"]:
+            where = known
+        elif record["commit"].endswith("+dirty"):
+            where = dirty
+        else:
+            assert (
+                "read when the record was written"
+                in (record["fingerprint"]["note"])
+            ), record["model"]
+            where = at_write
+        for part in parts:
+            assert (name in part) == (part is where), (record["model"], part)
+    ablation = [r for r in full if r["model"].startswith("ablation")]
+    assert all(r["commit"].endswith("+dirty") for r in ablation)
+    assert len(ablation) == 6 and "the six runs of the ablation" in dirty
+
+
+def test_index_says_which_full_records_name_their_code():
+    """index: "Of these records only VGG's and ResNet-18's say which code
+    trained them. The AlexNet run, plain-20's and the six runs of the
+    ablation were made with uncommitted changes to the code; the other
+    records (the two forms of LeNet-5, plain-56, residual-20, residual-56
+    and GoogLeNet) name the commit of the moment they were written"."""
+    parts = _index_code_sentences(page_text("index.md"))
+    full = records.load_all(profile="full")
+    assert {r["model"] for r in full} == set(_INDEX_NAMES), "a new record"
+    _check_index_code_sentences(parts, full)
+    # records that tell another story fail it
+    vgg = next(r for r in full if r["model"] == "vgg_fashion")
+    unknown = dict(vgg, fingerprint=dict(vgg["fingerprint"], code=None))
+    unknown["commit"] += "+dirty"
+    with pytest.raises(AssertionError, match="vgg_fashion"):
+        _check_index_code_sentences(
+            parts, [unknown if r is vgg else r for r in full]
+        )
 
 
 def test_ch07_seed_records_come_from_different_code_and_group_alone():
@@ -418,16 +489,45 @@ def test_ch05_depth_experiment_as_the_page_tells_it():
     """ch05: the plain network degraded; the 56-layer residual network
     ended "far below the 56-layer plain one" and "still a little above
     the 20-layer residual one", "close to its shallow counterpart, but not
-    below it"; "the shortcut helped at both depths"."""
+    below it"; "at 20 layers the shortcut made little difference: in this
+    one run residual-20 ended ... points below plain-20 in training error
+    (Keras's average over the last epoch), and ... points lower in test
+    accuracy. Only at 56 layers is the gap between the two families
+    large"."""
+    page = page_text("ch05-resnet.md")
+    for told in (
+        "at 20 layers the shortcut made little difference: in this one "
+        "run residual-20 ended",
+        "points below plain-20 in training error (Keras's average over "
+        "the last epoch), and",
+        "points lower in test accuracy. Only at 56 layers is the gap "
+        "between the two families large",
+    ):
+        assert told in page, told
 
     def error(name):
+        # the page's train_error: the last epoch's training accuracy
         record = _full("ch05-resnet-depth", name)
-        return 1 - record["train_accuracy"]
+        return records.value(record, "train_error")
+
+    def accuracy(name):
+        return _full("ch05-resnet-depth", name)["test_accuracy"]
 
     assert error("plain56") > error("plain20")
     assert error("plain56") - error("residual56") > 0.05
     assert 0 < error("residual56") - error("residual20") < 0.02
     assert error("residual20") < error("plain20")
+    assert accuracy("residual20") < accuracy("plain20"), (
+        "residual-20 lower in test accuracy"
+    )
+    shallow = error("plain20") - error("residual20")
+    deep = error("plain56") - error("residual56")
+    assert shallow < 0.02 and deep > 5 * shallow, (shallow, deep)
+    for name in ("plain20", "residual20"):
+        found = records.load_all(
+            lab="ch05-resnet-depth", model=name, profile="full"
+        )
+        assert len(found) == 1, (name, "one run")
 
 
 DEPTH_ORDER = ("plain20", "residual20", "plain56", "residual56")
@@ -735,14 +835,29 @@ def _mutated(tmp_path, monkeypatch, lab, model, **fields):
 def test_the_claims_fail_when_a_rerun_contradicts_them(tmp_path, monkeypatch):
     """The checks above can fail: records that tell another story make
     them fail, each on the sentence it guards."""
+    depth = records.results_dir() / "runs" / "ch05-resnet-depth"
+    stored = json.loads((depth / "residual56.full.cpu.seed0.json").read_text())
+    history = dict(stored["history"])
+    history["accuracy"] = [*history["accuracy"][:-1], 0.99]
     _mutated(
         tmp_path,
         monkeypatch,
         "ch05-resnet-depth",
         "residual56",
         train_accuracy=0.99,
+        history=history,
     )
     with pytest.raises(AssertionError):
+        test_ch05_depth_experiment_as_the_page_tells_it()
+    monkeypatch.undo()  # the next copy starts from the stored records
+    _mutated(
+        tmp_path / "5",
+        monkeypatch,
+        "ch05-resnet-depth",
+        "residual20",
+        test_accuracy=0.95,
+    )
+    with pytest.raises(AssertionError, match="lower in test accuracy"):
         test_ch05_depth_experiment_as_the_page_tells_it()
     _mutated(
         tmp_path / "2",
@@ -987,11 +1102,19 @@ def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
     """ch02: the modern form "reaches 99% on the test digits within its
     first ten epochs, which the classic one never does in its twenty", is
     "clearly ahead after the first epoch", the curves "cross" ("on the
-    test digits, the classic form is ahead only after epoch 6") and the
-    modern form's final test accuracy is above the classic form's; the
-    settings the page names are the records'."""
+    test digits, the classic form is ahead only after epoch 6") and at the
+    end "the classic form ... ends only ... points behind in test accuracy
+    in this run" ("this is one seed"); the settings the page names are the
+    records'."""
     page = page_text("ch02-lenet.md")
     told = "on the test digits, the classic form is ahead only after epoch 6"
+    assert told in page
+    told = (
+        "the classic form (tanh and average pooling) ends only "
+        "{rungap}`ch02-lenet/lenet5/full:test_accuracy.abs|"
+        "ch02-lenet/lenet5_classic/full` points behind in test accuracy "
+        "in this run"
+    )
     assert told in page
     modern = _full(LENET, "lenet5")
     classic = _full(LENET, "lenet5_classic")
@@ -1009,6 +1132,12 @@ def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
     first_gap = curves["modern"][0] - curves["classic"][0]
     last_gap = modern["test_accuracy"] - classic["test_accuracy"]
     assert first_gap > 0.005 and 0 < last_gap < first_gap
+    assert last_gap < 0.01, (
+        "the classic form only a fraction of a point behind"
+    )
+    for model in ("lenet5", "lenet5_classic"):
+        found = records.load_all(lab=LENET, model=model, profile="full")
+        assert len(found) == 1, (model, "one seed")
     classic_ahead = [
         epoch
         for epoch, (m, c) in enumerate(

@@ -164,6 +164,30 @@ def test_references_resolve_with_formats(tmp_path):
     assert mean_gap == "+16.88"
 
 
+def test_a_gap_with_abs_gives_its_size_without_a_sign(tmp_path):
+    """``.abs`` after the field: the size of A - B, for a sentence that
+    says "below" or "above" itself; without it the sign stays."""
+    for seed, accuracy in enumerate((0.90, 0.91, 0.95)):
+        records.write(_record(seed=seed, test_accuracy=accuracy), tmp_path)
+    records.write(
+        _record(model="other", history={"accuracy": [0.6, 0.7]}), tmp_path
+    )
+    ref, other = "ch99-demo/demo_net/cpu", "ch99-demo/other/cpu"
+    signed = sphinxext.resolve_gap(f"{ref}:train_error|{other}", tmp_path)
+    assert signed == "-10.00"
+    for text in (
+        f"{ref}:train_error.abs|{other}",
+        f"{other}:train_error.abs|{ref}",
+        f"{ref}|{other}:train_error.abs",
+    ):
+        assert sphinxext.resolve_gap(text, tmp_path) == "10.00", text
+    # an aggregate over the seeds keeps working: 75.12% - 92.00%
+    mean_size = sphinxext.resolve_gap(
+        f"{other}|{ref}:test_accuracy.mean.abs", tmp_path
+    )
+    assert mean_size == "16.88"
+
+
 @pytest.mark.parametrize(
     "reference",
     [
