@@ -1074,6 +1074,74 @@ def test_the_cpu_run_claims_fail_on_other_records(tmp_path):
         _check_no_memorising(augmented)
 
 
+def _lab_intro(notebook):
+    """The first markdown cell of ``notebooks/NOTEBOOK``, whitespace
+    collapsed."""
+    import nbformat
+
+    path = records.REPO / "notebooks" / notebook
+    cell = nbformat.read(path, as_version=4).cells[0]
+    return " ".join(cell.source.split())
+
+
+def test_ch05_lab_durations_and_augmentation_as_it_tells_them():
+    """The ResNet-18 lab's introduction: the `cpu` profile's "three stored
+    runs (seeds 0, 1 and 2, each made with another version of the code)
+    took ..., ... and ... minutes" (roles, one a seed), the `full` run's
+    minutes a role, and "the book stores no `full` run without" the
+    augmentation."""
+    text = _lab_intro("ch05-resnet18.ipynb")
+    lab, model = "ch05-resnet18", "resnet18_cifar_w16"
+    told = (
+        "Its three stored runs (seeds 0, 1 and 2, each made with another "
+        "version of the code) took"
+    )
+    assert told in text
+    for seed in (0, 1, 2):
+        role = f"{{run}}`{lab}/{model}/cpu/cpu/{seed}:minutes`"
+        assert role in text, role
+        assert sphinxext.resolve(role[6:-1]), role
+    assert f"{{run}}`{lab}/{model}/full:minutes` minutes" in text
+    found = _cpu_profile_runs(lab, model)
+    assert sorted(r["seed"] for r in found) == [0, 1, 2]
+    commits = {r["commit"].removesuffix("+dirty") for r in found}
+    assert len(commits) == 3, commits
+    assert "The book stores no `full` run without them" in text
+    for record in records.load_all(lab=lab, model=model, profile="full"):
+        settings = record["settings"]
+        assert settings["shift"] > 0 and settings["mirror"], record["seed"]
+    assert "fits the training images almost perfectly" not in text
+
+
+def test_ch02_lab_says_its_stored_tables_predate_the_classifier_name():
+    """The LeNet-5 lab's note before its first layer table: "the run
+    stored here predates the rename of the last layer to `classifier`, so
+    its tables ... call that layer `output`"; the builder names it
+    `classifier`. A re-run that stores the new name makes the note wrong,
+    and this test fails."""
+    import nbformat
+
+    from cnnbook.models import lenet5
+
+    path = records.REPO / "notebooks" / "ch02-lenet.ipynb"
+    cells = nbformat.read(path, as_version=4).cells
+    first_table = next(
+        index
+        for index, cell in enumerate(cells)
+        if cell.cell_type == "code" and "layer_table(" in cell.source
+    )
+    note = " ".join(cells[first_table - 1].source.split())
+    assert (
+        "the run stored here predates the rename of the last layer to "
+        "`classifier`, so its tables and the digit's walk through the "
+        "network below call that layer `output`"
+    ) in note
+    assert lenet5().layers[-1].name == "classifier"
+    stored = stored_output("ch02-lenet.ipynb").splitlines()
+    assert any(line.split()[:1] == ["output"] for line in stored)
+    assert not any(line.split()[:1] == ["classifier"] for line in stored)
+
+
 def test_index_full_runs_on_two_cpu_cores_each_listed():
     """index: "Every `full` run stored with the book, GoogLeNet's
     included, was made on the two CPU cores of our build machine with the
