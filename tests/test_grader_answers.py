@@ -557,9 +557,9 @@ def test_tf_local_response_normalisation_earns_nothing(tmp_path):
 def test_the_learners_keywords_reach_the_learners_function():
     """The watched call passes every keyword on, even one named like the
     grader's own parameters (a block's ``name=``)."""
-    from cnnbook.grading import wire
+    from cnnbook.grading import server
 
     def block(x, name="block", call=None):
         return (x, name, call)
 
-    assert wire._watched("block", block, 1, name="b", call=2) == (1, "b", 2)
+    assert server._watched("block", block, 1, name="b", call=2) == (1, "b", 2)

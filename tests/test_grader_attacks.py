@@ -235,7 +235,7 @@ def pool_forward(A_prev, f, stride, mode="max"):
 # the learner's code patches the checking machinery it can reach
 PATCH = """
 import sys, numpy
-import cnnbook.grading.wire as wire
+import cnnbook.grading.server as wire
 _serve = wire.serve
 
 

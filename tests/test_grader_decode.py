@@ -3,7 +3,7 @@ built (issue #22, item 3): compressed arrays that inflate, a zip of many
 members, JSON of many values, a small Keras configuration of a huge model.
 
 Each attack is an answer file as the sandboxed kernel could write it; the
-grader reads it with :func:`cnnbook.grading.wire.read` in a child process
+grader reads it with :func:`cnnbook.grading.reader.read` in a child process
 whose address space is limited, so an attack that still worked would end
 in a MemoryError (or a kill) instead of the clean refusal asserted here.
 """
@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnnbook.grading import wire
+from cnnbook.grading import reader, wire
 
 MiB = 2**20
 
@@ -26,13 +26,13 @@ MiB = 2**20
 # address space is capped at 2.5 GiB (TensorFlow, when imported, fits).
 READER = """
 import resource, sys
-from cnnbook.grading import wire
+from cnnbook.grading import reader, wire
 cap = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 try:
-    tree, arrays = wire.read(sys.argv[1])
+    tree, arrays = reader.read(sys.argv[1])
     if isinstance(tree, dict) and "value" in tree:
-        value = wire.decode(tree["value"], arrays)
+        value = reader.decode(tree["value"], arrays)
     print("read:", len(arrays), "arrays")
 except wire.WireError as exc:
     print("refused:", exc)
@@ -80,8 +80,8 @@ def test_an_honest_answer_still_reads(tmp_path):
     arrays = {}
     tree = wire.encode({"x": np.arange(12.0).reshape(3, 4), "n": 3}, arrays)
     wire.write(str(tmp_path / "a"), tree, arrays)
-    back, got = wire.read(str(tmp_path / "a"))
-    value = wire.decode(back, got)
+    back, got = reader.read(str(tmp_path / "a"))
+    value = reader.decode(back, got)
     assert value["n"] == 3
     np.testing.assert_array_equal(value["x"], np.arange(12.0).reshape(3, 4))
 
@@ -112,7 +112,7 @@ def test_an_array_header_that_lies_about_its_size_is_refused(tmp_path):
             member.write(bytes(80))
     write_answer(base, {"ok": True, "value": {"t": "array", "k": "a0"}})
     with pytest.raises(wire.WireError, match="does not match"):
-        wire.read(str(base))
+        reader.read(str(base))
 
 
 def test_a_zip_of_many_members_is_refused(tmp_path):
@@ -121,7 +121,7 @@ def test_a_zip_of_many_members_is_refused(tmp_path):
     np.savez(str(base) + ".npz", **arrays)
     write_answer(base, {"ok": True, "value": None})
     with pytest.raises(wire.WireError, match="too many arrays"):
-        wire.read(str(base))
+        reader.read(str(base))
 
 
 def test_json_of_many_values_is_refused(tmp_path):
@@ -131,7 +131,7 @@ def test_json_of_many_values_is_refused(tmp_path):
     (tmp_path / "r1.out.json").write_text("[" + "[]," * count + "[]]")
     np.savez(str(base) + ".npz")
     with pytest.raises(wire.WireError, match="too many values"):
-        wire.read(str(base))
+        reader.read(str(base))
 
 
 def _dense_model_config(width):
@@ -166,7 +166,7 @@ def test_a_small_configuration_of_a_huge_model_is_refused(tmp_path):
 
 def test_a_model_within_the_bound_is_rebuilt_with_its_weights():
     config = _dense_model_config(16)
-    model = wire.decode({"t": "model", "config": config}, {})
+    model = reader.decode({"t": "model", "config": config}, {})
     assert model.count_params() == 16 * 16 + 16
     assert float(np.abs(model.get_weights()[0]).sum()) == 0.0  # zeroed
 
@@ -200,7 +200,7 @@ def test_what_savez_writes_passes_the_zip_checks(tmp_path):
     arrays = {f"a{i}": np.ones((i, 2), dtype=np.float32) for i in range(5)}
     base = tmp_path / "x"
     wire.write(str(base), {"t": "list", "v": []}, arrays)
-    _, got = wire.read(str(base))
+    _, got = reader.read(str(base))
     assert sorted(got) == sorted(arrays)
     for key, value in arrays.items():
         np.testing.assert_array_equal(got[key], value)
@@ -212,7 +212,7 @@ def test_reading_never_unpickles(tmp_path):
     np.savez(str(base) + ".npz", a0=np.array([object()], dtype=object))
     write_answer(base, {"ok": True, "value": None})
     with pytest.raises(wire.WireError, match="numbers"):
-        wire.read(str(base))
+        reader.read(str(base))
 
 
 def test_a_compiled_model_comes_back_compiled():
@@ -225,7 +225,7 @@ def test_a_compiled_model_comes_back_compiled():
     model.compile(optimizer="adam", loss="mse")
     arrays = {}
     tree = wire.encode(model, arrays, weights=True)
-    back = wire.decode(tree, arrays)
+    back = reader.decode(tree, arrays)
     assert back.compiled and back._cnnbook_compiled
     assert type(back.optimizer).__name__ == "Adam"
     for mine, theirs in zip(back.get_weights(), model.get_weights()):

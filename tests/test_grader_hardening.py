@@ -672,7 +672,7 @@ def identity_block(x, filters, kernel_size=3, name="block"):
     DENSE_WIDTH
 }) on a {DENSE_WIDTH}-wide input."""
     import sys
-    wire = sys.modules["_cnnbook_serve"]
+    wire = sys.modules["cnnbook.grading.wire"]
 
     def grow(config):
         if isinstance(config, dict):

@@ -4,7 +4,9 @@ Introduced in Chapter 1. Layers, lowest first (a module imports only
 from those above it in this list):
 
 - :mod:`~cnnbook.grading.timeout`: the one time limit on a learner's call;
-- :mod:`~cnnbook.grading.wire`: values between the grader and the kernel;
+- :mod:`~cnnbook.grading.wire` and :mod:`~cnnbook.grading.reader`: values
+  between the grader and the kernel, written and read back bounded;
+- :mod:`~cnnbook.grading.server`: the kernel's side, a call run there;
 - :mod:`~cnnbook.grading.api`: what the checks are written with;
 - :mod:`~cnnbook.grading.runner`: one exercise's checks and its result;
 - :mod:`~cnnbook.grading.checks`: the checks, one module per chapter;

@@ -3,7 +3,8 @@
 Introduced with the grader (Chapter 1). :func:`build_package` writes the
 ``cnnbook`` a graded notebook imports: without the grader and the checks
 (of :mod:`cnnbook.grading` it keeps only what runs in the kernel: the
-wire format, the time limit and a ``checker`` that only says the grader
+wire format, its reading, the server of the grader's calls, the time
+limit, the tripwire and a ``checker`` that only says the grader
 checks), and without the implementations that answer one of the
 chapter's graded exercises (each checks module lists them in
 ``ANSWERS``); importing one raises an ImportError that says the exercise
@@ -24,7 +25,13 @@ from importlib import metadata
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # cnnbook/
 # what the sandbox keeps of cnnbook/grading/: the kernel's side only
-KERNEL_SIDE = ("wire.py", "timeout.py", "tripwire.py")
+KERNEL_SIDE = (
+    "wire.py",
+    "reader.py",
+    "server.py",
+    "timeout.py",
+    "tripwire.py",
+)
 # modules of cnnbook the kernel never needs
 LEFT_OUT = ("__main__.py", "notebooks.py", "execution.py")
 

@@ -4,9 +4,10 @@ Introduced with the grader (Chapter 1). The checks run in the grader's
 own process against a :class:`Remote`, the learner's namespace seen from
 outside: each call of a learner's function (on inputs the checks chose)
 is written into the sandbox's scratch folder (:mod:`cnnbook.grading.wire`),
-run in the kernel by :func:`cnnbook.grading.wire.serve`, and only the
-result comes back. Expected values, reference implementations and the
-judgement never exist in the learner's process.
+run in the kernel by :func:`cnnbook.grading.server.serve`, and only the
+result comes back (read by :mod:`cnnbook.grading.reader`). Expected
+values, reference implementations and the judgement never exist in the
+learner's process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 import numpy as np
 
-from cnnbook.grading import wire
+from cnnbook.grading import reader, wire
 from cnnbook.grading.api import (
     CheckFailure,
     KernelStopped,
@@ -37,7 +38,7 @@ class Remote(SandboxedNamespace):
     """The learner's namespace, seen from the grader: calls go to the kernel.
 
     ``remote["conv_forward"](A, W, b, 1, 0)`` writes the arguments into the
-    scratch folder, runs :func:`cnnbook.grading.wire.serve` in the kernel and
+    scratch folder, runs :func:`cnnbook.grading.server.serve` in the kernel and
     returns the decoded result; arrays the call changed in place are
     changed here too, and so are the weights of a model passed in. An
     exception of the learner's code is raised here under its own name.
@@ -98,9 +99,9 @@ class Remote(SandboxedNamespace):
             for index, tree in answer.get("changed") or []:
                 if isinstance(index, int) and 0 <= index < len(args):
                     _update_argument(
-                        args[index], wire.decode(tree, out_arrays)
+                        args[index], reader.decode(tree, out_arrays)
                     )
-            return wire.decode(answer["value"], out_arrays)
+            return reader.decode(answer["value"], out_arrays)
         except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
             raise CheckFailure(
                 f"{name} returned something the grader cannot read: "
@@ -130,7 +131,7 @@ class Remote(SandboxedNamespace):
         if error and error.startswith("CellTimeout"):
             raise Timeout()
         try:
-            answer, arrays = wire.read(name + ".out", dir_fd=self.fd)
+            answer, arrays = reader.read(name + ".out", dir_fd=self.fd)
             if not isinstance(answer, dict):
                 raise ValueError("not an answer")
             return answer, arrays

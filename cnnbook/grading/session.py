@@ -75,8 +75,8 @@ def _cnnbook_prelude():
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):
             pass
-    import cnnbook.grading.wire
-    sys.modules["_cnnbook_serve"] = cnnbook.grading.wire
+    import cnnbook.grading.server
+    sys.modules["_cnnbook_serve"] = cnnbook.grading.server
 _cnnbook_prelude()
 del _cnnbook_prelude
 """

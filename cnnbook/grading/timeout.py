@@ -2,7 +2,7 @@
 
 Used on both sides of the sandbox: by :func:`cnnbook.grading.runner`
 when a check runs in the learner's own kernel (``check("1.1")``), and by
-:func:`cnnbook.grading.wire.serve` for each call the grader sends into the
+:func:`cnnbook.grading.server.serve` for each call the grader sends into the
 sandboxed kernel. This module imports nothing of :mod:`cnnbook`, so the
 sandbox's copy of the package can carry it.
 """

@@ -5,7 +5,7 @@ implement an operation a library already has (zero padding, convolution,
 pooling, local response normalisation). In the grading sandbox,
 :func:`install` runs once in the learner's kernel, before any of the
 learner's cells, and watches every call the grader makes to such an
-exercise's function (:func:`cnnbook.grading.wire.serve` announces each
+exercise's function (:func:`cnnbook.grading.server.serve` announces each
 call with the audit events ``cnnbook.watch``).
 
 While a call is watched:

@@ -1,0 +1,358 @@
+"""Reading a value back from the wire, bounded before anything is built.
+
+Introduced with the grader (Chapter 1). The other half of
+:mod:`cnnbook.grading.wire`: :func:`read` takes the JSON and the arrays a
+side wrote, checking each size against the wire's limits before it
+decodes it, and :func:`decode` turns the tree back into a value. Reading
+a learner's answer never unpickles and never rebuilds a Keras object
+outside Keras's safe mode, and every Keras configuration must name only
+Keras's own modules.
+
+This module runs on both sides (the kernel decodes the grader's
+requests): it holds no answer and no expected value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+from cnnbook.grading.wire import (
+    MAX_ARRAY_BYTES,
+    MAX_ARRAYS,
+    MAX_DEPTH,
+    MAX_JSON_BYTES,
+    MAX_JSON_ITEMS,
+    MAX_KERAS_OBJECTS,
+    MAX_MODEL_BYTES,
+    MAX_NPZ_BYTES,
+    Opaque,
+    WireError,
+    open_file,
+)
+
+_OPAQUE = {}  # a stand-in class for each type name met
+
+
+def _opaque(type_name, text):
+    cls = _OPAQUE.get(type_name)
+    if cls is None:
+        cls = type(str(type_name)[:80] or "object", (Opaque,), {})
+        cls.type_name = type_name
+        _OPAQUE[type_name] = cls
+    return cls(text)
+
+
+def read(path, dir_fd=None):
+    """The (tree, arrays) written by :func:`cnnbook.grading.wire.write`,
+    read with limits (and, with ``dir_fd``, never through a symbolic
+    link).
+
+    Nothing is built before its size is known: the JSON's count of values,
+    then each array's shape and dtype from its header (and the zip's own
+    sizes) are checked against the wire's limits first.
+    """
+    with open_file(path + ".json", "rb", dir_fd) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES:
+            raise WireError("the answer is too large")
+        raw = fh.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise WireError("the answer is too large")
+    # every JSON value but the first follows one of these bytes (counted
+    # inside strings too: an upper bound)
+    if sum(raw.count(c) for c in b",:[{") > MAX_JSON_ITEMS:
+        raise WireError("the answer holds too many values")
+    try:
+        tree = json.loads(raw)
+    except RecursionError:
+        raise WireError("the value is nested too deeply") from None
+    with open_file(path + ".npz", "rb", dir_fd) as fh:
+        arrays = load_arrays(fh)
+    return tree, arrays
+
+
+def load_arrays(fh):
+    """The arrays of the ``.npz`` open as ``fh``, each bounded in memory
+    before it is decoded (:data:`MAX_ARRAYS`, :data:`MAX_ARRAY_BYTES`)."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > MAX_NPZ_BYTES:
+        raise WireError("the answer is too large")
+    _check_zip_directory(fh, size)
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            members = zf.infolist()
+            if len(members) > MAX_ARRAYS:
+                raise WireError("the answer holds too many arrays")
+            headers, total = [], 0
+            for info in members:
+                shape, dtype, offset = _array_header(zf, info)
+                nbytes = math.prod(shape) * dtype.itemsize  # Python ints
+                total += nbytes
+                if total > MAX_ARRAY_BYTES:
+                    raise WireError("the answer's arrays are too large")
+                if info.file_size != offset + nbytes:
+                    raise WireError("an array's size does not match its file")
+                headers.append(info)
+            arrays = {}
+            for info in headers:
+                with zf.open(info) as member:
+                    arrays[info.filename.removesuffix(".npy")] = (
+                        np.lib.format.read_array(member, allow_pickle=False)
+                    )
+            return arrays
+    except WireError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise WireError(
+            f"the answer's arrays cannot be read ({type(exc).__name__})"
+        ) from None
+
+
+def _check_zip_directory(fh, size):
+    """Refuse a zip whose central directory is large (every entry becomes
+    an object when the zip is opened) or in the ZIP64 format, read from
+    its end record; np.savez writes that record last, without a comment."""
+    if size < 22:
+        raise WireError("the answer's arrays cannot be read (not a zip)")
+    fh.seek(size - 22)
+    end = fh.read(22)
+    fh.seek(0)
+    if end[:4] != b"PK\x05\x06":
+        raise WireError("the answer's arrays cannot be read (not a zip)")
+    entries, directory = struct.unpack("<HI", end[10:16])
+    if entries > MAX_ARRAYS or directory > MAX_ARRAYS * 1024:
+        raise WireError("the answer holds too many arrays")
+    if entries == 0xFFFF or directory == 0xFFFFFFFF:
+        raise WireError("the answer's arrays cannot be read (ZIP64)")
+
+
+def _array_header(zf, info):
+    """(shape, dtype, bytes before the data) of one ``.npy`` member, read
+    from its header alone."""
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise WireError("the answer's arrays cannot be read (version)")
+        shape, _, dtype = header
+        offset = member.tell()
+    if dtype.kind not in "biufc" or dtype.hasobject:
+        raise WireError("arrays must hold numbers")
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise WireError("the answer's arrays cannot be read (shape)")
+    return shape, dtype, offset
+
+
+def decode(tree, arrays, inputs=None, depth=0):
+    """The value encoded as ``tree``.
+
+    ``inputs`` (a list) collects the ``keras.Input`` tensors made for
+    :class:`KerasInput` markers (only requests carry those).
+    """
+    if depth > MAX_DEPTH:
+        raise WireError("the value is nested too deeply")
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if not isinstance(tree, dict):
+        raise WireError(f"unexpected {type(tree).__name__} in an answer")
+    kind = tree.get("t")
+    if kind == "float":
+        return float(tree["v"])
+    if kind == "array":
+        value = arrays[tree["k"]]
+        if value.dtype.kind not in "biufc":
+            raise WireError("arrays must hold numbers")
+        return value
+    if kind == "np":
+        dtype = np.dtype(tree["dtype"])
+        if dtype.kind not in "biufc":
+            raise WireError("numbers only")
+        v = tree["v"]
+        return dtype.type(float(v) if isinstance(v, str) else v)
+    if kind in ("list", "tuple"):
+        items = [decode(v, arrays, inputs, depth + 1) for v in tree["v"]]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        out = {}
+        for k, v in tree["v"]:
+            key = decode(k, arrays, inputs, depth + 1)
+            if isinstance(key, list):
+                key = tuple(key)
+            try:
+                out[key] = decode(v, arrays, inputs, depth + 1)
+            except TypeError as exc:
+                raise WireError(f"a key cannot be used: {exc}") from None
+        return out
+    if kind == "opaque":
+        return _opaque(str(tree.get("type", "object")), str(tree["repr"]))
+    if kind == "input":
+        import keras  # delays keras
+
+        tensor = keras.Input(tuple(tree["shape"]), name=tree.get("name"))
+        if inputs is not None:
+            inputs.append(tensor)
+        return tensor
+    if kind in ("model", "layer"):
+        return _decode_keras(tree, arrays)
+    raise WireError(f"unknown kind of value {kind!r}")
+
+
+# The only modules a configuration may name: Keras's layers, models and
+# what they are built from. (Keras's safe mode refuses Lambda layers; this
+# also keeps out every other function Keras could be asked to look up.)
+KERAS_MODULES = frozenset(
+    {
+        "keras",
+        "keras.layers",
+        "keras.initializers",
+        "keras.regularizers",
+        "keras.constraints",
+        "keras.activations",
+        "keras.optimizers",
+        "keras.optimizers.schedules",
+        "keras.losses",
+        "keras.metrics",
+        "keras.models",
+        "keras.src.models.functional",
+        "keras.src.models.sequential",
+        "keras.src.models.model",
+    }
+)
+
+
+def _check_config(config, depth=0):
+    """Refuse configurations that name anything but Keras's own parts."""
+    if depth > 200:
+        raise WireError("the model's configuration is nested too deeply")
+    if isinstance(config, dict):
+        module = config.get("module")
+        if "module" in config and module not in KERAS_MODULES:
+            raise WireError(
+                f"it uses {str(config.get('class_name'))[:80]!r} from "
+                f"{str(module)[:80]!r}: only Keras's own layers can be "
+                "checked"
+            )
+        if config.get("class_name") in ("Lambda", "TFSMLayer"):
+            raise WireError(
+                "it uses a Lambda layer: only Keras's own layers can be "
+                "checked"
+            )
+        for value in config.values():
+            _check_config(value, depth + 1)
+    elif isinstance(config, list):
+        for value in config:
+            _check_config(value, depth + 1)
+
+
+def _zero_initializers(config):
+    if isinstance(config, dict):
+        return {
+            k: (
+                {
+                    "module": "keras.initializers",
+                    "class_name": "Zeros",
+                    "config": {},
+                    "registered_name": None,
+                }
+                if k.endswith("_initializer") and isinstance(v, dict)
+                else _zero_initializers(v)
+            )
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [_zero_initializers(v) for v in config]
+    return config
+
+
+def _count_objects(config, depth=0):
+    """The Keras objects a configuration names (layers, initializers...)."""
+    if depth > 200:
+        raise WireError("the model's configuration is nested too deeply")
+    if isinstance(config, dict):
+        return ("class_name" in config) + sum(
+            _count_objects(v, depth + 1) for v in config.values()
+        )
+    if isinstance(config, list):
+        return sum(_count_objects(v, depth + 1) for v in config)
+    return 0
+
+
+def _decode_keras(tree, arrays):
+    import keras  # delays keras
+    from keras.src.backend.common import global_state  # delays keras
+    from keras.src.backend.common.variables import (  # delays keras
+        initialize_all_variables,
+    )
+    from keras.src.saving.serialization_lib import (  # delays keras
+        SafeModeScope,
+    )
+
+    config = tree["config"]
+    _check_config(config)
+    if _count_objects(config) > MAX_KERAS_OBJECTS:
+        raise WireError(
+            f"its configuration names more than {MAX_KERAS_OBJECTS} "
+            "Keras objects"
+        )
+    if tree["t"] == "model":
+        # the grader sets the weights it needs itself: skip random draws
+        config = _zero_initializers(config)
+    # Rebuilt in a stateless scope, Keras makes every weight without its
+    # memory (shape and dtype only): the total is checked before any
+    # weight is allocated.
+    # (An optimizer cannot be made there: a compiled model is compiled
+    # once its weights exist, as Keras itself does after rebuilding.)
+    compile_config = None
+    if isinstance(config, dict) and config.get("compile_config"):
+        compile_config = config["compile_config"]
+        config = {k: v for k, v in config.items() if k != "compile_config"}
+    global_state.set_global_attribute("uninitialized_variables", [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        pending = global_state.get_global_attribute(
+            "uninitialized_variables", []
+        )
+        size = sum(
+            math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in pending
+        )
+        if size > MAX_MODEL_BYTES:
+            raise WireError(
+                f"its weights would take {size / 2**30:.1f} GiB, more than "
+                f"twice the largest model a check builds "
+                f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
+            )
+        initialize_all_variables()
+        if compile_config:
+            with SafeModeScope(True):
+                obj.compile_from_config(compile_config)
+            obj.compiled = True
+    except WireError:
+        global_state.set_global_attribute("uninitialized_variables", [])
+        raise
+    except Exception as exc:  # noqa: BLE001 - a config Keras cannot rebuild
+        global_state.set_global_attribute("uninitialized_variables", [])
+        raise WireError(
+            f"Keras cannot rebuild it from its configuration "
+            f"({type(exc).__name__}: {str(exc)[:200]}); use Keras's own "
+            "layers"
+        ) from None
+    if tree["t"] == "model":
+        obj._cnnbook_compiled = bool(tree.get("compiled"))
+        keys = tree.get("weights")
+        if keys is not None:
+            try:
+                obj.set_weights([arrays[k] for k in keys])
+            except Exception as exc:  # noqa: BLE001
+                raise WireError(
+                    f"its weights do not fit its layers ({exc})"
+                ) from None
+    return obj
