@@ -56,7 +56,8 @@ def label_below(points, decades=0.3, points_apart=0.5):
     :func:`accuracy_vs_macs` writes its label below the marker: when a
     point with a higher accuracy lies within ``decades`` of it on the
     log-scaled MACs and ``points_apart`` in accuracy, so that the two labels
-    do not overlap. Chapter 7."""
+    do not overlap (:func:`accuracy_vs_time` asks the same of minutes).
+    Chapter 7."""
     below = []
     for macs, accuracy in points:
         below.append(
@@ -74,15 +75,61 @@ def case_study_points(rows):
     rows (:func:`cnnbook.compare.trained`) for :func:`accuracy_vs_macs`; a
     network trained at a reduced ``width`` is labelled "(narrow)", as the
     chapter's tables name it. Chapter 7."""
-    points = []
-    for row in rows:
-        label = row.label
-        if "width" in row.record["settings"] and "(narrow)" not in label:
-            label = f"{label} (narrow)"
-        points.append(
-            (label, row.cost.macs, row.accuracy, row.cost.parameters)
+    return [
+        (
+            case_study_label(row),
+            row.cost.macs,
+            row.accuracy,
+            row.cost.parameters,
         )
-    return points
+        for row in rows
+    ]
+
+
+def case_study_label(row):
+    """The label of one of chapter 7's rows in its figures: "(narrow)"
+    added where the network was trained at a reduced ``width``, as the
+    chapter's tables name it. Chapter 7."""
+    label = row.label
+    if "width" in row.record["settings"] and "(narrow)" not in label:
+        label = f"{label} (narrow)"
+    return label
+
+
+def case_study_times(rows):
+    """The ``(label, minutes, accuracy)`` of each of chapter 7's rows for
+    :func:`accuracy_vs_time`: the training time of the stored run, as its
+    record has it. Chapter 7."""
+    return [
+        (case_study_label(row), row.record["seconds"] / 60, row.accuracy)
+        for row in rows
+    ]
+
+
+def accuracy_vs_time(rows):
+    """Test accuracy against wall-clock training time in minutes, one
+    marker per run; ``rows`` are ``(label, minutes, accuracy as a
+    fraction)``, labelled as :func:`accuracy_vs_macs` labels them. Chapter
+    7."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    points = [(minutes, 100 * accuracy) for _, minutes, accuracy in rows]
+    below = label_below(points)
+    for (label, _, _), (minutes, percent), under in zip(
+        rows, points, below, strict=True
+    ):
+        ax.scatter(minutes, percent, s=60)
+        ax.annotate(
+            label,
+            (minutes, percent),
+            textcoords="offset points",
+            xytext=(6, -8 if under else 6),
+            va="top" if under else "baseline",
+            fontsize=8,
+        )
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def accuracy_vs_macs(rows):

@@ -1,10 +1,12 @@
-"""Redraw three figures of the book from what the book stores, without
-re-running their labs (issue #24, the independent review): AlexNet's
-parameters per layer (Chapter 3, from the model code), the auxiliary-head
-ablation run by run (Chapter 6, from the run records, with no mean: the
-six runs cannot be shown to share code) and the accuracy of each stored
-run against its multiply-accumulates (Chapter 7, from the run records and
-the networks' costs). The labs' stored outputs keep the
+"""Redraw five figures of the book from what the book stores, without
+re-running their labs (issue #24, the independent reviews): AlexNet's and
+VGG-16's parameters per layer (Chapters 3 and 4, from the model code,
+every bar labelled at one precision), the auxiliary-head ablation run by
+run (Chapter 6, from the run records, with no mean: the six runs cannot
+be shown to share code), and the accuracy of each stored run against its
+multiply-accumulates and against its training time (Chapter 7, from the
+run records and the networks' costs, networks of reduced width labelled
+"(narrow)" as in the chapter's tables). The labs' stored outputs keep the
 figures of the runs that made them; the pages show these.
 
     .venv/bin/python scripts/redraw_figures.py
@@ -69,17 +71,27 @@ def _save(fig, name):
 
 
 def main():
-    table = diagrams.describe(models.alexnet)
-    _save(
-        diagrams.parameter_distribution(
-            table,
-            title=f"Where AlexNet's {table.total_params:,} parameters are",
-        ),
-        "ch03-alexnet-parameters",
-    )
+    for builder, network, name in (
+        (models.alexnet, "AlexNet", "ch03-alexnet-parameters"),
+        (models.vgg16, "VGG-16", "ch04-vgg16-parameters"),
+    ):
+        table = diagrams.describe(builder)
+        _save(
+            diagrams.parameter_distribution(
+                table,
+                title=f"Where {network}'s {table.total_params:,} "
+                "parameters are",
+            ),
+            name,
+        )
     _save(ablation_figure(ablation_runs()), "ch06-aux-ablation")
-    points = plots.case_study_points(compare.trained())
+    rows = compare.trained()
+    points = plots.case_study_points(rows)
     _save(plots.accuracy_vs_macs(points), "ch07-accuracy-vs-macs")
+    _save(
+        plots.accuracy_vs_time(plots.case_study_times(rows)),
+        "ch07-accuracy-vs-time",
+    )
 
 
 if __name__ == "__main__":

@@ -219,8 +219,31 @@ def test_page_numbers_are_computed(vgg16_table):
     ]
     for number in numbers:
         assert f"{number:,}" in text, number
-    assert f"{fc1 / VGG16_PARAMS:.0%}" in text
     assert re.search(r"7\s*×\s*7\s*×\s*512", text)
+
+
+def test_parameter_shares_one_precision_every_bar_labelled(vgg16_table):
+    """The VGG-16 parameters figure labels every bar, the small ones of
+    blocks 1 to 3 included, at one precision (second review, finding 7),
+    and the page's share of fc1, body, summary and Korean summary alike,
+    is the figure's."""
+    fig = diagrams.parameter_distribution(vgg16_table)
+    rows = [row for row in vgg16_table if row.params > 0]
+    labels = [text.get_text() for text in fig.axes[0].texts]
+    total = vgg16_table.total_params
+    assert labels == [diagrams.share_label(r.params / total) for r in rows]
+    assert all(re.fullmatch(r"(<0\.1|\d+\.\d)%", label) for label in labels)
+    assert [r.name for r in rows][:2] == ["block1_conv1", "block1_conv2"]
+    fc1 = next(r.params for r in rows if r.name == "fc1")
+    share = diagrams.share_label(fc1 / total)
+    text = " ".join(PAGE.read_text().split())
+    for told in (
+        f"102,764,544 parameters or {share} of the network",
+        f"the {share} of {{term}}`weights <weight>` in one dense layer",
+        f"{share} of VGG-16's parameters are in its first dense layer",
+        f"VGG-16 매개변수의 {share}가 첫 완전 연결층",
+    ):
+        assert told in text, told
 
 
 def test_augmented_alters_training_batches_only():

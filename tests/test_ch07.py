@@ -374,7 +374,8 @@ def test_close_labels_of_the_figure_go_one_above_one_below():
 
 def test_the_figure_names_narrow_networks_as_the_tables_do():
     """Every stored case study trained at a reduced width is labelled
-    "(narrow)" in the figure, as in the page's tables; no label repeats."""
+    "(narrow)" in both figures, as in the page's tables; no label
+    repeats."""
     from cnnbook import plots
 
     rows = compare.trained()
@@ -388,3 +389,14 @@ def test_the_figure_names_narrow_networks_as_the_tables_do():
     fig = plots.accuracy_vs_macs(points)
     texts = [text.get_text() for text in fig.axes[0].texts]
     assert texts == labels
+    # the accuracy-against-time figure names them alike (second review,
+    # finding 8), each at its record's training time
+    times = plots.case_study_times(rows)
+    assert [label for label, *_ in times] == labels
+    for row, (_, minutes, accuracy) in zip(rows, times, strict=True):
+        assert minutes == row.record["seconds"] / 60
+        assert accuracy == row.accuracy
+    fig = plots.accuracy_vs_time(times)
+    [ax] = fig.axes
+    assert [text.get_text() for text in ax.texts] == labels
+    assert ax.get_xlabel() == "training time (minutes)"
