@@ -20,14 +20,15 @@ from conftest import ROOT
 from nbformat.v4 import new_code_cell
 
 from cnnbook import notebooks
-from cnnbook.grading import limits as whole
-from cnnbook.grading import package, sandbox
+from cnnbook.grading import cgroups, package, sandbox
+from cnnbook.grading.confinement import Confinement, ScratchTmpfs
 from cnnbook.grading.grade import grade
+from cnnbook.grading.limits import SandboxGroup
 from cnnbook.grading.report import format_report
 from cnnbook.grading.session import Limits, Session
 
 CH01 = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
-SUPPORT = whole.detect()
+SUPPORT = cgroups.detect()
 needs_group = pytest.mark.skipif(
     SUPPORT.mechanism not in ("cgroup-v1", "cgroup-v2"),
     reason=SUPPORT.describe(),
@@ -253,8 +254,8 @@ def test_the_scratch_folder_is_bounded_in_total(tmp_path):
     """Four files of 24 MiB, each under the 1024 MiB file-size limit, do
     not fit a 64 MiB scratch folder."""
     sandbox.check_available()
-    if whole.ScratchTmpfs.unavailable():
-        pytest.skip(whole.ScratchTmpfs.unavailable())
+    if ScratchTmpfs.unavailable():
+        pytest.skip(ScratchTmpfs.unavailable())
     session = _session(tmp_path, scratch_mb=64)
     try:
         session.start()
@@ -308,9 +309,9 @@ def test_the_reports_limits_follow_the_schema_and_the_page():
 
     from cnnbook.grading import report
 
-    support = whole.detect(prefer=("none",))
-    confinement = whole.Confinement("/nonexistent", 512, 64, 0)
-    confinement.group = whole.SandboxGroup(512, 64, support=support)
+    support = cgroups.detect(prefer=("none",))
+    confinement = Confinement("/nonexistent", 512, 64, 0)
+    confinement.group = SandboxGroup(512, 64, support=support)
     with confinement:
         described = confinement.describe()
     assert described["mechanism"] == "none"

@@ -1,4 +1,5 @@
-"""Whole-sandbox limits (cnnbook.grading.limits), tried for real.
+"""Whole-sandbox limits (cnnbook.grading.limits, .cgroups, .confinement),
+tried for real.
 
 Each test puts a small process tree under a group and checks what the
 kernel did: a child past the memory limit is killed and the group says
@@ -14,9 +15,11 @@ import sys
 
 import pytest
 
+from cnnbook.grading import cgroups
 from cnnbook.grading import limits as sl
+from cnnbook.grading.confinement import ScratchTmpfs
 
-SUPPORT = sl.detect()
+SUPPORT = cgroups.detect()
 needs_group = pytest.mark.skipif(
     SUPPORT.mechanism not in ("cgroup-v1", "cgroup-v2"),
     reason=SUPPORT.describe(),
@@ -50,7 +53,7 @@ print(made, refused, flush=True)
 
 
 def test_detect_names_a_mechanism_and_every_reason():
-    assert SUPPORT.mechanism in sl.MECHANISMS
+    assert SUPPORT.mechanism in cgroups.MECHANISMS
     text = SUPPORT.describe()
     if SUPPORT.mechanism == "none":
         assert "prlimit" in text
@@ -66,7 +69,7 @@ def test_detect_names_a_mechanism_and_every_reason():
 
 
 def test_systemd_is_detected_only_where_it_runs():
-    support = sl.detect(prefer=("systemd-run", "none"))
+    support = cgroups.detect(prefer=("systemd-run", "none"))
     running = os.path.isdir("/run/systemd/system")
     if running and support.reasons["systemd-run"] == "":
         assert support.mechanism == "systemd-run"
@@ -76,7 +79,7 @@ def test_systemd_is_detected_only_where_it_runs():
 
 
 def test_nothing_to_use_says_so():
-    support = sl.detect(prefer=("none",))
+    support = cgroups.detect(prefer=("none",))
     assert support.mechanism == "none"
     with sl.SandboxGroup(memory_mb=64, support=support) as group:
         assert group.prefix() == []
@@ -211,12 +214,12 @@ def test_the_sandbox_tmp_stops_files_at_its_size(tmp_path):
 
 
 def test_scratch_tmpfs_is_bounded_and_unmounted(tmp_path):
-    why = sl.ScratchTmpfs.unavailable()
+    why = ScratchTmpfs.unavailable()
     if why:
         pytest.skip(why)
     scratch = tmp_path / "s"
     scratch.mkdir()
-    with sl.ScratchTmpfs(scratch, 2) as fs:
+    with ScratchTmpfs(scratch, 2) as fs:
         assert os.path.ismount(scratch)
         with pytest.raises(OSError) as info:
             with open(scratch / "big", "wb") as fh:

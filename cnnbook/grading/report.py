@@ -80,7 +80,7 @@ class Report:
     exercises: list[ExerciseRow] = dataclasses.field(default_factory=list)
     cell_errors: list[CellError] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
-    limits: dict | None = None  # see cnnbook.grading.limits.Confinement
+    limits: dict | None = None  # see cnnbook.grading.confinement.Confinement
 
     def score(self, chapter, results):
         """Fill the exercises and totals from ``results`` (exercise key ->

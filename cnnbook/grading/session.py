@@ -8,9 +8,10 @@ executor (:mod:`cnnbook.execution`, output capped), and after a timeout or
 a dead kernel starts a fresh kernel and replays the cells that worked. It
 never touches the learner's notebook: it runs sources, in cells of its own.
 
-The whole sandbox is bounded by :class:`cnnbook.grading.limits.Confinement`
-(a cgroup for its memory and processes, the scratch folder as a tmpfs of
-fixed size, an unprivileged user of its own where the grader is root).
+The whole sandbox is bounded by
+:class:`cnnbook.grading.confinement.Confinement` (a cgroup for its memory
+and processes, the scratch folder as a tmpfs of fixed size, an
+unprivileged user of its own where the grader is root).
 The kernel's connection file and sockets live in a folder of the grader's
 that the sandbox sees read-only (the sockets' own folder writable only
 until the kernel has made them, where the sandbox runs as its own user):
@@ -35,8 +36,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from cnnbook import execution
 from cnnbook.data import cache_dir
-from cnnbook.grading import limits as whole
-from cnnbook.grading import sandbox
+from cnnbook.grading import confinement, sandbox
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell (errors always)
 
@@ -52,7 +52,7 @@ class Limits:
     sandbox: bool = True  # False: run the kernel unisolated (--no-sandbox)
     max_processes: int = 2048  # per user (prlimit), threads included
     max_file_mb: int = 1024  # largest file the notebook may write
-    # the sandbox as a whole (see cnnbook.grading.limits; 0: no limit)
+    # the sandbox as a whole (cnnbook.grading.confinement; 0: no limit)
     sandbox_memory_mb: int = 4096  # every process of it, tmpfs pages too
     sandbox_processes: int = 1024  # its processes and threads together
     scratch_mb: int = 1024  # the scratch folder, where it can be a tmpfs
@@ -156,8 +156,8 @@ class Session:
         # a short path of its own: a socket's path has at most 107 bytes
         self.kernels = tempfile.mkdtemp(prefix="cnnbook-kernels-")
         if lim.sandbox:
-            self.uid = whole.sandbox_uid()
-            self.confinement = whole.Confinement(
+            self.uid = confinement.sandbox_uid()
+            self.confinement = confinement.Confinement(
                 self.scratch_dir,
                 lim.sandbox_memory_mb,
                 lim.sandbox_processes,
