@@ -58,7 +58,7 @@ def _grade(args):
     limits = _limits(args)
     try:
         report = grade(
-            args.notebook, chapter=args.chapter, limits=limits
+            args.notebook, chapter=args.chapter, limits=limits, name=args.name
         ).to_json()
     except SandboxUnavailable as exc:
         print(NO_SANDBOX.format(why=exc), file=sys.stderr)
@@ -307,6 +307,11 @@ def main(argv=None):
     g = sub.add_parser("grade", help="grade an exercise notebook")
     g.add_argument("notebook")
     g.add_argument("--json", metavar="FILE", help="also write the report here")
+    g.add_argument(
+        "--name",
+        help="what the report calls the notebook (default: its path; "
+        "grade-batch grades its own copy under the submission's name)",
+    )
     _grading_options(g)
     g.set_defaults(func=_grade)
 

@@ -12,9 +12,11 @@ The folder is not trusted. The chapter comes from the instructor
 follows a link: a submission that is a symbolic link (or lies in a linked
 folder) is reported and not graded, and so is anything that is not a
 regular file. The bytes of each file are read (and hashed) once, before
-grading: a grade whose report names other bytes (the file was swapped
-meanwhile) does not count, and submissions with the same bytes are
-reported. Every name is written as printable text
+grading, and copied into a folder of the grader's own: the grade is of
+that copy, so the submission's path is never opened again (a link swapped
+in for it during the batch is neither followed nor written through). A
+grade whose report names other bytes does not count, and submissions
+with the same bytes are reported. Every name is written as printable text
 (:func:`cnnbook.grading.names.printable`), through the ``csv`` module.
 """
 
@@ -31,6 +33,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -60,13 +63,15 @@ class Entry:
     """One ``*.ipynb`` found under the folder (or a link to a folder).
 
     ``problem`` says why it is not graded (None: it is graded);
-    ``sha256`` hashes the bytes read when the folder was scanned.
+    ``sha256`` hashes the bytes read when the folder was scanned;
+    ``copy`` is where :func:`scan` wrote those bytes (with ``keep``).
     """
 
     name: str
     path: pathlib.Path
     sha256: str | None = None
     problem: str | None = None
+    copy: pathlib.Path | None = None
 
 
 def folder_chapter(folder):
@@ -149,11 +154,13 @@ def _read(name, dir_fd):
         os.close(fd)
 
 
-def scan(folder):
+def scan(folder, keep=None):
     """Every ``*.ipynb`` under ``folder`` (``.ipynb_checkpoints`` left
     out), and every link to a folder, as :class:`Entry` objects in path
     order. Nothing is followed: a link is an entry with a problem. The
     name is the path below the folder, ``__`` for each ``/``, printable.
+    With ``keep`` (a folder of the caller's own), the bytes read of each
+    regular file are written to ``keep/<n>/<file name>``, its ``copy``.
     """
     folder = pathlib.Path(folder)
     found = []
@@ -182,12 +189,25 @@ def scan(folder):
                 info = {"problem": f"cannot be read: {why}"}
             else:
                 info = {"sha256": hashlib.sha256(raw).hexdigest()}
+                if keep is not None:
+                    info["copy"] = _keep(raw, f, keep, len(found))
             found.append((parts, here / f, info))
     taken = set()
     return [
         Entry(_short("__".join(map(printable, parts)), taken), path, **info)
         for parts, path, info in sorted(found, key=lambda x: x[0])
     ]
+
+
+def _keep(raw, name, keep, number):
+    """Write ``raw`` to ``keep/<number>/<name>`` (a new file, a new
+    folder) and return its path."""
+    folder = pathlib.Path(keep) / str(number)
+    folder.mkdir(mode=0o700)
+    copy = folder / name
+    with open(copy, "xb") as fh:
+        fh.write(raw)
+    return copy
 
 
 def _is_link(name, dir_fd):
@@ -310,7 +330,23 @@ def grade_batch(
     progress = progress or sys.stderr
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    entries = scan(folder)
+    # the grader's own copies of the bytes scanned (a private folder)
+    with tempfile.TemporaryDirectory(prefix="cnnbook-batch-") as keep:
+        return _grade_entries(
+            scan(folder, keep),
+            folder,
+            outdir,
+            chapter,
+            workers,
+            options,
+            hard_timeout,
+            progress,
+        )
+
+
+def _grade_entries(
+    entries, folder, outdir, chapter, workers, options, hard_timeout, progress
+):
     graded = [e for e in entries if e.problem is None]
     same = same_bytes(graded)
     total = len(graded)
@@ -332,18 +368,20 @@ def grade_batch(
             rows[e.name] = ({}, e.problem)
 
     def one(e):
+        # the copy of the bytes scanned is graded, under the entry's name
         report, why = grade_in_subprocess(
-            e.path,
+            e.copy,
             _json(outdir, e),
-            [*options, "--chapter", chapter],
+            [*options, f"--name={printable(e.path)}", "--chapter", chapter],
             hard_timeout,
         )
         if report is not None and report.get("sha256") != e.sha256:
             report, why = (
                 None,
                 (
-                    "the file changed while it was graded (or a folder on its "
-                    "way was swapped for a link): this grade does not count"
+                    "the file changed while it was graded (its report names "
+                    "other bytes than those scanned): this grade does not "
+                    "count"
                 ),
             )
         elif report is not None and not report.get("graded", True):

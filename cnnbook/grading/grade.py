@@ -31,8 +31,10 @@ Then the checks run here, in the grader's own process, against
 :class:`cnnbook.grading.remote.Remote`: each call of a learner's function
 is sent into the kernel and only the result comes back. The check cells
 of the notebook play no part in the grade. The submitted file is never
-written (the sandbox cannot even see it; without a sandbox, a changed
-file is put back and the report says so).
+written, only read: once at the start (what is graded) and once at the
+end, without following a link, to say in the report when it changed
+meanwhile (the sandbox cannot even see it; without a sandbox the
+notebook's code can change it).
 
 Without a working sandbox :func:`grade` raises
 :class:`cnnbook.grading.sandbox.SandboxUnavailable` unless
@@ -48,6 +50,7 @@ import os
 import pathlib
 import re
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -144,15 +147,20 @@ class BoundedSession(Session):
         return super().run(source, min(timeout, left))
 
 
-def grade(path, chapter=None, limits=None, seed=None, max_restarts=None):
+def grade(
+    path, chapter=None, limits=None, seed=None, max_restarts=None, name=None
+):
     """Grade the notebook at ``path``; return its :class:`Report`.
 
     ``chapter`` (an id, the instructor's) is the chapter to grade; without
     it the notebook's metadata and file name decide, and must agree.
     ``seed`` draws the hidden checks (default: from the notebook's hash);
     ``max_restarts`` bounds the kernel's restarts (default
-    :data:`MAX_RESTARTS`). The grade ends by ``limits.total_timeout``
-    seconds after it starts, plus the time to stop the kernel.
+    :data:`MAX_RESTARTS`); ``name`` is what the report calls the
+    notebook (default: ``path``; ``grade-batch`` grades a copy of the
+    bytes it scanned under the submission's name). The grade ends by
+    ``limits.total_timeout`` seconds after it starts, plus the time to
+    stop the kernel.
     """
     limits = limits or Limits()
     if max_restarts is None:
@@ -160,20 +168,19 @@ def grade(path, chapter=None, limits=None, seed=None, max_restarts=None):
     if limits.sandbox:
         sandbox.check_available()  # SandboxUnavailable: no silent fallback
     path = pathlib.Path(path)
+    shown = printable(path) if name is None else name
     start = time.perf_counter()
     deadline = time.monotonic() + limits.total_timeout
-    report = Report(
-        printable(path), sandboxed=bool(limits.sandbox), chapter=chapter
-    )
+    report = Report(shown, sandboxed=bool(limits.sandbox), chapter=chapter)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        report.problems.append(f"cannot read {path}: {exc.strerror}")
+        report.problems.append(f"cannot read {shown}: {exc.strerror}")
         return report
     report.sha256 = hashlib.sha256(raw).hexdigest()
     results, nb = {}, None
     try:
-        nb = read_notebook(raw, printable(path))
+        nb = read_notebook(raw, shown)
     except NotebookProblem as exc:
         chapter = chapter or chapters.from_file_name(path)
         report.problems.append(str(exc))
@@ -184,7 +191,7 @@ def grade(path, chapter=None, limits=None, seed=None, max_restarts=None):
             report.problems.append(note)
         elif chapter is None:
             report.problems.append(
-                f"cannot tell which chapter {printable(path)} belongs to "
+                f"cannot tell which chapter {shown} belongs to "
                 "(its metadata lost the chapter and its name does not "
                 f"start with one of {', '.join(chapters.known())}); pass "
                 "--chapter"
@@ -208,15 +215,36 @@ def grade(path, chapter=None, limits=None, seed=None, max_restarts=None):
                 f"{type(exc).__name__}: {exc}"[:500]
             )
         finally:
-            if not path.exists() or path.read_bytes() != raw:
-                path.write_bytes(raw)
+            # never written, only looked at: a link swapped in for the
+            # file would take a write anywhere the grader may write
+            if _changed(path, report.sha256):
                 report.problems.append(
-                    "the notebook's code changed its own file; the "
-                    "submitted version was restored"
+                    "the submitted file changed (or was replaced) while "
+                    "it was graded; this grade is of the bytes read at "
+                    "its start, and the file was left as it now is"
                 )
     report.score(resolved, results)
     report.seconds = round(time.perf_counter() - start, 2)
     return report
+
+
+def _changed(path, sha256):
+    """Whether ``path`` is no longer the regular file whose bytes hash to
+    ``sha256``; read without following a link in its last part, never
+    written."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # gone, a link, unreadable
+        return True
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest() != sha256
+    finally:
+        os.close(fd)
 
 
 def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
