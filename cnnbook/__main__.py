@@ -58,7 +58,11 @@ def _grade(args):
     limits = _limits(args)
     try:
         report = grade(
-            args.notebook, chapter=args.chapter, limits=limits, name=args.name
+            args.notebook,
+            chapter=args.chapter,
+            limits=limits,
+            seed=args.seed,
+            name=args.name,
         ).to_json()
     except SandboxUnavailable as exc:
         print(NO_SANDBOX.format(why=exc), file=sys.stderr)
@@ -138,6 +142,13 @@ def _grade_batch(args):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1 if any(row["total"] is None for row in summary) else 0
+
+
+def _seed(text):
+    seed = int(text)
+    if not 0 <= seed < 2**64:
+        raise argparse.ArgumentTypeError("a seed is from 0 to 2**64 - 1")
+    return seed
 
 
 def _grading_options(parser):
@@ -311,6 +322,12 @@ def main(argv=None):
         "--name",
         help="what the report calls the notebook (default: its path; "
         "grade-batch grades its own copy under the submission's name)",
+    )
+    g.add_argument(
+        "--seed",
+        type=_seed,
+        help="seed of the hidden checks, to reproduce a grade (its report's "
+        "seed); default: a new secret one for each grade",
     )
     _grading_options(g)
     g.set_defaults(func=_grade)

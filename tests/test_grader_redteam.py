@@ -132,3 +132,203 @@ def test_grade_batch_names_the_submission_not_its_copy(tmp_path):
     assert report["notebook"] == printable(subs / "-carol.ipynb")
     assert not any("cnnbook-batch-" in p for p in report["problems"])
     assert report["sha256"] is not None
+
+
+# ----------------------------------------------- fix 2: an unpredictable seed
+# A notebook that answers 1.3, 1.5 and 1.6 from a table: it replays the
+# checks' public input generation (visible seeds 1, 3, 4; hidden: one
+# generator of the grade's seed per exercise), computes the answers at
+# cell time with honest numpy code, and its functions only look them up.
+TABLE_CODE = """
+import numpy as np
+def conv_output_size(n, f, p=0, s=1):
+    return (n - f + 2 * p) // s + 1
+def conv_layer_params(f, n_C_prev, n_C):
+    return n_C * (n_C_prev * f * f) + n_C
+def conv_single_step(a_slice_prev, W, b):
+    return float((a_slice_prev * W).sum() + np.asarray(b).sum())
+def _pad(X, p):
+    m, h, w, c = X.shape
+    out = np.zeros((m, h + 2 * p, w + 2 * p, c), X.dtype)
+    out[:, p:p + h, p:p + w, :] = X
+    return out
+def _conv(A, W, b, s, p):
+    A = _pad(A.astype(np.float64), p)
+    f, n = W.shape[0], W.shape[3]
+    h, w = (A.shape[1] - f) // s + 1, (A.shape[2] - f) // s + 1
+    out = np.zeros((A.shape[0], h, w, n))
+    for i in range(h):
+        for j in range(w):
+            win = A[:, i * s:i * s + f, j * s:j * s + f, :]
+            out[:, i, j, :] = np.tensordot(win, W, axes=3) + b
+    return out
+def _pool(A, f, s, mode):
+    h, w = (A.shape[1] - f) // s + 1, (A.shape[2] - f) // s + 1
+    out = np.zeros((A.shape[0], h, w, A.shape[3]))
+    for i in range(h):
+        for j in range(w):
+            win = A[:, i * s:i * s + f, j * s:j * s + f, :]
+            out[:, i, j, :] = (
+                win.max((1, 2)) if mode == "max" else win.mean((1, 2))
+            )
+    return out
+TABLE = {}
+def key(*a):
+    return tuple(
+        (x.shape, x.dtype.str, x.tobytes())
+        if isinstance(x, np.ndarray) else x
+        for x in a
+    )
+def _case(rng, m, h, w, c, f, n):
+    A = rng.standard_normal((m, h, w, c)).astype(np.float32)
+    W = rng.standard_normal((f, f, c, n)).astype(np.float32)
+    return A, W, rng.standard_normal(n).astype(np.float32)
+def fill(seed=None):
+    if seed is None:  # the visible examples
+        rng = np.random.default_rng(1)
+        for shape, p in (((4, 3, 3, 2), 2), ((1, 2, 5, 1), 1)):
+            X = rng.standard_normal(shape)
+            TABLE[key("pad", X, p)] = _pad(X, p)
+        A, W, b = _case(np.random.default_rng(3), 2, 5, 7, 3, 3, 4)
+        for s, p in [(1, 0), (2, 1)]:
+            TABLE[key("conv", A, W, b, s, p)] = _conv(A, W, b, s, p)
+        A = np.random.default_rng(4).standard_normal((2, 5, 5, 3))
+        for f, s in [(2, 2), (3, 2)]:
+            for mode in ("max", "average"):
+                TABLE[key("pool", A, f, s, mode)] = _pool(A, f, s, mode)
+        return
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        shape = tuple(int(d) for d in rng.integers(1, 6, size=4))
+        p = int(rng.integers(0, 4))
+        X = rng.standard_normal(shape)
+        TABLE[key("pad", X, p)] = _pad(X, p)
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        f = int(rng.choice([1, 2, 3, 5]))
+        p = int(rng.integers(0, 3))
+        s = int(rng.integers(1, 4))
+        h = int(rng.integers(max(1, f - 2 * p), 9))
+        w = int(rng.integers(max(1, f - 2 * p), 9))
+        m = int(rng.integers(1, 3))
+        c = int(rng.integers(1, 4))
+        A, W, b = _case(rng, m, h, w, c, f, int(rng.integers(1, 5)))
+        TABLE[key("conv", A, W, b, s, p)] = _conv(A, W, b, s, p)
+    rng = np.random.default_rng(seed)
+    for k in range(6):
+        f = int(rng.integers(1, 4))
+        s = int(rng.integers(1, 4))
+        shape = (
+            int(rng.integers(1, 3)),
+            int(rng.integers(f, 9)),
+            int(rng.integers(f, 9)),
+            int(rng.integers(1, 4)),
+        )
+        A = rng.standard_normal(shape).astype(np.float32)
+        mode = ("max", "average")[k % 2]
+        TABLE[key("pool", A, f, s, mode)] = _pool(A, f, s, mode)
+def zero_pad(X, pad):
+    return TABLE.get(key("pad", X, pad))
+def conv_forward(A_prev, W, b, stride, pad):
+    return TABLE.get(key("conv", A_prev, W, b, stride, pad))
+def pool_forward(A_prev, f, stride, mode="max"):
+    return TABLE.get(key("pool", A_prev, f, stride, mode))
+fill()
+"""
+# the red team's way to the file's bytes, hence to a seed drawn from them:
+# the cell's own source (IPython's history, linecache) in the one form the
+# file is written in below
+PREDICT_CODE = """
+import hashlib, json, linecache
+def _me():
+    pass
+cands = set()
+try:
+    cands.add(get_ipython().history_manager.input_hist_raw[-1])
+except Exception:
+    pass
+cands.add("".join(linecache.getlines(_me.__code__.co_filename)))
+for c in list(cands):
+    cands |= {c.rstrip("\\n"), c.rstrip("\\n") + "\\n"}
+for c in cands:
+    text = json.dumps({"cells": [{"cell_type": "code", "source": c}]})
+    fill(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
+"""
+TABLE_KEYS = ("1.3", "1.5", "1.6")
+
+
+def _table_notebook(path):
+    cell = {"cell_type": "code", "source": TABLE_CODE + PREDICT_CODE}
+    path.write_text(json.dumps({"cells": [cell]}))
+    return path
+
+
+def test_the_table_notebook_answers_whenever_it_knows_the_seed():
+    """What makes the next test mean something: given the seed, the table
+    notebook's code passes the visible and hidden checks of 1.3, 1.5 and
+    1.6 (the checks as they are now); given another, only the visible."""
+    from cnnbook.grading import chapters
+    from cnnbook.grading.runner import run_exercise
+
+    ns = {}
+    exec(compile(TABLE_CODE, "<table notebook>", "exec"), ns)
+    ns["fill"](20240611)
+    for ex in chapters.exercises("ch01"):
+        if ex.key in TABLE_KEYS:
+            known = run_exercise(ex, ns, hidden=True, seed=20240611)
+            assert known.passed and known.hidden_passed, known.message
+            other = run_exercise(ex, ns, hidden=True, seed=7)
+            assert other.visible_passed and other.hidden_passed is False
+
+
+def test_the_seed_is_the_graders_secret(tmp_path, monkeypatch):
+    """Two grades of the same bytes draw different seeds, neither taken
+    from the file's hash; --seed gives a grade its seed back; the report
+    keeps it."""
+    seeds = []
+
+    def record(_nb, _chapter, _limits, seed, *_rest):
+        seeds.append(seed)
+        return {}
+
+    monkeypatch.setattr(grading, "_execute_and_check", record)
+    path = tmp_path / "ch01.ipynb"
+    path.write_bytes(SOLUTION.read_bytes())
+    off = Limits(sandbox=False)
+    reports = [grading.grade(path, "ch01", off) for _ in range(2)]
+    again = grading.grade(path, "ch01", off, seed=reports[0].seed)
+    assert seeds[0] != seeds[1] and seeds[2] == seeds[0]
+    assert [r.seed for r in (*reports, again)] == seeds
+    assert all(0 <= s < 2**64 for s in seeds)
+    from_bytes = int(reports[0].sha256[:8], 16)
+    assert from_bytes not in seeds
+    assert reports[0].to_json()["seed"] == seeds[0]
+
+
+@pytest.mark.slow
+def test_a_notebook_that_predicts_its_seed_earns_nothing_hidden(tmp_path):
+    """The red team's a6 in the sandbox: it computes its own file's hash
+    and fills its table for that seed, in vain: the visible checks pass
+    (the table holds them), the hidden ones find nothing."""
+    path = _table_notebook(tmp_path / "ch01-table.ipynb")
+    out = tmp_path / "report.json"
+    result = run_cli("grade", path, "--chapter", "ch01", "--json", out)
+    report = json.loads(out.read_text())
+    assert report["graded"], result.stdout + result.stderr
+    rows = {r["key"]: r for r in report["exercises"]}
+    for key in TABLE_KEYS:
+        assert rows[key]["visible_passed"], rows[key]["message"]
+        assert rows[key]["hidden_passed"] is False, rows[key]["message"]
+        assert rows[key]["points"] == 0
+    assert report["seed"] != int(report["sha256"][:8], 16)
+    # the others are honest code and keep their points
+    assert all(rows[k]["passed"] for k in ("1.1", "1.2", "1.4"))
+
+
+def test_grade_takes_a_seed_to_reproduce_only_in_range(tmp_path):
+    path = tmp_path / "ch01.ipynb"
+    path.write_bytes(SOLUTION.read_bytes())
+    for bad in ("-1", str(2**64), "x"):
+        result = run_cli("grade", path, "--seed", bad, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "--seed" in result.stderr

@@ -49,6 +49,7 @@ import hashlib
 import os
 import pathlib
 import re
+import secrets
 import signal
 import stat
 import tempfile
@@ -154,7 +155,9 @@ def grade(
 
     ``chapter`` (an id, the instructor's) is the chapter to grade; without
     it the notebook's metadata and file name decide, and must agree.
-    ``seed`` draws the hidden checks (default: from the notebook's hash);
+    ``seed`` draws the hidden checks (default: a new secret of the
+    grader's, :func:`secrets.randbits`; the report keeps it, and the same
+    ``seed`` reproduces the grade);
     ``max_restarts`` bounds the kernel's restarts (default
     :data:`MAX_RESTARTS`); ``name`` is what the report calls the
     notebook (default: ``path``; ``grade-batch`` grades a copy of the
@@ -203,7 +206,10 @@ def grade(
         report.chapter, resolved, nb = None, None, None
     if nb is not None and resolved is not None:
         if seed is None:
-            seed = int(report.sha256[:8], 16)
+            # the grader's secret, new for each grade: never derived from
+            # anything the notebook can see (its own bytes included)
+            seed = secrets.randbits(64)
+        report.seed = seed
         try:
             results = _execute_and_check(
                 nb, resolved, limits, seed, report, deadline, max_restarts

@@ -71,6 +71,7 @@ class Report:
     chapter: str | None = None
     graded: bool = False
     sha256: str | None = None
+    seed: int | None = None  # the hidden checks'; None: nothing checked
     points: int = 0
     max_points: int = 0
     full_marks: bool = False
@@ -107,6 +108,7 @@ class Report:
             "graded": self.graded,
             "sandboxed": self.sandboxed,
             "sha256": self.sha256,
+            "seed": self.seed,
             "chapter": self.chapter,
             "points": self.points,
             "max_points": self.max_points,
