@@ -9,7 +9,8 @@ from keras import layers
 from cnnbook import arithmetic
 from cnnbook.grading.api import expect_same_layers
 from cnnbook.grading.chapters import exercises
-from cnnbook.grading.checks import ch05
+from cnnbook.grading.checks.ch05.curves import degradation_gaps_reference
+from cnnbook.grading.checks.ch05.identity import residual_forward_reference
 from cnnbook.grading.runner import run_exercise
 from cnnbook.models import resnet
 
@@ -191,7 +192,7 @@ REFERENCE_ANSWERS = {
     "5.1": {"identity_block": resnet.identity_block},
     "5.2": {"convolutional_block": resnet.convolutional_block},
     "5.3": {"resnet50": resnet.resnet50},
-    "5.4": {"residual_forward": ch05.residual_forward_reference},
+    "5.4": {"residual_forward": residual_forward_reference},
     "5.5": {"degradation_gaps": _degradation_gaps},
 }
 
@@ -377,7 +378,7 @@ def test_degradation_reference_on_a_known_case():
         ("residual", 8): [0.3, 0.1],
         ("residual", 32): [0.3, 0.08],
     }
-    gaps = ch05.degradation_gaps_reference(curves)
+    gaps = degradation_gaps_reference(curves)
     assert gaps["plain"] == pytest.approx(0.05)
     assert gaps["residual"] == pytest.approx(-0.02)
 

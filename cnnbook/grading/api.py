@@ -1,8 +1,9 @@
 """What a checks module is written with: exercises, failures, helpers.
 
 Introduced in Chapter 1. Exercises are declared in
-``cnnbook/grading/checks/<chapter>.py`` with :func:`exercise`. A check
-function receives the learner's namespace (a mapping) and, for hidden
+``cnnbook/grading/checks/<chapter>.py`` (or a package ``<chapter>/``, a
+module per group of exercises) with :func:`exercise`. A check function
+receives the learner's namespace (a mapping) and, for hidden
 checks, a seeded ``numpy.random.Generator``; it raises
 :class:`CheckFailure` with a message that says what is wrong, and names
 the typical mistake when it recognises one.
@@ -97,9 +98,14 @@ class KernelStopped(BaseException):
     """The learner's code stopped its kernel while being checked."""
 
 
+def _order(ex):
+    return tuple(int(p) if p.isdigit() else p for p in ex.key.split("."))
+
+
 def registered(chapter):
-    """The exercises registered so far for ``chapter``, in order."""
-    return list(_REGISTRY.get(chapter, {}).values())
+    """The exercises registered so far for ``chapter``, in the order of
+    their keys (1.2 before 1.10), whichever module registered them."""
+    return sorted(_REGISTRY.get(chapter, {}).values(), key=_order)
 
 
 def registered_keys(keys):

@@ -1,7 +1,8 @@
 """A chapter's grading, resolved once: its checks, exercises and answers.
 
 Introduced with the grader (Chapter 1). :func:`resolve` imports the
-chapter's checks module (``cnnbook/grading/checks/<id>.py``) and returns
+chapter's checks (``cnnbook/grading/checks/<id>.py``, or the package
+``<id>/``) and returns
 one frozen :class:`Chapter` that the grader passes along; nothing else
 builds a module name. :func:`from_file_name` is the one rule that reads a
 chapter from a notebook's file name; :func:`decide` the one rule that

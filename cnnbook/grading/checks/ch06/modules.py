@@ -1,24 +1,9 @@
-"""Checks of Chapter 6 (1x1 convolutions, Inception, GoogLeNet).
-
-6.1 ``branch_multiplications``: multiplications of a 'same' convolution
-    branch, with and without a 1x1 bottleneck.
-6.2 ``inception_module``: the module with dimension reduction; output shape
-    and parameters.
-6.3 ``build_reduced_model``: the broken snippet of the chapter, repaired.
-6.4 ``add_auxiliary_output``: GoogLeNet's auxiliary classifier attached to
-    a model as a second output.
-
-Expected values come from reference code: :mod:`cnnbook.arithmetic` and the
-builders of :mod:`cnnbook.models.inception`. Functional models may create
-their branches in any order, so layers are compared as a multiset of
-(type, output shape, parameters), which pins down every branch.
-"""
+"""Chapter 6, exercises 6.1 to 6.3: the Inception module (its cost, the
+module, a repaired one)."""
 
 from __future__ import annotations
 
 from collections import Counter
-
-import numpy as np
 
 from cnnbook.grading.api import (
     CheckFailure,
@@ -30,36 +15,23 @@ from cnnbook.grading.api import (
     expect_equal_or_mistake,
     layer_signature,
     mistake,
-    with_options,
 )
 from cnnbook.kinds import is_layer
 
-CHAPTER = "ch06"
+CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch06', the folder's name
 
-# What answers an exercise of this chapter; left out of the sandbox.
-ANSWERS = {
-    "cnnbook.models.inception": (
-        ["6.2", "6.3", "6.4"],
-        [
-            "inception_module",
-            "auxiliary_head",
-            "googlenet",
-            "googlenet_small",
-            "_output_classifier",
-        ],
-    )
-}
+
 CHAPTER_INPUT = (28, 28, 192)
 MODULE_3A = (64, 96, 128, 16, 32, 32)
 MODULE_4A = (192, 96, 208, 16, 48, 64)
 MODULE_4B = (160, 112, 224, 24, 64, 64)
 
 
-def _tensor_shape(tensor):
+def tensor_shape(tensor):
     return tuple(tensor.shape)
 
 
-def _layer_differences(mine, reference):
+def layer_differences(mine, reference):
     """Describe how two lists of layer signatures differ, or return None."""
     a, b = Counter(mine), Counter(reference)
     if a == b:
@@ -93,13 +65,13 @@ def _expect_same_branches(model, reference, what):
         )
     try:
         expect_equal(
-            _tensor_shape(model.output),
-            _tensor_shape(reference.output),
+            tensor_shape(model.output),
+            tensor_shape(reference.output),
             f"{what}: output shape",
         )
     except CheckFailure as exc:
         raise add_hint(exc, _module_mistake(model)) from None
-    problem = _layer_differences(
+    problem = layer_differences(
         layer_signature(model), layer_signature(reference)
     )
     if problem:
@@ -287,7 +259,7 @@ def _reduced_reference(input_shape):
     return module_model(inception_module, input_shape, *MODULE_3A)
 
 
-def _expect_outputs(model, count, what, hint):
+def expect_outputs(model, count, what, hint):
     """Fail unless ``model`` is a Keras model with ``count`` outputs."""
     if model is None or not hasattr(model, "outputs"):
         raise CheckFailure(
@@ -313,7 +285,7 @@ def _check_repaired(build, input_shape):
                 "module's output is the tensor the module returns"
             )
         raise add_hint(exc, hint) from None
-    _expect_outputs(
+    expect_outputs(
         model, 1, what, "the snippet builds one module with one output"
     )
     naive = {"MaxPooling2D", "Concatenate"}
@@ -328,15 +300,15 @@ def _check_repaired(build, input_shape):
     if (
         hasattr(model, "outputs")
         and len(model.outputs) == 1
-        and _tensor_shape(model.output)[-1]
-        != _tensor_shape(reference.output)[-1]
+        and tensor_shape(model.output)[-1]
+        != tensor_shape(reference.output)[-1]
     ):
         raise mistake(
             what,
             "the module must have module 3a's filter numbers "
             f"{MODULE_3A}, which give "
-            f"{_tensor_shape(reference.output)[-1]} output channels, not "
-            f"{_tensor_shape(model.output)[-1]}",
+            f"{tensor_shape(reference.output)[-1]} output channels, not "
+            f"{tensor_shape(model.output)[-1]}",
         )
     _expect_same_branches(model, reference, what)
 
@@ -359,159 +331,3 @@ def repaired_hidden(ns, rng):
         _check_repaired(
             ns["build_reduced_model"], (size, size, int(rng.integers(3, 256)))
         )
-
-
-# ------------------------------------------------------------------ 6.4
-def _trunk(input_shape, num_classes):
-    """Modules 4a and 4b of GoogLeNet, pooled, with a softmax on top."""
-    import keras
-    from keras import layers
-
-    from cnnbook.models import inception_module
-
-    inputs = keras.Input(input_shape, name="features")
-    x = inception_module(inputs, *MODULE_4A, name="inception_4a")
-    x = inception_module(x, *MODULE_4B, name="inception_4b")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    out = layers.Dense(num_classes, activation="softmax", name="main")(x)
-    return keras.Model(inputs, out, name="trunk")
-
-
-def _same_layer(model, layer):
-    """Whether ``model`` holds ``layer``: the very object (checked in the
-    notebook) or, for a model rebuilt by the grader, a layer of the same
-    name, type and weights."""
-    try:
-        mine = model.get_layer(layer.name)
-    except ValueError:
-        return False
-    if mine is layer:
-        return True
-    a, b = mine.get_weights(), layer.get_weights()
-    return (
-        type(mine).__name__ == type(layer).__name__
-        and len(a) == len(b)
-        and all(
-            x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b)
-        )
-    )
-
-
-def _head_reference(feature_shape, num_classes):
-    import keras
-
-    from cnnbook.models import auxiliary_head
-
-    inputs = keras.Input(feature_shape)
-    return keras.Model(inputs, auxiliary_head(inputs, num_classes))
-
-
-def _check_auxiliary(func, input_shape, num_classes, rng):
-    branch = "inception_4a_concat"
-    trunk = _trunk(input_shape, num_classes)
-    what = f"add_auxiliary_output(model, {branch!r}, {num_classes})"
-    model = call_learner(
-        with_options(func, weights=True),
-        trunk,
-        branch,
-        num_classes,
-        what=what,
-    )
-    _expect_outputs(
-        model, 2, what, "it should have two: [main output, auxiliary output]"
-    )
-    expect_equal(
-        [_tensor_shape(o) for o in model.outputs],
-        [(None, num_classes)] * 2,
-        f"{what}: output shapes",
-    )
-    for layer in trunk.layers:
-        if not _same_layer(model, layer):
-            raise CheckFailure(
-                f"{what}: the layer '{layer.name}' of the model passed in is "
-                "not part of the new model; build the new model on "
-                "model.input and the existing tensors, so that both outputs "
-                "share the trunk's weights"
-            )
-    trunk_names = {layer.name for layer in trunk.layers}
-    head = [layer for layer in model.layers if layer.name not in trunk_names]
-    feature_shape = _tensor_shape(trunk.get_layer(branch).output)[1:]
-    reference = _head_reference(feature_shape, num_classes)
-    mine = [
-        (
-            type(layer).__name__,
-            _tensor_shape(layer.output),
-            layer.count_params(),
-        )
-        for layer in head
-    ]
-    problem = _layer_differences(mine, layer_signature(reference))
-    if problem:
-        kinds = [type(x).__name__ for x in head]
-        hint = None
-        if "AveragePooling2D" not in kinds:
-            hint = "the head starts with 5x5 average pooling, not max pooling"
-        elif "Flatten" not in kinds:
-            hint = "the head flattens the 1x1 convolution's output"
-        elif [x.get_config().get("strides") for x in head][:1] != [
-            (3, 3)
-        ] and any(
-            is_layer(x, "AveragePooling2D")
-            and tuple(x.get_config()["strides"]) != (3, 3)
-            for x in head
-        ):
-            hint = "the 5x5 average pooling has stride 3"
-        raise add_hint(
-            CheckFailure(
-                f"{what}: the auxiliary head differs from the "
-                f"specification: {problem}."
-            ),
-            hint,
-        )
-    rates = sorted(
-        getattr(layer, "rate", None)
-        for layer in head
-        if is_layer(layer, "Dropout")
-    )
-    if rates != [0.7]:
-        raise CheckFailure(
-            f"{what}: the head's dropout rate should be 0.7, got {rates}"
-        )
-    x = rng.standard_normal((2, *input_shape)).astype("float32")
-    main, aux = (np.asarray(v) for v in model.predict(x, verbose=0))
-    if not np.allclose(
-        main, np.asarray(trunk.predict(x, verbose=0)), atol=1e-5
-    ):
-        raise CheckFailure(
-            f"{what}: the first output should be the model's "
-            "own output, unchanged"
-        )
-    if not np.allclose(aux.sum(axis=1), 1.0, atol=1e-4) or (aux < 0).any():
-        raise CheckFailure(
-            f"{what}: the auxiliary output should be a "
-            "softmax (probabilities that sum to 1)"
-        )
-
-
-@exercise(
-    CHAPTER,
-    "6.4",
-    "attach an auxiliary classifier",
-    points=3,
-    names=["add_auxiliary_output"],
-)
-def auxiliary_visible(ns):
-    _check_auxiliary(
-        ns["add_auxiliary_output"], (14, 14, 480), 10, np.random.default_rng(0)
-    )
-
-
-@auxiliary_visible.hidden_check
-def auxiliary_hidden(ns, rng):
-    size = int(rng.integers(8, 18))
-    _check_auxiliary(
-        ns["add_auxiliary_output"],
-        (size, size, int(rng.integers(16, 200))),
-        int(rng.integers(2, 50)),
-        rng,
-    )
