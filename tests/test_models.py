@@ -6,6 +6,7 @@ keyword-only options, batch-norm momentum, the package's public names."""
 import inspect
 
 import keras
+import numpy as np
 import pytest
 
 from cnnbook import models
@@ -208,3 +209,17 @@ def test_default_momentum_is_keras_default():
 def test_classifier_head_rejects_unknown_pooling():
     with pytest.raises(ValueError, match="pooling"):
         _layers.classifier_head(10, pooling="max")
+
+
+def test_ch05_page_counts_resnet18_both_ways():
+    """ch05 gives the lab's ResNet-18 and the full-width one as trainable
+    weights and as Keras's count_params() (running statistics included)."""
+    from conftest import page_text
+
+    text = page_text("ch05-resnet.md")
+    for width in (16, 64):
+        net = models.resnet18(width=width)
+        trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+        assert trainable < net.count_params()
+        assert f"{trainable:,}" in text, (width, trainable)
+        assert f"{net.count_params():,}" in text, (width, net.count_params())
