@@ -332,3 +332,79 @@ def test_grade_takes_a_seed_to_reproduce_only_in_range(tmp_path):
         result = run_cli("grade", path, "--seed", bad, timeout=120)
         assert result.returncode == 2, result.stderr
         assert "--seed" in result.stderr
+
+
+# ------------------------------- fix 3: chapter 1 without the libraries at all
+PROBES = {
+    "tensorflow": "import tensorflow",
+    "gen_array_ops": "from tensorflow.python.ops import gen_array_ops",
+    "keras": "import keras",
+    "jax": "import jax.numpy",
+    "jaxlib": "import jaxlib",
+    "scipy": "import scipy.signal",
+    "numpy.pad": "import numpy\nnumpy.pad(numpy.ones((1, 2, 2, 1)), 1)",
+    # numpy.pad's source and bytecode, read as files: the stub's
+    "pad source": (
+        "import pathlib, numpy\n"
+        "lib = pathlib.Path(numpy.lib.__file__).parent\n"
+        "text = (lib / '_arraypad_impl.py').read_text()\n"
+        "assert '_pad_simple' not in text, 'numpy.pad source readable'\n"
+        "raise RuntimeError('probed')"
+    ),
+    "pad bytecode": (
+        "import pathlib, numpy\n"
+        "cache = pathlib.Path(numpy.lib.__file__).parent / '__pycache__'\n"
+        "for p in cache.glob('_arraypad_impl.*.pyc'):\n"
+        "    assert b'_pad_simple' not in p.read_bytes(), 'bytecode'\n"
+        "raise RuntimeError('probed')"
+    ),
+}
+
+
+def test_absent_overlays_cover_the_libraries_and_numpy_pad(tmp_path):
+    from cnnbook.grading import package
+
+    pairs = package.absent_overlays("ch01", tmp_path / "a")
+    targets = {str(t) for _, t in pairs}
+    for name in ("tensorflow", "keras", "jax", "jaxlib", "scipy"):
+        assert any(t.endswith(f"site-packages/{name}") for t in targets)
+    assert any(t.endswith("numpy/lib/_arraypad_impl.py") for t in targets)
+    assert package.absent_overlays("ch03", tmp_path / "b") == []
+
+
+def test_a_missing_numpy_pad_file_fails_loudly(tmp_path, monkeypatch):
+    from cnnbook.grading import package
+
+    monkeypatch.setattr(package, "NUMPY_PAD_FILE", "lib/_moved_impl.py")
+    with pytest.raises(package.OverlayMissing, match="numpy.pad"):
+        package.absent_overlays("ch01", tmp_path / "a")
+
+
+@pytest.mark.slow
+def test_chapter_1_is_graded_without_the_libraries(tmp_path):
+    """The honest solution with a cell per probe before it: each library
+    import and numpy.pad raise the chapter's message, numpy.pad's file
+    and bytecode are the stub's, and the solution keeps 9/9."""
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    from cnnbook import notebooks
+
+    nb = nbformat.read(SOLUTION, as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    for source in reversed(PROBES.values()):
+        nb.cells.insert(first + 1, new_code_cell(source))
+    path = tmp_path / "ch01-probed.ipynb"
+    path.write_text(notebooks.render(nb))
+    out = tmp_path / "report.json"
+    result = run_cli("grade", path, "--chapter", "ch01", "--json", out)
+    report = json.loads(out.read_text())
+    assert report["points"] == report["max_points"] == 9, result.stdout
+    errors = [e["error"] for e in report["cell_errors"]]
+    assert len(errors) == len(PROBES), errors
+    imports = [e for e in errors if "chapter 1 is graded without" in e]
+    assert len(imports) == 7, errors  # six imports and numpy.pad
+    assert "implement the operation yourself" in imports[0]
+    # the two file probes reach their end: nothing of numpy.pad is read
+    assert sum("RuntimeError: probed" in e for e in errors) == 2, errors
+    assert sum("FileNotFoundError" in e for e in errors) == 0, errors

@@ -269,7 +269,7 @@ def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
         if limits.sandbox:
             overlays = package.keras_overlays(
                 chapter.keras_applications, os.path.join(tmp, "k")
-            )
+            ) + package.absent_overlays(chapter.id, os.path.join(tmp, "a"))
         session = BoundedSession(
             scratch,
             built,

@@ -314,6 +314,91 @@ def keras_overlays(modules, dest):
     return out + editable_overlays(dest)
 
 
+# Libraries absent from the sandbox, by chapter: where every graded
+# exercise asks for an operation in numpy, a library that computes it is
+# not watched (in the learner's process, a watch can be got round) but
+# gone: its package folder is covered by a stub whose import raises, and
+# numpy.pad's file (and its bytecode) by a stub whose pad raises. A
+# library that is not installed is absent already.
+ABSENT_LIBRARIES = {
+    "ch01": (
+        "tensorflow",
+        "keras",
+        "jax",
+        "jaxlib",
+        "scipy",
+        "torch",
+        "cv2",
+        "skimage",
+    ),
+}
+ABSENT_MESSAGE = (
+    "chapter {chapter} is graded without TensorFlow, Keras, JAX, SciPy "
+    "(nor PyTorch, OpenCV or scikit-image) and without numpy.pad: {what} "
+    "is not available here; implement the operation yourself with "
+    "numpy's arrays"
+)
+NUMPY_PAD_FILE = "lib/_arraypad_impl.py"  # under numpy's folder
+
+
+def absent_overlays(chapter, dest):
+    """(stub, path) pairs that make the libraries of
+    :data:`ABSENT_LIBRARIES` absent for ``chapter`` (nothing for a chapter
+    not listed): a stub package over each installed package's folder, and
+    a stub ``_arraypad_impl`` over numpy's (and over its compiled
+    copies). Raises :class:`OverlayMissing` when numpy no longer has that
+    file or a library is installed as something other than a package
+    folder: left uncovered, the library would stay usable."""
+    names = ABSENT_LIBRARIES.get(chapter, ())
+    if not names:
+        return []
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    number = chapter[2:].lstrip("0")
+    out = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue  # not installed
+        folders = list(spec.submodule_search_locations or [])
+        if not folders:
+            raise OverlayMissing(
+                f"{name} is installed as {spec.origin}, not as a package "
+                "folder: the sandbox cannot make it absent"
+            )
+        message = ABSENT_MESSAGE.format(chapter=number, what=name)
+        stub = dest / name
+        stub.mkdir()
+        (stub / "__init__.py").write_text(
+            f'"""{name}, absent while grading."""\n\n'
+            f"raise ImportError({message!r})\n"
+        )
+        out += [(stub, pathlib.Path(folder)) for folder in folders]
+    numpy = importlib.util.find_spec("numpy")
+    original = pathlib.Path(numpy.submodule_search_locations[0])
+    original = original / NUMPY_PAD_FILE
+    if "def pad(" not in (original.read_text() if original.is_file() else ""):
+        raise OverlayMissing(
+            f"numpy {metadata.version('numpy')} has no pad in {original}: "
+            "the sandbox must cover numpy.pad; update NUMPY_PAD_FILE"
+        )
+    message = ABSENT_MESSAGE.format(chapter=number, what="numpy.pad")
+    stub = dest / "numpy-arraypad.py"
+    stub.write_text(
+        '"""numpy.pad, absent while grading."""\n\n'
+        '__all__ = ["pad"]\n\n\n'
+        'def pad(array, pad_width, mode="constant", **kwargs):\n'
+        f"    raise ImportError({message!r})\n"
+    )
+    out.append((stub, original))
+    copies = compiled_copies(original)
+    if copies:
+        compiled = dest / "numpy-arraypad.pyc"
+        py_compile.compile(str(stub), cfile=str(compiled), doraise=True)
+        out += [(compiled, pyc) for pyc in copies]
+    return out
+
+
 def editable_overlays(dest):
     """Empty files over what an editable install of :mod:`cnnbook` leaves
     in site-packages (the finder and ``.pth`` that point at the
