@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import traceback
 
 
 class DryRunError(RuntimeError):
@@ -148,14 +149,23 @@ def main(argv=None):
     os.environ[labs.DRY_RUN_VAR] = "1"
     os.environ["CNNBOOK_RESULTS"] = str(args.results)
     os.environ["CNNBOOK_FIGURES"] = "off"
+    failed = []
     for stem in args.labs or list(labs.LABS):
         start = time.perf_counter()
-        rows = run_lab(stem)
+        try:
+            rows = run_lab(stem)
+        except Exception:  # noqa: BLE001 - reported, and the next lab runs
+            failed.append(stem)
+            error = traceback.format_exc()
+            print("DRYRUN-FAIL " + json.dumps({"lab": stem, "error": error}))
+            continue
         seconds = time.perf_counter() - start
         print("DRYRUN " + json.dumps({"lab": stem, "seconds": seconds}))
         for row in rows:
             print("DRYRUN-NET " + json.dumps(row), flush=True)
-    return 0
+    if failed:
+        print(f"dry run failed for {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import pytest
 from cnnbook import labs, records
 
 ROOT = records.REPO
+# one worker runs the module, so each backend's subprocess runs once
+pytestmark = pytest.mark.xdist_group("gpu-dry-run")
+
 
 def _expected(stem):
     entry = labs.LABS[stem]
@@ -30,8 +33,10 @@ def _expected(stem):
     ]
 
 
-def _dry_run(tmp_path, stems, **env):
-    results = tmp_path / "results"
+def _dry_run(folder, stems, **env):
+    """One subprocess for ``stems`` (its imports and the backend start are
+    paid once); per lab, its record rows or the error it ended with."""
+    results = folder / "results"
     done = subprocess.run(
         [sys.executable, "-m", "cnnbook.dry_run", "--results", str(results)]
         + list(stems),
@@ -39,15 +44,52 @@ def _dry_run(tmp_path, stems, **env):
         env={**os.environ, "MPLBACKEND": "Agg", **env},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    rows = [
-        json.loads(line.split(" ", 1)[1])
-        for line in done.stdout.splitlines()
-        if line.startswith("DRYRUN-NET ")
-    ]
-    return results, rows
+    found = {stem: {"rows": [], "error": None} for stem in stems}
+    for line in done.stdout.splitlines():
+        kind, _, payload = line.partition(" ")
+        if kind == "DRYRUN-NET":
+            row = json.loads(payload)
+            found[row["lab"]]["rows"].append(row)
+        elif kind == "DRYRUN-FAIL":
+            row = json.loads(payload)
+            found[row["lab"]]["error"] = row["error"]
+        elif kind == "DRYRUN":
+            found[json.loads(payload)["lab"]]["done"] = True
+    for got in found.values():
+        if not got.get("done") and got["error"] is None:
+            got["error"] = (
+                f"exit {done.returncode}, never reached:\n"
+                + (done.stdout + done.stderr)[-4000:]
+            )
+    return results, found
+
+
+TF_LABS = ["ch02-lenet", "ch03-alexnet", "ch05-resnet18"]
+
+
+@pytest.fixture(scope="module")
+def jax_runs(tmp_path_factory):
+    return _dry_run(
+        tmp_path_factory.mktemp("jax"),
+        list(labs.LABS),
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        CNNBOOK_DISTRIBUTE="on",
+        CNNBOOK_PRECISION="mixed_bfloat16",
+    )
+
+
+@pytest.fixture(scope="module")
+def tf_runs(tmp_path_factory):
+    return _dry_run(
+        tmp_path_factory.mktemp("tf"),
+        TF_LABS,
+        KERAS_BACKEND="tensorflow",
+        CNNBOOK_PRECISION="mixed_float16",
+    )
 
 
 def _check(stem, results, rows, policy, replicas):
@@ -69,30 +111,17 @@ def _check(stem, results, rows, policy, replicas):
 
 
 @pytest.mark.parametrize("stem", list(labs.LABS))
-def test_gpu_dry_run_jax_bfloat16_two_devices(stem, tmp_path):
-    results, rows = _dry_run(
-        tmp_path,
-        [stem],
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        CNNBOOK_DISTRIBUTE="on",
-        CNNBOOK_PRECISION="mixed_bfloat16",
-    )
-    _check(stem, results, rows, "mixed_bfloat16", 2)
+def test_gpu_dry_run_jax_bfloat16_two_devices(stem, jax_runs):
+    results, found = jax_runs
+    assert found[stem]["error"] is None, found[stem]["error"]
+    _check(stem, results, found[stem]["rows"], "mixed_bfloat16", 2)
 
 
-@pytest.mark.parametrize(
-    "stem", ["ch02-lenet", "ch03-alexnet", "ch05-resnet18"]
-)
-def test_gpu_dry_run_tensorflow_float16(stem, tmp_path):
-    results, rows = _dry_run(
-        tmp_path,
-        [stem],
-        KERAS_BACKEND="tensorflow",
-        CNNBOOK_PRECISION="mixed_float16",
-    )
-    _check(stem, results, rows, "mixed_float16", 1)
+@pytest.mark.parametrize("stem", TF_LABS)
+def test_gpu_dry_run_tensorflow_float16(stem, tf_runs):
+    results, found = tf_runs
+    assert found[stem]["error"] is None, found[stem]["error"]
+    _check(stem, results, found[stem]["rows"], "mixed_float16", 1)
 
 
 def test_dry_run_refuses_the_book_folder():
