@@ -149,6 +149,10 @@ def test_references_resolve_with_formats(tmp_path):
     assert sphinxext.resolve(f"{ref}:test_accuracy.count", tmp_path) == "3"
     assert sphinxext.resolve(f"{ref}:seconds", tmp_path) == "120"
     assert sphinxext.resolve(f"{ref}:minutes", tmp_path) == "2"
+    # a wall time under 100 s is shown in whole seconds too, not as 87.63
+    records.write(_record(model="short", seconds=87.63), tmp_path)
+    short = "ch99-demo/short/cpu:seconds"
+    assert sphinxext.resolve(short, tmp_path) == "88"
     assert sphinxext.resolve(f"{ref}:images_per_second", tmp_path) == "950"
     assert sphinxext.resolve(f"{ref}:train_error", tmp_path) == "20.00%"
     assert sphinxext.resolve(f"{ref}:settings.epochs", tmp_path) == "2"
