@@ -862,8 +862,8 @@ def _format(field, number):
         return number
     if field in _PERCENT:
         return f"{100 * number:.2f}%"
-    if field == "minutes":
-        return f"{number:.0f}"
+    if field in ("minutes", "seconds"):  # wall times in whole units
+        return f"{number:,.0f}"
     if isinstance(number, float):
         return f"{number:,.0f}" if abs(number) >= 100 else f"{number:.2f}"
     if isinstance(number, (list, tuple)):
