@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import sys
+
+from cnnbook import bundle, profiles
 
 
 def _limits(args):
-    from cnnbook.grading.session import Limits
+    from cnnbook.grading.session import Limits  # delays matplotlib
 
     return Limits(
         cell_timeout=args.cell_timeout,
@@ -43,11 +46,9 @@ NO_SANDBOX = (
 
 
 def _grade(args):
-    import signal
-
-    from cnnbook.grading import report as reports
-    from cnnbook.grading.grade import grade
-    from cnnbook.grading.sandbox import SandboxUnavailable
+    from cnnbook.grading import report as reports  # delays numpy
+    from cnnbook.grading.grade import grade  # delays matplotlib
+    from cnnbook.grading.sandbox import SandboxUnavailable  # delays numpy
 
     def stop(_signum, _frame):  # stop the kernel too (finally blocks run)
         raise SystemExit(3)
@@ -74,7 +75,7 @@ def _grade(args):
 
 
 def _grade_batch(args):
-    from cnnbook.grading import batch
+    from cnnbook.grading import batch  # delays numpy
 
     options = [
         "--cell-timeout",
@@ -89,7 +90,7 @@ def _grade_batch(args):
     if args.no_sandbox:
         options.append("--no-sandbox")
     else:
-        from cnnbook.grading.sandbox import (
+        from cnnbook.grading.sandbox import (  # delays numpy
             SandboxUnavailable,
             check_available,
         )
@@ -192,7 +193,7 @@ def _grading_options(parser):
 
 
 def _generate(args):
-    from cnnbook import notebooks
+    from cnnbook import notebooks  # delays nbclient
 
     try:
         changed = notebooks.generate(backup=args.backup, check_only=args.check)
@@ -208,7 +209,7 @@ def _generate(args):
 
 
 def _execute(args):
-    from cnnbook import notebooks, records
+    from cnnbook import notebooks, records  # delays nbclient
 
     # a canonical run: its records and figures replace the book's
     # (results/, book/figures/); a learner's run never sets this
@@ -227,7 +228,7 @@ def _execute(args):
 
 
 def _data(_args):
-    from cnnbook import data
+    from cnnbook import data  # delays numpy
 
     try:
         data.prepare()
@@ -238,7 +239,7 @@ def _data(_args):
 
 
 def _bench(args):
-    from cnnbook import bench, machine, profiles
+    from cnnbook import bench, machine, profiles  # delays numpy
 
     rows = bench.run(args.networks or None, seconds=args.seconds)
     print(
@@ -255,8 +256,6 @@ def _bench(args):
 
 
 def _bundle(args):
-    from cnnbook import bundle
-
     labs = [x for x in (args.labs or "").split(",") if x]
     try:
         path = bundle.build(
@@ -275,8 +274,6 @@ def _bundle(args):
 
 
 def _run_labs(args):
-    from cnnbook import bundle, profiles
-
     if args.profile not in profiles.PROFILES:
         print(
             f"error: --profile {args.profile!r}: use one of "

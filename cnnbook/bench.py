@@ -15,12 +15,14 @@ import time
 
 import numpy as np
 
+from cnnbook import machine
+from cnnbook.labs import LABS
+
 
 def networks():
     """Name -> (builder, input shape, batch size) of the labs' networks,
     from each lab's ``bench`` entries in :mod:`cnnbook.labs` (built with
     the lab's ``full`` settings, at its ``full`` batch size)."""
-    from cnnbook.labs import LABS
 
     found = {}
     for lab in LABS.values():
@@ -39,10 +41,9 @@ def networks():
 def run(names=None, seconds=5.0, batches=256):
     """Bare images/s of each network and the share of the cores it kept
     busy meanwhile; returns ``[(name, params, batch, rate, busy)]``."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook import machine
-    from cnnbook.train import bare_step_rate
+    from cnnbook.train import bare_step_rate  # delays keras
 
     machine.tune_allocator()
     chosen = networks()

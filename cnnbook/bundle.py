@@ -36,15 +36,22 @@ from __future__ import annotations
 
 import csv
 import json
+import lzma
 import os
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
+
+from tabulate import tabulate
+
+from cnnbook import gpu_targets
+from cnnbook.labs import LABS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAME = "cnnbook-bundle"
@@ -208,7 +215,7 @@ def _store_uncompressed(wheel, target):
 
 
 def _write_cleared(source, target):
-    import nbformat
+    import nbformat  # delays nbformat
 
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
@@ -220,7 +227,6 @@ def _write_cleared(source, target):
 
 def _lab_paths(labs):
     """The lab notebooks (all of :data:`cnnbook.labs.LABS`, or ``labs``)."""
-    from cnnbook.labs import LABS
 
     by_stem = {stem: ROOT / "notebooks" / f"{stem}.ipynb" for stem in LABS}
     if not labs:
@@ -262,10 +268,8 @@ def build(
     0, wheels kept as they come) for tests; the default (preset 9 extreme,
     wheels stored) makes the smallest archive.
     """
-    import lzma
-    import tarfile
 
-    from cnnbook import data
+    from cnnbook import data  # delays numpy
 
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -386,9 +390,9 @@ def _execute(source, target, timeout):
     Returns ``(ok, seconds, error)``; a failing notebook is written too,
     with the outputs up to the failing cell.
     """
-    import nbformat
+    import nbformat  # delays nbformat
 
-    from cnnbook import execution
+    from cnnbook import execution  # delays nbclient
 
     nb = nbformat.read(source, as_version=4)
     start = time.perf_counter()
@@ -438,7 +442,6 @@ def summarise(labs, records, profile):
     to the lab it names (``lab``), else to the lab that was running
     when it was written.
     """
-    from cnnbook import gpu_targets
 
     rows = []
     for stem, ok, started, ended, seconds in labs:
@@ -505,7 +508,6 @@ def format_table(rows):
                 f"{row['lab_seconds']:.1f}",
             ]
         )
-    from tabulate import tabulate
 
     align = ["left"] * 3 + ["right"] * 5
     return tabulate(

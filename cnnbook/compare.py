@@ -16,10 +16,14 @@ kept apart.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
 
 from cnnbook import labs, records
+from cnnbook.arithmetic import layer_table
 from cnnbook.kinds import is_layer
 
 # The layers that do a network's arithmetic: their outputs are the
@@ -60,7 +64,6 @@ def _outputs(layer):
 
 def cost(model):
     """:class:`Cost` of ``model`` (nested models are looked into). Ch. 7."""
-    from cnnbook.arithmetic import layer_table
 
     rows = {row.name: row for row in layer_table(model)}
     total = Cost(model.count_params(), 0, 0)
@@ -138,8 +141,6 @@ class Row:
 
 
 def _matching(root, lab, model, **match):
-    from fnmatch import fnmatchcase
-
     return [
         r
         for r in records.load_all(root, lab=lab, **match)
@@ -154,7 +155,7 @@ def trained(root=None, profile="full"):
     the records a ``{run}`` range of the page spans), ``cpu_runs`` all its
     ``cpu``-profile records, ``gpu`` its ``gpu``-profile record if one
     exists. Chapter 7."""
-    import keras
+    import keras  # delays keras
 
     rows = []
     for lab, model, label in CASE_STUDIES:
@@ -191,9 +192,9 @@ def trained(root=None, profile="full"):
 
 def canonical():
     """``[(name, Cost)]`` of the networks at the papers' sizes. Ch. 7."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     result = []
     for name, builder, options in CANONICAL:
@@ -206,7 +207,6 @@ def canonical():
 
 def costs_path(root=None):
     """Where :func:`write_costs` stores the costs the pages quote."""
-    from pathlib import Path
 
     return Path(root or records.results_dir()) / "costs.json"
 
@@ -216,7 +216,6 @@ def write_costs(papers, rows, root=None):
     for the pages' ``{cost}`` references; returns the path: under ``root``,
     else :func:`cnnbook.records.output_dir` (the book's ``results/`` only
     for a canonical run)."""
-    import json
 
     table = {
         name: {
@@ -245,7 +244,6 @@ def quoted_cost(text, root=None):
     """The text of ``{cost}`network:field```, e.g. ``VGG-16:macs``; a
     field ending in ``_billions``, ``_millions`` or ``_thousands`` is shown
     in that unit with two decimals (``activation_bytes_millions``: MB)."""
-    import json
 
     name, _, field = text.rpartition(":")
     scale = 1

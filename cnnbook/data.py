@@ -134,7 +134,7 @@ def _from_npm(cache):
 
 
 def _from_keras(name):
-    import keras
+    import keras  # delays keras
 
     loader = {
         "mnist": keras.datasets.mnist,
@@ -252,7 +252,7 @@ def to_float(x, size=None):
     x = np.asarray(x, np.float32)[..., None] / 255.0
     if size is None or tuple(x.shape[1:3]) == _pair(size):
         return x
-    import keras
+    import keras  # delays keras
 
     out = np.empty((len(x), *_pair(size), 1), np.float32)
     for start in range(0, len(x), 2048):

@@ -23,14 +23,19 @@ stored PNG is no longer what the code draws.
 
 from __future__ import annotations
 
+import argparse
 import gc
+import io
 import math
+import pathlib
 
+import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.patches import Polygon
 
 from cnnbook.arithmetic import LayerTable, layer_table
 from cnnbook.kinds import is_layer
+from cnnbook.plots import FIGURES
 
 __all__ = [
     "describe",
@@ -139,7 +144,7 @@ def describe(builder, *args, **kwargs):
     added), then deletes the model and clears the Keras session, so that
     summarising VGG-16 costs its 0.55 GB only for a moment.
     """
-    import keras
+    import keras  # delays keras
 
     model = builder(*args, **kwargs)
     table = _table(model)
@@ -411,7 +416,7 @@ def _keras_parents(model):
     """Layer name -> names of the layers whose outputs it reads, from the
     model's own (serialised) configuration; a Sequential model is a
     chain."""
-    import keras
+    import keras  # delays keras
 
     if isinstance(model, keras.Sequential):
         names = ["input"] + [layer.name for layer in model.layers]
@@ -783,9 +788,9 @@ def residual_block_model(kind):
     bottleneck block with an identity shortcut on 56×56×256, filters
     (64, 64, 256).
     """
-    import keras
+    import keras  # delays keras
 
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     if kind == "identity":
         inputs = keras.Input((56, 56, 64), name="input")
@@ -807,9 +812,9 @@ def inception_module_model(naive=False):
     """Module 3a of GoogLeNet on its 28×28×192 input, as a Keras model:
     with 1×1 reductions (64, 96, 128, 16, 32, 32) or, with ``naive``, the
     naive module with 64, 128 and 32 filters. Chapter 6."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     inputs = keras.Input((28, 28, 192), name="input")
     if naive:
@@ -833,7 +838,7 @@ def googlenet_module(name):
 
 def lenet5_diagram(model=None):
     """LeNet-5 (:func:`cnnbook.models.lenet5`) as volumes. Chapter 2."""
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     model = model if model is not None else models.lenet5()
     return architecture_diagram(
@@ -895,7 +900,7 @@ def inception_module_diagram(model=None):
 def googlenet_diagram(model=None):
     """GoogLeNet (:func:`cnnbook.models.googlenet`) with its auxiliary
     classifiers, one box per inception module. Chapter 6."""
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     model = model or models.googlenet()
     fig = block_diagram(
@@ -919,9 +924,8 @@ DIAGRAMS = {
 
 def render(name):
     """The PNG of the diagram ``name`` of :data:`DIAGRAMS`, as bytes."""
-    import io
 
-    import keras
+    import keras  # delays keras
 
     fig = DIAGRAMS[name]()
     buffer = io.BytesIO()
@@ -944,9 +948,6 @@ def write_diagrams(folder=None, names=None):
     """Write the diagrams ``names`` (all of :data:`DIAGRAMS` by default) as
     ``<name>.png`` into ``folder`` (``book/figures/``); returns the paths.
     ``python -m cnnbook.diagrams`` runs it."""
-    import pathlib
-
-    from cnnbook.plots import FIGURES
 
     folder = pathlib.Path(folder) if folder else FIGURES
     paths = []
@@ -964,9 +965,6 @@ def write_diagrams(folder=None, names=None):
 def main(argv=None):
     """``python -m cnnbook.diagrams [NAME ...] [--out DIR]``: regenerate the
     architecture diagrams of the pages."""
-    import argparse
-
-    import matplotlib
 
     matplotlib.use("Agg")
     parser = argparse.ArgumentParser(

@@ -51,7 +51,7 @@ def configure(mode=None, verbose=True):
     again (each notebook's ``setup``) is safe.
     """
     global _replicas
-    import keras
+    import keras  # delays keras
 
     mode = (mode or os.environ.get(ENV_VAR, "") or "auto").strip().lower()
     if mode not in MODES:
@@ -90,7 +90,7 @@ def configure(mode=None, verbose=True):
 
 def _jax_devices(mode):
     """Keras device names ('gpu:0', ...) to spread training over."""
-    import keras
+    import keras  # delays keras
 
     devices = keras.distribution.list_devices()
     if mode == "auto":
@@ -101,11 +101,11 @@ def _jax_devices(mode):
 def _gpu_count(backend):
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # delays tensorflow
 
             return len(tf.config.list_physical_devices("GPU"))
         if backend == "torch":
-            import torch
+            import torch  # delays torch
 
             return torch.cuda.device_count()
     except Exception:  # noqa: BLE001 - no GPU runtime: one device

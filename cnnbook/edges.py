@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnbook.reference import conv_forward
+
 __all__ = [
     "SMOOTHING",
     "DIFFERENCE",
@@ -110,7 +112,6 @@ def filter_image(image, kernel):
     of one image with one channel and one filter, so this is the
     convolution (cross-correlation) of the chapter, not a flipped one.
     """
-    from cnnbook.reference import conv_forward
 
     image = np.asarray(image, float)
     kernel = np.asarray(kernel, float)
@@ -150,7 +151,7 @@ def draw_edge_examples():
     the horizontal filter. Images are grey (light is high); filters and
     outputs are red where positive and blue where negative.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # delays matplotlib
 
     vertical = edge_filter("plain", "vertical")
     horizontal = edge_filter("plain", "horizontal")
@@ -186,12 +187,12 @@ def draw_edge_examples():
 
 def main():
     """Write ``book/figures/ch01-edges.png`` (``python -m cnnbook.edges``)."""
-    import matplotlib
+    import matplotlib  # delays matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # delays matplotlib
 
-    from cnnbook.plots import FIGURES
+    from cnnbook.plots import FIGURES  # delays matplotlib
 
     fig = draw_edge_examples()
     path = FIGURES / f"{FIGURE}.png"

@@ -18,7 +18,7 @@ __all__ = ["is_layer", "keras_class"]
 def keras_class(name):
     """The class ``keras.layers.<name>`` (or ``keras.Model``/``Sequential``
     for those names); ``AttributeError`` names a misspelt one."""
-    import keras  # only reached when keras is already imported
+    import keras  # delays keras (reached only once keras is imported)
 
     for space in (keras.layers, keras):
         found = getattr(space, name, None)

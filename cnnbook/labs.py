@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
 
+from tabulate import tabulate
+
 PROFILES = ("smoke", "cpu", "full", "gpu")
 
 # The settings every lab names the same way, with their types.
@@ -159,7 +161,7 @@ class Lab:
 
 
 def _models():
-    from cnnbook import models
+    from cnnbook import models  # delays keras
 
     return models
 
@@ -667,7 +669,6 @@ class Config:
 
     def table(self):
         """The settings as a short Markdown table (tabulate)."""
-        from tabulate import tabulate
 
         rows = [("profile", self.profile), ("seed", self.seed)]
         if self.replicas != 1:

@@ -15,6 +15,10 @@ import pathlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cnnbook import records
+from cnnbook.arithmetic import conv_output_size
+from cnnbook.profiles import current_profile
+
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "book" / "figures"
 
 
@@ -22,7 +26,6 @@ def figures_dir():
     """Where :func:`save_figure` writes: ``book/figures/`` for a canonical
     run without ``$CNNBOOK_RESULTS``, else the ``figures/`` folder of
     :func:`cnnbook.records.output_dir` (the learner's). Chapter 1."""
-    from cnnbook import records
 
     if records.canonical() and not os.environ.get(records.ENV_VAR, "").strip():
         return FIGURES
@@ -36,7 +39,6 @@ def save_figure(fig, name, profile=None):
     ``CNNBOOK_FIGURES=off`` writes nothing either, for extra canonical runs
     (other seeds) whose figures the pages should not show.
     """
-    from cnnbook.profiles import current_profile
 
     if (profile or current_profile()) == "smoke" or (
         os.environ.get("CNNBOOK_FIGURES", "").strip().lower() == "off"
@@ -245,7 +247,6 @@ def draw_padding(ax, n, p, f, s, title):
     """An n x n input with ``p`` zeros around it (grey) and the first
     windows of an f x f filter at stride ``s`` (coloured), on ``ax``; the
     title gives the output size. Chapter 1."""
-    from cnnbook.arithmetic import conv_output_size
 
     total = n + 2 * p
     for i in range(total):

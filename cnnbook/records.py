@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import pathlib
+import platform
 import subprocess
 from dataclasses import dataclass
 
@@ -779,10 +780,9 @@ def expected_range(
 
 def versions():
     """Versions of Python, Keras, the backend and NumPy."""
-    import platform
 
-    import keras
-    import numpy
+    import keras  # delays keras
+    import numpy  # delays numpy
 
     backend = keras.backend.backend()
     try:

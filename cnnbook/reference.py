@@ -133,7 +133,7 @@ def pool_forward(A_prev, f, stride=None, mode="max"):
 def keras_conv(A_prev, W, b, stride=1, pad=0):
     """:func:`conv_forward` computed by Keras: a ``Conv2D`` layer holding
     ``(W, b)``, applied to ``A_prev`` zero-padded by ``pad``. Chapter 1."""
-    import keras
+    import keras  # delays keras
 
     padded = zero_pad(np.asarray(A_prev, np.float32), pad)
     layer = keras.layers.Conv2D(
@@ -147,7 +147,7 @@ def keras_conv(A_prev, W, b, stride=1, pad=0):
 def keras_pool(A_prev, f, stride=None, mode="max"):
     """:func:`pool_forward` computed by Keras's ``MaxPooling2D`` or
     ``AveragePooling2D`` ('valid' padding). Chapter 1."""
-    import keras
+    import keras  # delays keras
 
     kind = {
         "max": keras.layers.MaxPooling2D,

@@ -37,6 +37,7 @@ import pathlib
 from docutils import nodes
 
 from cnnbook import records
+from cnnbook.compare import quoted_cost
 
 
 def _parse(text):
@@ -108,8 +109,6 @@ def _without_suffix(text, suffix):
 
 
 def _quoted_cost(text, root=None):
-    from cnnbook.compare import quoted_cost
-
     return quoted_cost(text, root)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from cnnbook import machine, records
+from cnnbook import machine, profiles, records
 
 # training steps compiled into one call under the gpu profile
 GPU_STEPS_PER_CALL = 16
@@ -401,7 +401,6 @@ def _accuracy(results):
 
 def _record(model, split, cfg, lab, name, batch_size, report):
     """The run record of one :func:`fit` (see :mod:`cnnbook.records`)."""
-    from cnnbook import profiles
 
     if hasattr(cfg, "settings"):  # a configuration from setup()
         chosen = {**cfg.settings(), "replicas": cfg.replicas}

@@ -330,7 +330,7 @@ def with_options(func, weights=None, seed=None):
     if isinstance(func, SandboxedFunction):
         return func.with_options(weights=weights, seed=seed)
     if seed is not None:
-        import keras  # delayed: TensorFlow loads only for a Keras check
+        import keras  # delays keras
 
         keras.utils.set_random_seed(int(seed))
     return func
@@ -349,7 +349,7 @@ def block_model(func, input_shapes, *args, what="it", **kwargs):
                 [KerasInput(s) for s in input_shapes], *args, **kwargs
             )
         else:
-            import keras  # delayed: TensorFlow loads only for a Keras check
+            import keras  # delays keras
 
             inputs = [keras.Input(s) for s in input_shapes]
             outputs = func(*inputs, *args, **kwargs)

@@ -34,6 +34,10 @@ own serving code in its kernel) is written in the grading reference.
 
 from __future__ import annotations
 
+import _thread
+import os
+import sys
+
 # (path fragment of the file that defines it, function name, what to call
 # it in the message). A fragment ending in "/" matches any file under it.
 PAD = (
@@ -151,9 +155,6 @@ def install(forbidden):
     ``forbidden`` maps a learner's function name to (exercise key, what
     the exercise asks, [(path fragment, function name, label), ...]).
     """
-    import _thread
-    import os
-    import sys
 
     specs = {}
     for name, (key, asks, functions) in forbidden.items():

@@ -14,9 +14,12 @@ and the per-layer trainable parameters of the original network
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+from keras import layers
 
 from cnnbook import arithmetic
+from cnnbook.models._layers import classifier_head
 
 __all__ = [
     "lenet5",
@@ -109,11 +112,6 @@ def pad_digits(images, size=32):
 
 
 def _build(name, activation, pooling, input_shape, num_classes):
-    import keras
-    from keras import layers
-
-    from cnnbook.models._layers import classifier_head
-
     return keras.Sequential(
         [
             keras.Input(input_shape),
@@ -140,7 +138,6 @@ def lenet5(input_shape=(32, 32, 1), num_classes=10):
     max pooling with stride 2, then dense layers of 120 and 84 units and a
     softmax over ``num_classes``: 61,706 parameters for 10 classes.
     """
-    from keras import layers
 
     return _build(
         "lenet5", "relu", layers.MaxPooling2D, input_shape, num_classes
@@ -154,7 +151,6 @@ def lenet5_classic(input_shape=(32, 32, 1), num_classes=10):
     softmax output (the paper's RBF output layer is described in the
     chapter) and full connections in C3.
     """
-    from keras import layers
 
     return _build(
         "lenet5_classic",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnbook import data
+from cnnbook.arithmetic import layer_table
 from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
@@ -59,7 +61,7 @@ FIT_SEEDS = {"visible": 0, "hidden": 1}
 
 # ------------------------------------------------------------------ 2.1
 def _check_lenet(build, num_classes):
-    from cnnbook.models import lenet5
+    from cnnbook.models import lenet5  # delays keras
 
     what = f"build_lenet5({num_classes})"
     model = call_learner(build, num_classes, what=what)
@@ -135,8 +137,7 @@ def build_lenet5_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 2.2
 def _reference_rows(input_size, num_classes):
-    from cnnbook.arithmetic import layer_table
-    from cnnbook.models import lenet5
+    from cnnbook.models import lenet5  # delays keras
 
     table = layer_table(lenet5((input_size, input_size, 1), num_classes))
     return [(r.name, tuple(r.output_shape[1:]), r.params) for r in table]
@@ -351,8 +352,7 @@ def c3_hidden(ns, rng):
 # ------------------------------------------------------------------ 2.4
 def fit_data(seed):
     """The training subset and test digits of exercise 2.4, padded."""
-    from cnnbook import data
-    from cnnbook.models.lenet import pad_digits
+    from cnnbook.models.lenet import pad_digits  # delays keras
 
     (x_train, y_train), (x_test, y_test) = data.load_mnist()
     x_train, y_train = data.subset(x_train, y_train, FIT_TRAIN_SIZE, seed)
@@ -362,10 +362,10 @@ def fit_data(seed):
 
 def fit_accuracy(fit, seed):
     """Test accuracy of a fresh LeNet-5 after ``fit(model, x, y)``."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook.models import lenet5
-    from cnnbook.train import predict_classes
+    from cnnbook.models import lenet5  # delays keras
+    from cnnbook.train import predict_classes  # delays keras
 
     (x_train, y_train), (x_test, y_test) = fit_data(seed)
     keras.utils.set_random_seed(seed)

@@ -24,14 +24,14 @@ KERAS_APPLICATIONS = {"vgg16": ["4.2"], "vgg19": ["4.2"]}
 
 
 def _free():
-    import keras
+    import keras  # delays keras
 
     keras.backend.clear_session()
     gc.collect()
 
 
 def _block_model(block, input_shape, what):
-    import keras
+    import keras  # delays keras
 
     if block is None:
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
@@ -51,8 +51,8 @@ def _block_model(block, input_shape, what):
 
 
 def _compare_block(func, num_convs, filters, input_shape):
-    from cnnbook.models.inception import module_model
-    from cnnbook.models.vgg import vgg_block
+    from cnnbook.models.inception import module_model  # delays keras
+    from cnnbook.models.vgg import vgg_block  # delays keras
 
     what = f"vgg_block({num_convs}, {filters})"
     mine = _block_model(func(num_convs, filters), input_shape, what)
@@ -115,9 +115,9 @@ def block_hidden(ns, rng):
 
 
 def _compare_vgg16(func, input_shape, num_classes):
-    import keras
+    import keras  # delays keras
 
-    from cnnbook.models.vgg import vgg16
+    from cnnbook.models.vgg import vgg16  # delays keras
 
     what = f"build_vgg16({input_shape}, {num_classes})"
     mine = call_learner(func, input_shape, num_classes, what=what)

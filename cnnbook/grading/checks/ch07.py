@@ -64,8 +64,8 @@ def _expected_activations(model):
 def _random_convnet(rng):
     """A small random network: convolutions (some strided or 'valid'),
     pooling, batch normalisation, a flatten and one or two dense layers."""
-    import keras
-    from keras import layers
+    import keras  # delays keras
+    from keras import layers  # delays keras
 
     size = int(rng.integers(12, 33))
     x = inputs = keras.Input((size, size, int(rng.integers(1, 4))))
@@ -92,7 +92,7 @@ def _random_convnet(rng):
 
 
 def _lenet():
-    from cnnbook.models import lenet5
+    from cnnbook.models import lenet5  # delays keras
 
     return lenet5()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 
 from cnnbook.grading.api import (
@@ -180,7 +181,6 @@ def _block_mistake(learner, ref):
 
 def _output_mistake(got, ref, x, name):
     """Whether ``got`` is the block with its last ReLU misplaced."""
-    import keras
 
     main = keras.Model(ref.inputs, ref.get_layer(f"{name}_3_bn").output)
     main = keras.ops.convert_to_numpy(main(x, training=False))
@@ -222,7 +222,6 @@ def _compare_blocks(learner, ref, what, rng, batch=3):
     _randomise(ref, rng)
     _copy_weights(ref, learner)
     x = rng.normal(0, 1, (batch, *ref.input_shape[1:])).astype("float32")
-    import keras
 
     expected = keras.ops.convert_to_numpy(ref(x, training=False))
     got = keras.ops.convert_to_numpy(learner(x, training=False))

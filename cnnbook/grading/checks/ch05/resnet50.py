@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import keras
+
 from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
@@ -16,8 +18,6 @@ CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch05', the folder's name
 
 # ------------------------------------------------------------ 5.3 ResNet-50
 def _check_resnet50(func, input_shape=None, num_classes=None):
-    import keras
-
     kwargs = {}
     if input_shape is not None:
         kwargs = dict(input_shape=input_shape, num_classes=num_classes)

@@ -28,10 +28,10 @@ CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch06', the folder's name
 # ------------------------------------------------------------------ 6.4
 def _trunk(input_shape, num_classes):
     """Modules 4a and 4b of GoogLeNet, pooled, with a softmax on top."""
-    import keras
-    from keras import layers
+    import keras  # delays keras
+    from keras import layers  # delays keras
 
-    from cnnbook.models import inception_module
+    from cnnbook.models import inception_module  # delays keras
 
     inputs = keras.Input(input_shape, name="features")
     x = inception_module(inputs, *MODULE_4A, name="inception_4a")
@@ -62,9 +62,9 @@ def _same_layer(model, layer):
 
 
 def _head_reference(feature_shape, num_classes):
-    import keras
+    import keras  # delays keras
 
-    from cnnbook.models import auxiliary_head
+    from cnnbook.models import auxiliary_head  # delays keras
 
     inputs = keras.Input(feature_shape)
     return keras.Model(inputs, auxiliary_head(inputs, num_classes))

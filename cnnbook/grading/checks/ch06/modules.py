@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from cnnbook.arithmetic import conv_multiplications
 from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
@@ -126,7 +127,6 @@ def _module_mistake(model):
 def reference_branch_multiplications(
     n_H, n_W, n_C_prev, f, n_C, bottleneck=None
 ):
-    from cnnbook.arithmetic import conv_multiplications
 
     if bottleneck is None:
         return conv_multiplications(n_H, n_W, n_C, f, n_C_prev)
@@ -210,7 +210,7 @@ def multiplications_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 6.2
 def _module_models(func, input_shape, filters):
-    from cnnbook.models import inception_module, module_model
+    from cnnbook.models import inception_module, module_model  # delays keras
 
     what = f"inception_module(x, {', '.join(map(str, filters))})"
     try:
@@ -254,7 +254,7 @@ def module_hidden(ns, rng):
 
 # ------------------------------------------------------------------ 6.3
 def _reduced_reference(input_shape):
-    from cnnbook.models import inception_module, module_model
+    from cnnbook.models import inception_module, module_model  # delays keras
 
     return module_model(inception_module, input_shape, *MODULE_3A)
 
