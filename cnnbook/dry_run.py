@@ -33,6 +33,9 @@ import sys
 import time
 import traceback
 
+from cnnbook import labs
+from cnnbook.profiles import setup
+
 
 class DryRunError(RuntimeError):
     """A lab's gpu settings did not survive two training steps."""
@@ -46,9 +49,9 @@ def _losses(report):
 def _compile_options(model, cfg, num_images):
     """The optimiser, losses and metrics a lab's notebook compiles with,
     for one or several outputs (GoogLeNet's auxiliary heads)."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook.train import cosine_schedule
+    from cnnbook.train import cosine_schedule  # delays keras
 
     schedule = cosine_schedule(getattr(cfg, "lr", 0.1), cfg, num_images)
     if len(model.outputs) == 1:
@@ -66,11 +69,10 @@ def _compile_options(model, cfg, num_images):
 def run_lab(stem):
     """Dry-run lab ``stem`` in this process; returns one summary dict a
     network (empty for a lab that trains nothing)."""
-    import keras
+    import keras  # delays keras
 
-    from cnnbook import data, labs
-    from cnnbook.profiles import setup
-    from cnnbook.train import augmented, fit
+    from cnnbook import data  # delays numpy
+    from cnnbook.train import augmented, fit  # delays keras
 
     entry = labs.lab(stem)
     cfg = setup(stem)
@@ -143,7 +145,6 @@ def main(argv=None):
         help="folder for the dry runs' records (never the book's results/)",
     )
     args = parser.parse_args(argv)
-    from cnnbook import labs
 
     os.environ["CNNBOOK_PROFILE"] = "gpu"
     os.environ[labs.DRY_RUN_VAR] = "1"

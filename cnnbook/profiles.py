@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 from collections.abc import Mapping
 
+from cnnbook import distribute, labs
 from cnnbook.labs import PROFILES
+from cnnbook.machine import tune_allocator
 
 ENV_VAR = "CNNBOOK_PROFILE"
 # the seed of a run; Chapter 7 runs labs under several seeds
@@ -34,11 +37,11 @@ PRECISIONS = ("mixed_bfloat16", "mixed_float16", "float32")
 
 def _gpu_names():
     """Names of the accelerators the active Keras backend can see."""
-    import keras
+    import keras  # delays keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # delays tensorflow
 
         gpus = tf.config.list_physical_devices("GPU")
         return [
@@ -48,11 +51,11 @@ def _gpu_names():
             for g in gpus
         ]
     if backend == "jax":
-        import jax
+        import jax  # delays jax
 
         return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
     if backend == "torch":
-        import torch
+        import torch  # delays torch
 
         return [
             torch.cuda.get_device_name(i)
@@ -63,26 +66,26 @@ def _gpu_names():
 
 def _compute_capabilities():
     """CUDA compute capability (major, minor) of each visible GPU."""
-    import keras
+    import keras  # delays keras
 
     backend = keras.backend.backend()
     found = []
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # delays tensorflow
 
             for g in tf.config.list_physical_devices("GPU"):
                 details = tf.config.experimental.get_device_details(g)
                 found.append(tuple(details.get("compute_capability", (0, 0))))
         elif backend == "jax":
-            import jax
+            import jax  # delays jax
 
             for d in jax.devices():
                 if d.platform == "gpu":
                     major, minor = str(d.compute_capability).split(".")[:2]
                     found.append((int(major), int(minor)))
         elif backend == "torch":
-            import torch
+            import torch  # delays torch
 
             for i in range(torch.cuda.device_count()):
                 found.append(tuple(torch.cuda.get_device_capability(i)))
@@ -141,9 +144,8 @@ def current_profile():
 def _setup_without_keras(seed, labs):
     """:func:`setup` for a notebook that trains nothing where Keras is
     absent: numpy and ``random`` seeded, the banner says so."""
-    import random
 
-    import numpy as np
+    import numpy as np  # delays numpy
 
     seed = int(os.environ.get(SEED_VAR, seed))
     random.seed(seed)
@@ -177,10 +179,9 @@ def setup(lab=None, /, *, seed=0, **overrides):
     ``$CNNBOOK_DRY_RUN=1`` caps the settings to two small batches and one
     epoch (:func:`cnnbook.labs.dry_run_settings`): the GPU dry run.
     """
-    from cnnbook import labs
 
     try:
-        import keras
+        import keras  # delays keras
     except ImportError:
         # the grading sandbox of a chapter graded without Keras (Chapter
         # 1): a notebook that trains nothing still starts
@@ -188,8 +189,7 @@ def setup(lab=None, /, *, seed=0, **overrides):
             raise
         return _setup_without_keras(seed, labs)
 
-    from cnnbook import distribute, records
-    from cnnbook.machine import tune_allocator
+    from cnnbook import records  # delays jsonschema
 
     if isinstance(lab, Mapping):
         # the older form, setup({"smoke": {}, "cpu": {}, "full": {}}), is
@@ -248,8 +248,8 @@ def _show(cfg):
     """The settings as a table: HTML in a notebook, text elsewhere."""
     table = cfg.table()
     try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
+        from IPython import get_ipython  # delays IPython
+        from IPython.display import Markdown, display  # delays IPython
     except ImportError:  # plain Python without IPython
         print(table)
         return

@@ -418,7 +418,7 @@ def _hard_stop(when, session):
 
 def _import_keras():
     try:
-        import keras  # noqa: F401 - delayed: TensorFlow, in a side thread
+        import keras  # noqa: F401 - delays keras (a side thread's)
     except Exception:  # noqa: BLE001 - the checks will report it
         pass
 

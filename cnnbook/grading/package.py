@@ -23,6 +23,8 @@ import shutil
 import sys
 from importlib import metadata
 
+from cnnbook.grading import api
+
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # cnnbook/
 # what the sandbox keeps of cnnbook/grading/: the kernel's side only
 KERNEL_SIDE = (
@@ -67,7 +69,6 @@ def _tripwire_source(answers):
     """The lines of the sandbox's ``cnnbook.grading`` that arm the
     tripwire (:mod:`cnnbook.grading.tripwire`) for the exercises, among
     those ``answers`` names, that ask for an operation a library has."""
-    from cnnbook.grading import api
 
     keys = {k for exercise_keys, _ in answers.values() for k in exercise_keys}
     watched = {}
