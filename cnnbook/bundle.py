@@ -56,7 +56,15 @@ from cnnbook.labs import LABS
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAME = "cnnbook-bundle"
 # What the labs import beyond the standard library and the node's packages.
-TOP_LEVEL = ("keras", "matplotlib", "nbclient", "nbformat", "ipykernel")
+TOP_LEVEL = (
+    "keras",
+    "matplotlib",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "tabulate",  # the package's tables (cnnbook.tables, setup's settings)
+    "jsonschema",  # run records are validated before they are written
+)
 # The JAX GPU node's own packages, used through --system-site-packages.
 NODE_PROVIDES = (
     "jax",
