@@ -4,9 +4,13 @@ An audit of everything the sandbox can read that computes a graded
 answer: the stripped copy of :mod:`cnnbook` (no answer's definition, no
 copy of one under another name), Keras's applications and their compiled
 bytecode (covered, so ``marshal`` gives nothing back), and no other copy
-of those networks in site-packages. Then the tripwire: exercises that ask
-for an operation earn 0 when a library's function does the work, however
-the notebook reaches that function. Sizes are exact integers.
+of those networks in site-packages. Then exercises that ask for an
+operation earn 0 when a library's function does the work, however the
+notebook reaches that function: in chapter 1 TensorFlow, Keras, JAX, SciPy
+and np.pad are absent from the sandbox (the exercise earns 0 with the
+message that says so), and the in-process tripwire is the second layer,
+the one in force for the NumPy functions chapter 1 keeps (np.correlate)
+and for chapter 3's 3.3 (TensorFlow present). Sizes are exact integers.
 """
 
 import ast
@@ -410,15 +414,52 @@ def _define(nb, name, body):
     return nb
 
 
+# A convolution forward whose every dot product is numpy.correlate's (a
+# NumPy function chapter 1 keeps, watched by the tripwire): CORRELATE is
+# how the body reaches it, PREFIX what runs first in the function.
+def _correlating(correlate="np.correlate", prefix=""):
+    return (
+        "def conv_forward(A_prev, W, b, stride, pad):\n"
+        f"{prefix}"
+        "    A = zero_pad(A_prev, pad)\n"
+        "    m, f, n_C = A.shape[0], W.shape[0], W.shape[3]\n"
+        "    n_H = (A.shape[1] - f) // stride + 1\n"
+        "    n_W = (A.shape[2] - f) // stride + 1\n"
+        "    Z = np.zeros((m, n_H, n_W, n_C))\n"
+        "    for i in range(m):\n"
+        "        for h in range(n_H):\n"
+        "            for w in range(n_W):\n"
+        "                s = A[i, h * stride : h * stride + f,\n"
+        "                      w * stride : w * stride + f].ravel()\n"
+        "                for c in range(n_C):\n"
+        f"                    d = {correlate}(s, W[..., c].ravel())[0]\n"
+        "                    Z[i, h, w, c] = d + b[c]\n"
+        "    return Z\n"
+    )
+
+
+def _absent(what):
+    """What the sandbox says when chapter 1's code reaches ``what``."""
+    return package.ABSENT_MESSAGE.format(chapter="1", what=what)
+
+
 # Each attack: (exercise, the cells that replace its definition, cells
-# inserted at the top of the notebook (after the set-up cell)).
-SHORTCUTS = {
+# inserted at the top of the notebook (after the set-up cell), the
+# exercises it costs, what each of their messages says).
+#
+# First layer, chapter 1 only: TensorFlow, Keras, JAX, SciPy and np.pad
+# are absent from the sandbox. However the notebook reaches them, the
+# exercise earns 0 with the message that says so; 1.5, which calls the
+# notebook's zero_pad, earns 0 with it when 1.3 used np.pad.
+ABSENT = {
     # the plain shortcut
     "np.pad": (
         "1.3",
         "def zero_pad(X, pad):\n"
         "    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))\n",
         "",
+        {"1.3", "1.5"},
+        [_absent("numpy.pad")],
     ),
     # a reference taken before grading, under another name, through getattr
     "captured-alias": (
@@ -426,48 +467,21 @@ SHORTCUTS = {
         "def zero_pad(X, pad):\n"
         "    return _fill(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))\n",
         "import numpy\n_fill = getattr(numpy, 'pad')\ndel numpy\n",
+        {"1.3", "1.5"},
+        [_absent("numpy.pad")],
     ),
-    # a copy of the function object, rebuilt from its code before grading
-    "function-copy": (
+    "tf.pad": (
         "1.3",
         "def zero_pad(X, pad):\n"
-        "    return _copy(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))\n",
-        "import types, numpy\n"
-        "_impl = numpy.pad._implementation\n"
-        "_copy = types.FunctionType(_impl.__code__, _impl.__globals__,\n"
-        "    'mine', _impl.__defaults__, _impl.__closure__)\n",
-    ),
-    # switching the profile hook off before the library does the work
-    "setprofile-off": (
-        "1.6",
-        "def pool_forward(A_prev, f, stride, mode='max'):\n"
-        "    import sys, scipy.ndimage as ndi\n"
-        "    sys.setprofile(None)\n"
-        "    m, h, w, c = A_prev.shape\n"
-        "    n_H = (h - f) // stride + 1\n"
-        "    n_W = (w - f) // stride + 1\n"
-        "    filt = ndi.maximum_filter if mode == 'max' else "
-        "ndi.uniform_filter\n"
-        "    full = filt(A_prev, size=(1, f, f, 1), mode='constant',\n"
-        "                origin=(0, -(f // 2), -(f // 2), 0))\n"
-        "    return full[:, : n_H * stride : stride, "
-        ": n_W * stride : stride]\n",
+        "    import tensorflow as tf\n"
+        "    p = ((0, 0), (pad, pad), (pad, pad), (0, 0))\n"
+        "    return tf.pad(X, p).numpy()\n",
         "",
-    ),
-    # a thread pool started before the checks does the padding while the
-    # function waits for it
-    "pool-thread": (
-        "1.3",
-        "def zero_pad(X, pad):\n"
-        "    job = _pool.submit(np.pad, X, "
-        "((0, 0), (pad, pad), (pad, pad), (0, 0)))\n"
-        "    return job.result()\n",
-        "from concurrent.futures import ThreadPoolExecutor\n"
-        "_pool = ThreadPoolExecutor(1)\n"
-        "_pool.submit(int).result()\n",
+        {"1.3", "1.5"},
+        [_absent("tensorflow")],
     ),
     # scipy's correlate doing the convolution, called from a thread
-    "thread": (
+    "scipy.signal": (
         "1.5",
         "def conv_forward(A_prev, W, b, stride, pad):\n"
         "    import threading\n"
@@ -491,20 +505,115 @@ SHORTCUTS = {
         "    t.join()\n"
         "    return out['Z']\n",
         "",
+        {"1.5"},
+        [_absent("scipy")],
+    ),
+    # scipy's filters doing the pooling
+    "scipy.ndimage": (
+        "1.6",
+        "def pool_forward(A_prev, f, stride, mode='max'):\n"
+        "    import scipy.ndimage as ndi\n"
+        "    m, h, w, c = A_prev.shape\n"
+        "    n_H = (h - f) // stride + 1\n"
+        "    n_W = (w - f) // stride + 1\n"
+        "    filt = ndi.maximum_filter if mode == 'max' else "
+        "ndi.uniform_filter\n"
+        "    full = filt(A_prev, size=(1, f, f, 1), mode='constant',\n"
+        "                origin=(0, -(f // 2), -(f // 2), 0))\n"
+        "    return full[:, : n_H * stride : stride, "
+        ": n_W * stride : stride]\n",
+        "",
+        {"1.6"},
+        [_absent("scipy")],
+    ),
+    "keras.ops": (
+        "1.6",
+        "def pool_forward(A_prev, f, stride, mode='max'):\n"
+        "    import keras\n"
+        "    pool = keras.ops.max_pool if mode == 'max' else "
+        "keras.ops.average_pool\n"
+        "    return np.asarray(pool(A_prev, f, stride))\n",
+        "",
+        {"1.6"},
+        [_absent("keras")],
     ),
 }
 
-
-# a pool that runs through the checks makes every watched call of the
-# notebook unverifiable, not only the one that used it
-ALSO_ZERO = {"pool-thread": {"1.5", "1.6"}}
+# Second layer, the tripwire: in chapter 1 it is what keeps the NumPy
+# functions the sandbox leaves (np.correlate, np.convolve) from doing the
+# work, so its own cases are tested there, on 1.5.
+WATCHED = "exercise 1.5 asks you to implement"
+TRIPWIRE = {
+    "np.correlate": (
+        "1.5",
+        _correlating(),
+        "",
+        {"1.5"},
+        [WATCHED, "numpy.correlate did the work"],
+    ),
+    # a copy of the function object, rebuilt from its code before grading
+    "function-copy": (
+        "1.5",
+        _correlating("_copy"),
+        "import types, numpy\n"
+        "_impl = numpy.correlate._implementation\n"
+        "_copy = types.FunctionType(_impl.__code__, _impl.__globals__,\n"
+        "    'mine', _impl.__defaults__, _impl.__closure__)\n",
+        {"1.5"},
+        [WATCHED, "numpy.correlate did the work"],
+    ),
+    # switching the profile hook off before the library does the work
+    "setprofile-off": (
+        "1.5",
+        _correlating(prefix="    import sys\n    sys.setprofile(None)\n"),
+        "",
+        {"1.5"},
+        [WATCHED, "it set a profile function (sys.setprofile)"],
+    ),
+    # the library called from a thread the function starts
+    "thread": (
+        "1.5",
+        _correlating(
+            "_in_thread",
+            "    import threading\n"
+            "    def _in_thread(*args):\n"
+            "        out = []\n"
+            "        t = threading.Thread(\n"
+            "            target=lambda: out.append(np.correlate(*args)))\n"
+            "        t.start()\n"
+            "        t.join()\n"
+            "        return out[0]\n",
+        ),
+        "",
+        {"1.5"},
+        [WATCHED, "it started a thread the grader cannot watch"],
+    ),
+    # a thread pool started before the checks does the work while the
+    # function waits for it: it runs through the checks, so every watched
+    # call of the notebook is unverifiable, not only the one that used it
+    "pool-thread": (
+        "1.5",
+        _correlating("_pooled"),
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "_pool = ThreadPoolExecutor(1)\n"
+        "_pool.submit(int).result()\n"
+        "def _pooled(*args):\n"
+        "    return _pool.submit(np.correlate, *args).result()\n",
+        {"1.3", "1.5", "1.6"},
+        [WATCHED, "threads of the notebook's own were running"],
+    ),
+}
+SHORTCUTS = {**ABSENT, **TRIPWIRE}
 
 
 @needs_sandbox
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(SHORTCUTS))
 def test_a_library_doing_the_work_earns_nothing(case, tmp_path):
-    key, body, prelude = SHORTCUTS[case]
+    """The shortcut's exercise earns 0 with the message of the layer that
+    stops it (the absent library, or the tripwire's reason), every
+    exercise it does not reach keeps its points."""
+    key, body, prelude, zeros, says = SHORTCUTS[case]
     nb = _solution()
     names = {ex.key: ex.names[0] for ex in chapters.exercises("ch01")}
     _define(nb, names[key], body)
@@ -516,14 +625,17 @@ def test_a_library_doing_the_work_earns_nothing(case, tmp_path):
     report = grade(path, limits=LIMITS).to_json()
     summary = format_report(report)
     got = {r["key"]: r["points"] for r in report["exercises"]}
-    zeros = {key} | ALSO_ZERO.get(case, set())
     assert got == {k: (0 if k in zeros else v) for k, v in FULL.items()}, (
         summary
     )
     message = next(r for r in report["exercises"] if r["key"] == key)[
         "message"
     ]
-    assert f"exercise {key} asks you to implement" in message, summary
+    for fragment in says:
+        assert fragment in message, summary
+    if case in ABSENT:
+        # the absent library stops it before the tripwire sees anything
+        assert "asks you to implement" not in message, summary
 
 
 @needs_sandbox

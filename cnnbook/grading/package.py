@@ -362,6 +362,15 @@ def absent_overlays(chapter, dest):
         if spec is None:
             continue  # not installed
         folders = list(spec.submodule_search_locations or [])
+        # once imported, a package may list its own subfolders too
+        # (tensorflow/_api/v2): only the outermost folder is covered
+        folders = [
+            f
+            for f in folders
+            if not any(
+                pathlib.Path(g) in pathlib.Path(f).parents for g in folders
+            )
+        ]
         if not folders:
             raise OverlayMissing(
                 f"{name} is installed as {spec.origin}, not as a package "
