@@ -35,8 +35,15 @@ def _expected(stem):
 
 def _dry_run(folder, stems, **env):
     """One subprocess for ``stems`` (its imports and the backend start are
-    paid once); per lab, its record rows or the error it ended with."""
+    paid once); per lab, its record rows or the error it ended with.
+
+    Kept in ``folder`` for the rest of the session: pytest-xdist tears a
+    module's fixtures down whenever a worker's queue runs dry, and the
+    subprocess takes minutes."""
     results = folder / "results"
+    kept = folder / "found.json"
+    if kept.exists():
+        return results, json.loads(kept.read_text())
     done = subprocess.run(
         [sys.executable, "-m", "cnnbook.dry_run", "--results", str(results)]
         + list(stems),
@@ -63,7 +70,14 @@ def _dry_run(folder, stems, **env):
                 f"exit {done.returncode}, never reached:\n"
                 + (done.stdout + done.stderr)[-4000:]
             )
+    kept.write_text(json.dumps(found))
     return results, found
+
+
+def _folder(factory, name):
+    folder = factory.getbasetemp() / f"gpu-dry-run-{name}"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 TF_LABS = ["ch02-lenet", "ch03-alexnet", "ch05-resnet18"]
@@ -72,7 +86,7 @@ TF_LABS = ["ch02-lenet", "ch03-alexnet", "ch05-resnet18"]
 @pytest.fixture(scope="module")
 def jax_runs(tmp_path_factory):
     return _dry_run(
-        tmp_path_factory.mktemp("jax"),
+        _folder(tmp_path_factory, "jax"),
         list(labs.LABS),
         KERAS_BACKEND="jax",
         JAX_PLATFORMS="cpu",
@@ -85,7 +99,7 @@ def jax_runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tf_runs(tmp_path_factory):
     return _dry_run(
-        tmp_path_factory.mktemp("tf"),
+        _folder(tmp_path_factory, "tf"),
         TF_LABS,
         KERAS_BACKEND="tensorflow",
         CNNBOOK_PRECISION="mixed_float16",

@@ -69,6 +69,10 @@ def cells(chapter, *sources):
     return nb
 
 
+def read_notebook(path):
+    return nbformat.read(path, as_version=4)
+
+
 def write(path, nb):
     path.write_text(notebooks.render(nb))
     return path
@@ -426,9 +430,19 @@ def test_honest_solution_keeps_full_marks(ch01_batch):
 @pytest.mark.parametrize(
     "key, words",
     [
+        # chapter 1 is graded with these libraries absent: the refusal
+        # names the library (the tripwire's words where one is present)
         ("1.3", ("np.pad", "numpy.pad")),
-        ("1.5", ("keras.ops.conv", "ops.conv")),
-        ("1.6", ("keras.ops.max_pool", "ops.max_pool", "ops.average_pool")),
+        ("1.5", ("keras.ops.conv", "ops.conv", "keras is not available")),
+        (
+            "1.6",
+            (
+                "keras.ops.max_pool",
+                "ops.max_pool",
+                "ops.average_pool",
+                "keras is not available",
+            ),
+        ),
     ],
 )
 def test_framework_shortcuts_earn_nothing(ch01_batch, key, words):
@@ -477,11 +491,16 @@ def test_every_writable_path_swapped_for_a_link_changes_nothing(ch01_batch):
     assert_canary_intact(ch01_batch["swap_canary"])
 
 
-def test_a_compressed_bomb_is_refused_before_it_inflates(ch01_batch):
-    # no process of the whole batch (graders, kernels) came near the bomb
-    assert ch01_batch["max_rss"] < NPZ_BOMB_BYTES // 2, ch01_batch["max_rss"]
+def test_a_compressed_bomb_is_refused_before_it_inflates(ch01_batch, tmp_path):
     report = ch01_batch["reports"]["npz-bomb"]
     assert points(report) == dict(FULL01, **{"1.5": 0}), report
+    # graded alone, so that the peak is this grade's (grader and kernel)
+    # and not another submission's of the batch
+    nb = read_notebook(ch01_batch["subs"] / "npz-bomb.ipynb")
+    path = write(tmp_path / "ch01-bomb.ipynb", nb)
+    run = grade(path, tmp_path, "--chapter", "ch01", memory_mb=8192)
+    assert run["max_rss"] < NPZ_BOMB_BYTES // 2, run["max_rss"]
+    assert points(run["report"])["1.5"] == 0, run["report"]
 
 
 @pytest.mark.parametrize("name", ["bob", "answers"])
@@ -727,11 +746,19 @@ def test_other_routes_to_resnet50_are_blocked(ch05_batch, route):
 
 
 def test_a_huge_model_configuration_is_refused_before_it_is_built(
-    ch05_batch,
+    ch05_batch, tmp_path
 ):
-    assert ch05_batch["max_rss"] < 2048 * MiB, ch05_batch["max_rss"]
     report = ch05_batch["reports"]["dense-bomb"]
     assert points(report)["5.1"] == 0, report
+    # graded alone: the batch's peak is the ResNet-50 submission's kernel
+    setup = "import keras\nimport numpy as np\nfrom keras import layers"
+    path = write(
+        tmp_path / "ch05-dense.ipynb", cells("ch05", setup, DENSE_BOMB)
+    )
+    run = grade(path, tmp_path, "--chapter", "ch05", memory_mb=8192)
+    assert points(run["report"])["5.1"] == 0, run["report"]
+    # rebuilt, the 2 GiB of weights would come on top of the grader's own
+    assert run["max_rss"] < 2048 * MiB, run["max_rss"]
 
 
 def test_the_instructors_chapter_wins_over_the_file(ch05_batch):
