@@ -108,6 +108,18 @@ def case_study_times(rows):
     ]
 
 
+def _annotate(ax, label, point, under):
+    """``label`` beside ``point``, below it where ``under`` says."""
+    ax.annotate(
+        label,
+        point,
+        textcoords="offset points",
+        xytext=(6, -8 if under else 6),
+        va="top" if under else "baseline",
+        fontsize=8,
+    )
+
+
 def accuracy_vs_time(rows):
     """Test accuracy against wall-clock training time in minutes, one
     marker per run; ``rows`` are ``(label, minutes, accuracy as a
@@ -120,14 +132,7 @@ def accuracy_vs_time(rows):
         rows, points, below, strict=True
     ):
         ax.scatter(minutes, percent, s=60)
-        ax.annotate(
-            label,
-            (minutes, percent),
-            textcoords="offset points",
-            xytext=(6, -8 if under else 6),
-            va="top" if under else "baseline",
-            fontsize=8,
-        )
+        _annotate(ax, label, (minutes, percent), under)
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
@@ -148,14 +153,7 @@ def accuracy_vs_macs(rows):
         rows, points, below, strict=True
     ):
         ax.scatter(macs, percent, s=40 + 900 * parameters / biggest, alpha=0.6)
-        ax.annotate(
-            label,
-            (macs, percent),
-            textcoords="offset points",
-            xytext=(6, -8 if under else 6),
-            va="top" if under else "baseline",
-            fontsize=8,
-        )
+        _annotate(ax, label, (macs, percent), under)
     ax.set_xscale("log")
     ax.set_xlabel("multiply-accumulates per image")
     ax.set_ylabel("test accuracy (%)")
