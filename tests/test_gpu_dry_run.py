@@ -8,6 +8,7 @@ JAX + ``mixed_bfloat16`` on two virtual devices for every lab; TensorFlow
 AlexNet and ResNet-18.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -37,9 +38,20 @@ def _dry_run(folder, stems, **env):
     """One subprocess for ``stems`` (its imports and the backend start are
     paid once); per lab, its record rows or the error it ended with.
 
-    Kept in ``folder`` for the rest of the session: pytest-xdist tears a
-    module's fixtures down whenever a worker's queue runs dry, and the
-    subprocess takes minutes."""
+    Kept in ``folder`` for the rest of the session, for every worker:
+    pytest-xdist tears a module's fixtures down whenever a worker's queue
+    runs dry, ``--dist loadgroup`` still sent this module to both workers,
+    and the subprocess takes minutes. The first worker to take the lock runs
+    it; the other waits for its result."""
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _run_once(folder, stems, env)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_once(folder, stems, env):
     results = folder / "results"
     kept = folder / "found.json"
     if kept.exists():
@@ -75,7 +87,11 @@ def _dry_run(folder, stems, **env):
 
 
 def _folder(factory, name):
-    folder = factory.getbasetemp() / f"gpu-dry-run-{name}"
+    # the parent of a worker's basetemp is the session's, shared by workers
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / f"gpu-dry-run-{name}"
     folder.mkdir(exist_ok=True)
     return folder
 
