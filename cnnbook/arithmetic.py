@@ -64,6 +64,55 @@ def conv_multiplications(n_H, n_W, n_C, f, n_C_prev):
     return n_H * n_W * n_C * f * f * n_C_prev
 
 
+def depthwise_multiplications(n_H, n_W, n_C, f):
+    """Multiplications of a depthwise convolution: one ``f x f`` filter per
+    channel, so each of the ``n_H x n_W x n_C`` outputs costs ``f * f``
+    (the output keeps the input's ``n_C`` channels). Chapter 8."""
+    _check_positive(n_H=n_H, n_W=n_W, n_C=n_C, f=f)
+    return n_H * n_W * n_C * f * f
+
+
+@dataclass(frozen=True)
+class SeparableCost:
+    """Multiplications of a depthwise-separable convolution, against the
+    normal convolution with the same input, filter size and output.
+    Chapter 8."""
+
+    normal: int
+    depthwise: int
+    pointwise: int
+
+    @property
+    def separable(self):
+        return self.depthwise + self.pointwise
+
+    @property
+    def ratio(self):
+        """Separable over normal: :func:`separable_ratio`."""
+        return self.separable / self.normal
+
+
+def separable_cost(n_H, n_W, n_C_prev, f, n_C):
+    """:class:`SeparableCost` for an output of ``n_H x n_W x n_C`` from
+    ``n_C_prev`` channels with ``f x f`` filters: the normal convolution
+    (:func:`conv_multiplications`), the depthwise step
+    (:func:`depthwise_multiplications`, ``n_C_prev`` channels kept) and the
+    1x1 pointwise step. Chapter 8."""
+    return SeparableCost(
+        normal=conv_multiplications(n_H, n_W, n_C, f, n_C_prev),
+        depthwise=depthwise_multiplications(n_H, n_W, n_C_prev, f),
+        pointwise=conv_multiplications(n_H, n_W, n_C, 1, n_C_prev),
+    )
+
+
+def separable_ratio(n_C, f):
+    """Separable over normal multiplications, ``1/n_C + 1/f**2``: the
+    pointwise step costs ``1/f²`` of the normal convolution and the
+    depthwise step ``1/n_C`` of it, whatever the input size. Chapter 8."""
+    _check_positive(n_C=n_C, f=f)
+    return 1 / n_C + 1 / f**2
+
+
 def pool_output_size(n, f, s=None, p=0):
     """Height (or width) after pooling; the stride defaults to f. Chapter 1."""
     return conv_output_size(n, f, p, f if s is None else s)

@@ -1,11 +1,11 @@
 """Model builders, one module per chapter.
 
 ``basics`` (Chapter 1), ``lenet`` (2), ``alexnet`` (3), ``vgg`` (4),
-``resnet`` (5) and ``inception`` (6). The public names of this package are
-those of the modules' ``__all__``, read from the modules themselves (no
-second list to keep), so that ``cnnbook.models.lenet5`` and
-``from cnnbook.models import vgg16`` work. The conventions every builder
-follows are in :mod:`cnnbook.models._layers`.
+``resnet`` (5), ``inception`` (6) and ``mobilenet`` (8). The public
+names of this package are those of the modules' ``__all__``, read from
+the modules themselves (no second list to keep), so that
+``cnnbook.models.lenet5`` and ``from cnnbook.models import vgg16`` work.
+The conventions every builder follows are in :mod:`cnnbook.models._layers`.
 
 ``alexnet`` is both a module and its builder: here the name means the
 builder (``cnnbook.models.alexnet(...)``); the module is
@@ -16,7 +16,15 @@ builder (``cnnbook.models.alexnet(...)``); the module is
 import importlib
 
 # The chapter modules, in the order of the book.
-MODULES = ("basics", "lenet", "alexnet", "vgg", "resnet", "inception")
+MODULES = (
+    "basics",
+    "lenet",
+    "alexnet",
+    "vgg",
+    "resnet",
+    "inception",
+    "mobilenet",
+)
 
 
 def _public_names():
