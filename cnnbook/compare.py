@@ -98,13 +98,16 @@ def cost(model):
 CASE_STUDIES = labs.case_studies()
 
 # The networks as the papers define them, for ImageNet-size inputs
-# (LeNet-5 for its 32x32 digits).
+# (LeNet-5 for its 32x32 digits); Chapter 8's three at width 1.
 CANONICAL = (
     ("LeNet-5", "lenet5", {}),
     ("AlexNet", "alexnet", {}),
     ("VGG-16", "vgg16", {}),
     ("GoogLeNet", "googlenet", {"aux_classifiers": False}),
     ("ResNet-50", "resnet50", {}),
+    ("MobileNet", "mobilenet_v1", {}),
+    ("MobileNetV2", "mobilenet_v2", {}),
+    ("EfficientNet-B0", "efficientnet_b0", {}),
 )
 
 
