@@ -22,7 +22,16 @@ SMALL = {
 }
 # The paper-width networks: their full size is tested in their chapter's
 # tests against the papers' counts, not rebuilt here.
-PAPER_WIDTH = {"alexnet", "vgg16", "vgg19", "resnet50", "googlenet"}
+PAPER_WIDTH = {
+    "alexnet",
+    "vgg16",
+    "vgg19",
+    "resnet50",
+    "googlenet",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "efficientnet_b0",
+}
 
 
 def _module_functions():
