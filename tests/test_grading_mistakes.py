@@ -737,6 +737,229 @@ CASES.update(
     }
 )
 
+SEPARABLE = """
+def separable_cost(n_H, n_W, n_C_prev, f, n_C):
+    normal = n_H * n_W * n_C * f * f * n_C_prev
+    depthwise = {depthwise}
+    pointwise = {pointwise}
+    return {{"normal": normal, "depthwise": depthwise,
+            "pointwise": pointwise, "ratio": {ratio}}}
+"""
+SEPARABLE_RIGHT = {
+    "depthwise": "n_H * n_W * n_C_prev * f * f",
+    "pointwise": "n_H * n_W * n_C * n_C_prev",
+    "ratio": "(depthwise + pointwise) / normal",
+}
+
+
+def _separable(**wrong):
+    return SEPARABLE.format(**{**SEPARABLE_RIGHT, **wrong})
+
+
+INVERTED = """
+def inverted_residual_block(x, filters, expansion, stride):
+    channels = x.shape[-1]
+    inputs = x
+    if {expand_if}:
+        x = layers.Conv2D({expanded}, 1, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU({top})(x)
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same",
+                               use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU({top})(x)
+    x = layers.Conv2D(filters, 1, use_bias={bias})(x)
+    x = layers.BatchNormalization()(x)
+    {projection_relu}
+    if {shortcut_if}:
+        x = layers.Add()([inputs, x])
+    return x
+"""
+INVERTED_RIGHT = {
+    "expand_if": "expansion != 1",
+    "expanded": "channels * expansion",
+    "top": "6.0",
+    "bias": "False",
+    "projection_relu": "",
+    "shortcut_if": "stride == 1 and channels == filters",
+}
+
+
+def _inverted(**wrong):
+    return INVERTED.format(**{**INVERTED_RIGHT, **wrong})
+
+
+FROZEN = """
+def frozen_with_head(base, num_classes):
+    {freeze}
+    inputs = keras.Input(base.inputs[0].shape[1:])
+    x = layers.{pool}()(base(inputs))
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    {after}
+    return model
+"""
+FROZEN_RIGHT = {
+    "freeze": "base.trainable = False",
+    "pool": "GlobalAveragePooling2D",
+    "after": "",
+}
+
+
+def _frozen(**wrong):
+    return FROZEN.format(**{**FROZEN_RIGHT, **wrong})
+
+
+UNFREEZE = """
+def unfreeze_for_fine_tuning(model):
+    for layer in model.layers:
+        layer.trainable = {trainable}
+        for inner in getattr(layer, "layers", []):
+            if isinstance(inner, layers.BatchNormalization):
+                inner.trainable = {bn_trainable}
+    {after}
+    return model
+"""
+UNFREEZE_RIGHT = {"trainable": "True", "bn_trainable": "False", "after": ""}
+
+
+def _unfreeze(**wrong):
+    return UNFREEZE.format(**{**UNFREEZE_RIGHT, **wrong})
+
+
+CASES.update(
+    {
+        # ------------------------------------------------------- 8.x
+        "8.1-pointwise-with-f2": (
+            "ch08",
+            "8.1",
+            _separable(pointwise="n_H * n_W * n_C * f * f * n_C_prev"),
+            ["pointwise step is a 1x1 convolution"],
+        ),
+        "8.1-depthwise-output-channels": (
+            "ch08",
+            "8.1",
+            _separable(depthwise="n_H * n_W * n_C * f * f"),
+            ["keeps the input's channels", "n_C_prev of them, not n_C"],
+        ),
+        "8.1-depthwise-full-depth": (
+            "ch08",
+            "8.1",
+            _separable(depthwise="n_H * n_W * n_C_prev * f * f * n_C_prev"),
+            ["sees one channel only"],
+        ),
+        "8.1-ratio-inverted": (
+            "ch08",
+            "8.1",
+            _separable(ratio="normal / (depthwise + pointwise)"),
+            ["separable over normal"],
+        ),
+        "8.1-ratio-pointwise-only": (
+            "ch08",
+            "8.1",
+            _separable(ratio="pointwise / normal"),
+            ["the depthwise AND the pointwise step"],
+        ),
+        "8.2-relu-after-projection": (
+            "ch08",
+            "8.2",
+            _inverted(projection_relu="x = layers.ReLU(6.0)(x)"),
+            ["the projection is linear"],
+        ),
+        "8.2-shortcut-at-stride-2": (
+            "ch08",
+            "8.2",
+            _inverted(shortcut_if="channels == filters"),
+            ["added back only where the block keeps the shape"],
+        ),
+        "8.2-shortcut-where-channels-change": (
+            "ch08",
+            "8.2",
+            _inverted(shortcut_if="stride == 1"),
+            ["added back only where the block keeps the shape"],
+        ),
+        "8.2-no-shortcut": (
+            "ch08",
+            "8.2",
+            _inverted(shortcut_if="False"),
+            ["the block adds its input"],
+        ),
+        "8.2-expansion-of-the-output": (
+            "ch08",
+            "8.2",
+            _inverted(expanded="filters * expansion"),
+            ["multiplies the block's INPUT channels"],
+        ),
+        "8.2-expansion-1-expanded": (
+            "ch08",
+            "8.2",
+            _inverted(expand_if="True"),
+            ["nothing to widen"],
+        ),
+        "8.2-bias": (
+            "ch08",
+            "8.2",
+            _inverted(bias="True"),
+            ["needs no bias"],
+        ),
+        "8.2-plain-relu": (
+            "ch08",
+            "8.2",
+            _inverted(top="None"),
+            ["activation is ReLU6"],
+        ),
+        "8.3-base-not-frozen": (
+            "ch08",
+            "8.3",
+            _frozen(freeze="pass"),
+            ["the base is not frozen"],
+        ),
+        "8.3-head-frozen": (
+            "ch08",
+            "8.3",
+            _frozen(
+                after="for layer in model.layers:\n"
+                "        layer.trainable = False"
+            ),
+            ["has 0 trainable weights", "the head is frozen too"],
+        ),
+        "8.3-batch-norm-left-trainable": (
+            "ch08",
+            "8.3",
+            _frozen(
+                freeze="for layer in base.layers:\n"
+                "        if not isinstance(layer, layers.BatchNormalization):"
+                "\n            layer.trainable = False"
+            ),
+            ["batch normalisation layers are left trainable", "moving mean"],
+        ),
+        "8.3-flatten-head": (
+            "ch08",
+            "8.3",
+            _frozen(pool="Flatten"),
+            ["GlobalAveragePooling2D"],
+        ),
+        "8.4-batch-norm-unfrozen": (
+            "ch08",
+            "8.4",
+            _unfreeze(bn_trainable="True"),
+            ["training mode", "training=True, which overrides it"],
+        ),
+        "8.4-base-still-frozen": (
+            "ch08",
+            "8.4",
+            _unfreeze(trainable="layer.trainable"),
+            ["the base is still frozen"],
+        ),
+        "8.4-head-frozen": (
+            "ch08",
+            "8.4",
+            _unfreeze(after="model.layers[-1].trainable = False"),
+            ["the head must keep training"],
+        ),
+    }
+)
+
 
 def _namespace(code):
     ns = {}

@@ -1,0 +1,401 @@
+"""Chapter 8, exercises 8.3 and 8.4: a base network frozen under a new
+head, then unfrozen for fine-tuning with its batch normalisation kept in
+inference mode.
+
+Both are judged by what Keras does with the model the learner returns:
+how many weights are trainable, and which weights one training step
+changes. In Keras 3 a ``BatchNormalization`` layer whose ``trainable`` is
+False runs in inference mode (it neither learns its scale and offset nor
+updates its moving mean and variance), whatever ``training`` it is
+called with; the ``training=False`` given when the base is called in a
+functional model is overridden by the ``training=True`` that ``fit``
+passes (keras-team/keras#20285), so it alone does not keep the
+statistics still once the base is trainable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cnnbook.grading.api import (
+    CheckFailure,
+    call_learner,
+    exercise,
+    expect_equal,
+    mistake,
+    with_options,
+)
+from cnnbook.grading.checks.ch08.blocks import randomise
+from cnnbook.kinds import is_layer
+
+CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch08', the folder's name
+
+BN_TRAINING = (
+    "batch normalisation ran in training mode: a BatchNormalization layer "
+    "that is trainable updates its moving mean and variance from every "
+    "batch, so the statistics the base learnt are overwritten by those of "
+    "the new data"
+)
+KEEP_BN_FROZEN = (
+    "keep every BatchNormalization layer of the base frozen "
+    "(layer.trainable = False) while the rest trains: in Keras 3 a frozen "
+    "one runs in inference mode; calling the base with training=False is "
+    "not enough, because fit calls the model with training=True, which "
+    "overrides it"
+)
+
+
+# ----------------------------------------------------------------- helpers
+def _all_layers(model):
+    """Every layer of ``model``, those of nested models included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _leaves(model):
+    return [x for x in _all_layers(model) if not hasattr(x, "layers")]
+
+
+def _size(weights):
+    return sum(math.prod(w.shape) for w in weights)
+
+
+def _base(rng):
+    """A small base network standing in for a pretrained one: a strided
+    3x3 convolution and an inverted residual block, with random weights
+    and batch-norm statistics far from their defaults."""
+    import keras  # delays keras
+    from keras import layers  # delays keras
+
+    from cnnbook.models import inverted_residual  # delays keras
+
+    size = int(rng.integers(8, 17))
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Conv2D(
+        int(rng.integers(4, 13)),
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        name="stem",
+    )(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu6", name="stem_relu6")(x)
+    x = inverted_residual(
+        x, int(rng.integers(4, 17)), expansion=3, name="block1"
+    )
+    base = keras.Model(inputs, x, name="base")
+    randomise(base, rng)
+    return base
+
+
+def _head_params(base, num_classes):
+    """Weights of global average pooling and a dense softmax layer."""
+    return (base.output.shape[-1] + 1) * num_classes
+
+
+def _bn_trainable(model):
+    """Scale and offset of every batch normalisation of ``model``."""
+    return sum(
+        2 * x.get_weights()[0].size
+        for x in _all_layers(model)
+        if is_layer(x, "BatchNormalization")
+    )
+
+
+def _trainable_count(model):
+    return _size(model.trainable_weights)
+
+
+def _expect_model(model, num_classes, what):
+    if model is None:
+        raise CheckFailure(f"{what} returned None: did you forget `return`?")
+    if not hasattr(model, "outputs") or not hasattr(model, "layers"):
+        raise CheckFailure(
+            f"{what} should return a keras Model, got {type(model).__name__}"
+        )
+    if len(model.outputs) != 1:
+        raise CheckFailure(
+            f"{what} should have one output, it has {len(model.outputs)}"
+        )
+    expect_equal(
+        tuple(model.output.shape), (None, num_classes), f"{what}: output shape"
+    )
+
+
+def _keeps_base_weights(model, base, what):
+    """Fail unless every weight array of ``base`` is in ``model``."""
+    remaining = [np.asarray(w) for w in model.get_weights()]
+    for layer in base.layers:
+        for weight in layer.get_weights():
+            for index, candidate in enumerate(remaining):
+                if candidate.shape == weight.shape and np.array_equal(
+                    candidate, weight
+                ):
+                    del remaining[index]
+                    break
+            else:
+                raise CheckFailure(
+                    f"{what}: the weights of the base's layer '{layer.name}' "
+                    "are not in the model; build the new model on the base "
+                    "passed in (call it, or use its input and output), so "
+                    "that it keeps what the base learnt"
+                )
+
+
+def _training_step(model, rng):
+    """Weights before and after one step of SGD on a random batch (the
+    images far from zero mean, so that statistics in training mode would
+    move)."""
+    import keras  # delays keras
+
+    num_classes = model.output.shape[-1]
+    shape = tuple(model.inputs[0].shape[1:])
+    x = rng.normal(1.0, 2.0, (8, *shape)).astype("float32")
+    y = rng.integers(0, num_classes, 8)
+    trainable = [np.array(w) for w in model.trainable_weights]
+    frozen = [np.array(w) for w in model.non_trainable_weights]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss="sparse_categorical_crossentropy",
+    )
+    model.train_on_batch(x, y)
+    return (
+        trainable,
+        [np.array(w) for w in model.trainable_weights],
+        frozen,
+        [np.array(w) for w in model.non_trainable_weights],
+    )
+
+
+def _moved_statistics(model, before):
+    """The batch normalisation layers whose moving mean or variance
+    differ from ``before`` (name -> its weights, taken earlier)."""
+    return [
+        x.name
+        for x in _all_layers(model)
+        if is_layer(x, "BatchNormalization")
+        and not all(
+            np.array_equal(a, b)
+            for a, b in zip(before[x.name][2:], x.get_weights()[2:])
+        )
+    ]
+
+
+def _statistics(model):
+    return {
+        x.name: [np.array(w) for w in x.get_weights()]
+        for x in _all_layers(model)
+        if is_layer(x, "BatchNormalization")
+    }
+
+
+def _expect_probabilities(model, rng, what):
+    shape = tuple(model.inputs[0].shape[1:])
+    x = rng.normal(0, 1, (2, *shape)).astype("float32")
+    out = np.asarray(model(x, training=False))
+    if not np.allclose(out.sum(axis=1), 1.0, atol=1e-4) or (out < 0).any():
+        raise CheckFailure(
+            f"{what}: the head ends in a softmax (probabilities that sum "
+            "to 1, for sparse_categorical_crossentropy)"
+        )
+
+
+# ------------------------------------------------------------------ 8.3
+def reference_frozen(base, num_classes):
+    """The reference answer of 8.3: the base frozen, called in inference
+    mode, then global average pooling and a dense softmax layer."""
+    import keras  # delays keras
+    from keras import layers  # delays keras
+
+    base.trainable = False
+    inputs = keras.Input(tuple(base.inputs[0].shape[1:]))
+    x = base(inputs, training=False)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _frozen_mistake(got, base, num_classes, base_trainable, base_bn):
+    """The mistake that gives ``got`` trainable weights; the base's
+    counts are taken before the learner's code could change it."""
+    head = _head_params(base, num_classes)
+    height, width, channels = base.output.shape[1:]
+    variants = [
+        (
+            0,
+            "the head is frozen too: nothing would train; freeze the base "
+            "only (base.trainable = False), not the whole model",
+        ),
+        (
+            head + base_trainable,
+            "the base is not frozen: set base.trainable = False, so that "
+            "only the new head trains",
+        ),
+        (
+            head + base_bn,
+            "the base's batch normalisation layers are left trainable; "
+            + BN_TRAINING
+            + ". Freeze the whole base: base.trainable = False",
+        ),
+        (
+            (height * width * channels + 1) * num_classes,
+            "pool the base's output (GlobalAveragePooling2D) before the "
+            "dense layer: flattening it gives the head height x width "
+            "times as many weights",
+        ),
+    ]
+    for count, hint in variants:
+        if got == count:
+            return hint
+    return None
+
+
+def _check_frozen(func, num_classes, rng):
+    base = _base(rng)
+    base_trainable = _size(base.trainable_weights)
+    base_bn = _bn_trainable(base)
+    what = f"frozen_with_head(base, {num_classes})"
+    model = call_learner(
+        with_options(func, weights=True), base, num_classes, what=what
+    )
+    _expect_model(model, num_classes, what)
+    _keeps_base_weights(model, base, what)
+    got = _trainable_count(model)
+    expected = _head_params(base, num_classes)
+    if got != expected:
+        hint = _frozen_mistake(got, base, num_classes, base_trainable, base_bn)
+        message = (
+            f"{what} has {got:,} trainable weights, expected {expected:,} "
+            "(those of the new head)"
+        )
+        if hint:
+            raise mistake(message, hint)
+        raise CheckFailure(message)
+    _expect_probabilities(model, rng, what)
+    statistics = _statistics(model)
+    before, after, frozen_before, frozen_after = _training_step(model, rng)
+    moved = _moved_statistics(model, statistics)
+    if moved:
+        raise mistake(
+            f"{what}: one training step changed the moving statistics of "
+            f"'{moved[0]}'",
+            BN_TRAINING,
+        )
+    if any(
+        not np.array_equal(a, b) for a, b in zip(frozen_before, frozen_after)
+    ):
+        raise CheckFailure(
+            f"{what}: one training step changed weights of the frozen base"
+        )
+    if all(np.array_equal(a, b) for a, b in zip(before, after)):
+        raise CheckFailure(
+            f"{what}: one training step left the head's weights unchanged; "
+            "the new dense layer must train"
+        )
+
+
+@exercise(
+    CHAPTER,
+    "8.3",
+    "freeze a base and add a head",
+    points=3,
+    names=["frozen_with_head"],
+)
+def frozen_visible(ns):
+    _check_frozen(ns["frozen_with_head"], 5, np.random.default_rng(0))
+
+
+@frozen_visible.hidden_check
+def frozen_hidden(ns, rng):
+    _check_frozen(ns["frozen_with_head"], int(rng.integers(2, 30)), rng)
+
+
+# ------------------------------------------------------------------ 8.4
+def _unfreeze_expected(model):
+    """Trainable weights once every layer but batch normalisation trains."""
+    return sum(
+        x.count_params()
+        for x in _leaves(model)
+        if not is_layer(x, "BatchNormalization")
+    )
+
+
+def _unfreeze_mistake(got, model, expected, head):
+    variants = [
+        (
+            head,
+            "the base is still frozen: make the base trainable again "
+            "(its layer in the model, model.get_layer(...).trainable = "
+            "True), then freeze its batch normalisation layers",
+        ),
+        (
+            expected + _bn_trainable(model),
+            f"{BN_TRAINING}. {KEEP_BN_FROZEN}",
+        ),
+        (
+            expected - head,
+            "the head must keep training while the base is fine-tuned",
+        ),
+    ]
+    for count, hint in variants:
+        if got == count:
+            return hint
+    return None
+
+
+def _check_unfreeze(func, num_classes, rng):
+    base = _base(rng)
+    frozen = reference_frozen(base, num_classes)
+    head = _head_params(base, num_classes)
+    expected = _unfreeze_expected(frozen)
+    what = "unfreeze_for_fine_tuning(model)"
+    model = call_learner(with_options(func, weights=True), frozen, what=what)
+    _expect_model(model, num_classes, what)
+    got = _trainable_count(model)
+    if got != expected:
+        hint = _unfreeze_mistake(got, model, expected, head)
+        message = (
+            f"{what} has {got:,} trainable weights, expected {expected:,} "
+            "(every weight but those of batch normalisation)"
+        )
+        if hint:
+            raise mistake(message, hint)
+        raise CheckFailure(message)
+    statistics = _statistics(model)
+    before, after, _, _ = _training_step(model, rng)
+    moved = _moved_statistics(model, statistics)
+    if moved:
+        raise mistake(
+            f"{what}: one training step changed the moving statistics of "
+            f"'{moved[0]}'",
+            f"{BN_TRAINING}. {KEEP_BN_FROZEN}",
+        )
+    if all(np.array_equal(a, b) for a, b in zip(before, after)):
+        raise CheckFailure(
+            f"{what}: one training step left every weight unchanged"
+        )
+
+
+@exercise(
+    CHAPTER,
+    "8.4",
+    "unfreeze for fine-tuning",
+    points=2,
+    names=["unfreeze_for_fine_tuning"],
+)
+def unfreeze_visible(ns):
+    _check_unfreeze(
+        ns["unfreeze_for_fine_tuning"], 5, np.random.default_rng(1)
+    )
+
+
+@unfreeze_visible.hidden_check
+def unfreeze_hidden(ns, rng):
+    _check_unfreeze(
+        ns["unfreeze_for_fine_tuning"], int(rng.integers(2, 30)), rng
+    )
