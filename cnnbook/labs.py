@@ -650,6 +650,56 @@ LABS = {
             case_study=CaseStudy("mobilenet_v2_small_w*", "MobileNet v2"),
         ),
         Lab(
+            "ch08-separable-cost",
+            "What a depthwise-separable convolution saves",
+            None,
+            GpuTarget(None, None, 45, "timing only"),
+            profiles={
+                "smoke": {
+                    "repeats": 1,
+                    "batch_sizes": (2,),
+                    "shapes": ((8, 16), (4, 32)),
+                    "headline_batch": 2,
+                },
+                "cpu": {
+                    "repeats": 11,
+                    "batch_sizes": (1, 8, 32),
+                    "shapes": ((56, 64), (28, 128), (14, 256), (7, 512)),
+                    "headline_batch": 32,
+                },
+                "full": {
+                    "repeats": 11,
+                    "batch_sizes": (1, 8, 32),
+                    "shapes": ((56, 64), (28, 128), (14, 256), (7, 512)),
+                    "headline_batch": 32,
+                },
+                "gpu": {
+                    "repeats": 15,
+                    "batch_sizes": (8, 64, 256),
+                    "shapes": (
+                        (112, 32),
+                        (56, 64),
+                        (28, 128),
+                        (14, 256),
+                        (7, 512),
+                    ),
+                    "headline_batch": 256,
+                },
+            },
+            extras={
+                "repeats": int,
+                "batch_sizes": tuple,
+                "shapes": tuple,
+                "headline_batch": int,
+            },
+            dry_run={
+                "repeats": 1,
+                "batch_sizes": (2,),
+                "shapes": ((8, 16),),
+                "headline_batch": 2,
+            },
+        ),
+        Lab(
             "ch07-side-by-side",
             "The case studies side by side",
             None,
