@@ -663,15 +663,15 @@ LABS = {
                 },
                 "cpu": {
                     "repeats": 11,
-                    "batch_sizes": (1, 8, 32),
+                    "batch_sizes": (1, 4, 16),
                     "shapes": ((56, 64), (28, 128), (14, 256), (7, 512)),
-                    "headline_batch": 32,
+                    "headline_batch": 16,
                 },
                 "full": {
                     "repeats": 11,
-                    "batch_sizes": (1, 8, 32),
+                    "batch_sizes": (1, 4, 16),
                     "shapes": ((56, 64), (28, 128), (14, 256), (7, 512)),
-                    "headline_batch": 32,
+                    "headline_batch": 16,
                 },
                 "gpu": {
                     "repeats": 15,
