@@ -603,9 +603,9 @@ LABS = {
                 ),
                 "cpu": dict(
                     width=0.5,
-                    train_size=20_000,
+                    train_size=10_000,
                     test_size=10_000,
-                    epochs=4,
+                    epochs=3,
                     batch_size=256,
                     warmup_epochs=1,
                     lr=0.2,
