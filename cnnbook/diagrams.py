@@ -10,12 +10,13 @@ Introduced in Chapter 3 and reused by the later chapters:
   the number of channels: the picture of a CNN shrinking and deepening;
 * :func:`parameter_distribution` draws where the parameters live, layer by
   layer;
-* :func:`block_diagram` draws a network with branches (Chapters 5 and 6:
-  residual blocks, inception modules, GoogLeNet and its auxiliary
-  classifiers) as boxes and arrows, from the boxes :func:`layer_graph`
-  reads off the model's connections.
+* :func:`block_diagram` draws a network with branches (Chapters 5, 6 and
+  8: residual blocks, inception modules, GoogLeNet and its auxiliary
+  classifiers, inverted residual blocks, MobileNet v2) as boxes and
+  arrows, from the boxes :func:`layer_graph` reads off the model's
+  connections.
 
-The architecture figures of chapters 2, 5 and 6 (:data:`DIAGRAMS`) are
+The architecture figures of chapters 2, 5, 6 and 8 (:data:`DIAGRAMS`) are
 drawn from the model code and written to ``book/figures/`` by
 ``python -m cnnbook.diagrams``; ``tests/test_diagrams.py`` fails when a
 stored PNG is no longer what the code draws.
@@ -56,6 +57,11 @@ __all__ = [
     "inception_naive_diagram",
     "inception_module_diagram",
     "googlenet_diagram",
+    "inverted_residual_model",
+    "mobilenet_block",
+    "mobilenet_v2_graph",
+    "inverted_residual_diagram",
+    "mobilenet_v2_small_diagram",
     "DIAGRAMS",
     "render",
     "write_diagrams",
@@ -361,6 +367,7 @@ ATTACHED = ("BatchNormalization", "Activation", "ReLU", "Dropout")
 GRAPH_COLOURS = {
     **COLOURS,
     "InputLayer": "#bbbbbb",
+    "DepthwiseConv2D": "#64b5cd",
     "Add": "#c44e52",
     "Concatenate": "#da8bc3",
     "group": "#8172b3",
@@ -448,6 +455,10 @@ def _op_text(layer):
         k, s = config["kernel_size"], config["strides"]
         text = f"{k[0]}\u00d7{k[1]} conv, {config['filters']}"
         return text + (f", /{s[0]}" if s[0] != 1 else "")
+    if is_layer(layer, "DepthwiseConv2D"):
+        k, s = config["kernel_size"], config["strides"]
+        text = f"{k[0]}\u00d7{k[1]} depthwise"
+        return text + (f", /{s[0]}" if s[0] != 1 else "")
     if is_layer(layer, *WINDOW_POOLS):
         k, s = config["pool_size"], config["strides"]
         kind = "max" if is_layer(layer, "MaxPooling2D") else "avg"
@@ -468,7 +479,12 @@ def _op_text(layer):
     return type(layer).__name__
 
 
-_ACTIVATION_TEXT = {"relu": "ReLU", "softmax": "softmax", "tanh": "tanh"}
+_ACTIVATION_TEXT = {
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "softmax": "softmax",
+    "tanh": "tanh",
+}
 
 
 def _activation_text(config):
@@ -912,6 +928,97 @@ def googlenet_diagram(model=None):
     return fig
 
 
+def inverted_residual_model(kind):
+    """One inverted residual block of MobileNet v2 at 224×224
+    (:func:`cnnbook.models.inverted_residual`, expansion 6) as a Keras
+    model. Chapter 8.
+
+    ``"shortcut"``: the network's block 2, 24 channels in and out at
+    56×56, stride 1, so the input is added back; ``"strided"``: its block
+    3, which takes the 56×56×24 volume to 28×28×32 with a stride-2
+    depthwise convolution, so no shortcut.
+    """
+    import keras  # delays keras
+
+    from cnnbook import models  # delays keras
+
+    inputs = keras.Input((56, 56, 24), name="input")
+    if kind == "shortcut":
+        out = models.inverted_residual(inputs, 24, name="block2")
+    elif kind == "strided":
+        out = models.inverted_residual(inputs, 32, strides=2, name="block3")
+    else:
+        raise ValueError(f"kind is 'shortcut' or 'strided', not {kind!r}")
+    return keras.Model(inputs, out, name=f"{kind}_inverted_residual")
+
+
+def mobilenet_block(name):
+    """The box of a MobileNet v2 layer in
+    :func:`mobilenet_v2_small_diagram`: its block (``block3`` for
+    ``block3_dw_bn``), or None for the stem and the head. Chapter 8."""
+    prefix = name.split("_")[0]
+    if prefix.startswith("block") and prefix[len("block") :].isdigit():
+        return prefix
+    return None
+
+
+def mobilenet_v2_graph(model):
+    """:func:`layer_graph` of a MobileNet v2 with one box per block
+    (:func:`mobilenet_block`), each box saying its expansion and whether
+    it adds its input back, as :func:`cnnbook.models.block_table` reads
+    them off the model. Chapter 8."""
+    from cnnbook import models  # delays keras
+
+    rows = {row.block: row for row in models.block_table(model)}
+    graph = layer_graph(model, mobilenet_block)
+    for node in graph.nodes:
+        if node.kind == "group":
+            row = rows[node.name]
+            node.extras = [f"expansion {row.expansion:g}"]
+            if row.shortcut:
+                node.extras.append("shortcut")
+    return graph
+
+
+def inverted_residual_diagram(shortcut=None, strided=None):
+    """MobileNet v2's inverted residual block with and without its
+    shortcut, side by side (:func:`inverted_residual_model`). Chapter 8."""
+    shortcut = shortcut or inverted_residual_model("shortcut")
+    strided = strided or inverted_residual_model("strided")
+    graphs = [layer_graph(shortcut), layer_graph(strided)]
+    limits = [diagram_limits(g) for g in graphs]
+    widths = [x1 - x0 for (x0, x1), _ in limits]
+    height = max(y1 - y0 for _, (y0, y1) in limits)
+    fig, axes = plt.subplots(
+        1,
+        2,
+        figsize=(sum(widths) + 1.2, height + 0.5),
+        width_ratios=widths,
+    )
+    block_diagram(graphs[0], title="stride 1, 24 \u2192 24", ax=axes[0])
+    block_diagram(graphs[1], title="stride 2, 24 \u2192 32", ax=axes[1])
+    fig.tight_layout()
+    return fig
+
+
+def mobilenet_v2_small_diagram(model=None):
+    """The MobileNet v2 of the chapter 8 lab
+    (:func:`cnnbook.models.mobilenet_v2_small` at the width of the lab's
+    ``full`` profile), one box per inverted residual block. Chapter 8."""
+    from cnnbook import labs, models  # delays keras
+
+    if model is None:
+        width = labs.lab("ch08-mobilenet").settings("full")["width"]
+        model = models.mobilenet_v2_small((28, 28, 1), 10, width=width)
+    fig = block_diagram(
+        mobilenet_v2_graph(model),
+        title=f"MobileNet v2 for 28\u00d728\n{model.count_params():,} "
+        "parameters",
+    )
+    fig.tight_layout()
+    return fig
+
+
 DIAGRAMS = {
     "ch02-lenet5-architecture": lenet5_diagram,
     "ch05-residual-blocks": residual_blocks_diagram,
@@ -919,6 +1026,8 @@ DIAGRAMS = {
     "ch06-inception-naive": inception_naive_diagram,
     "ch06-inception-module": inception_module_diagram,
     "ch06-googlenet-architecture": googlenet_diagram,
+    "ch08-inverted-residual": inverted_residual_diagram,
+    "ch08-mobilenet-architecture": mobilenet_v2_small_diagram,
 }
 
 

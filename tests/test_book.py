@@ -30,6 +30,7 @@ def test_every_chapter_page_is_built(built_book):
         "ch05-resnet",
         "ch06-inception",
         "ch07-side-by-side",
+        "ch08-mobilenet",
         "glossary",
     ]:
         assert (built_book / "book" / f"{stem}.html").exists(), stem

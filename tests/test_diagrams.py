@@ -1,4 +1,4 @@
-"""The architecture diagrams of chapters 2, 5 and 6 (cnnbook.diagrams):
+"""The architecture diagrams of chapters 2, 5, 6 and 8 (cnnbook.diagrams):
 what they draw is the model the code builds, the boxes do not collide,
 and the PNGs the pages show are those the code draws today."""
 
@@ -43,6 +43,8 @@ def block_models():
         "bottleneck": diagrams.residual_block_model("bottleneck"),
         "naive": diagrams.inception_module_model(naive=True),
         "inception": diagrams.inception_module_model(),
+        "shortcut": diagrams.inverted_residual_model("shortcut"),
+        "strided": diagrams.inverted_residual_model("strided"),
     }
 
 
@@ -84,8 +86,26 @@ def _check_graph_is_model(graph, model):
     assert len(set(places)) == len(places)
 
 
+@pytest.fixture(scope="module")
+def small_mobilenet():
+    """The lab's MobileNet v2 as chapter 8's figure draws it."""
+    from cnnbook import labs
+
+    width = labs.lab("ch08-mobilenet").settings("full")["width"]
+    return models.mobilenet_v2_small((28, 28, 1), 10, width=width)
+
+
 @pytest.mark.parametrize(
-    "kind", ["identity", "projection", "bottleneck", "naive", "inception"]
+    "kind",
+    [
+        "identity",
+        "projection",
+        "bottleneck",
+        "naive",
+        "inception",
+        "shortcut",
+        "strided",
+    ],
 )
 def test_block_graph_is_the_model(block_models, kind):
     model = block_models[kind]
@@ -119,6 +139,60 @@ def test_residual_shortcuts(block_models):
     assert layer.kernel_size == (1, 1) and layer.strides == (2, 2)
     assert shortcut.shape == main.shape == add.shape
     assert not diagrams._routes_round(graph, shortcut, add)
+
+
+def test_inverted_residual_blocks(block_models):
+    """Expansion, depthwise, linear projection: the input is added back
+    round the three layers where stride and channels allow it, and not
+    where the depthwise convolution has stride 2 and the channels grow."""
+    graph = diagrams.layer_graph(block_models["shortcut"])
+    kinds = [n.kind for n in graph.nodes]
+    assert kinds == [
+        "InputLayer",
+        "Conv2D",
+        "DepthwiseConv2D",
+        "Conv2D",
+        "Add",
+    ]
+    source, expand, _, project, add = graph.nodes
+    assert source.name in graph.parents(add.name)
+    assert diagrams._routes_round(graph, source, add)
+    assert source.shape == project.shape == add.shape
+    assert expand.shape[-1] == 6 * source.shape[-1]
+    # the projection is linear: batch normalisation, no activation
+    assert project.extras == ["BN"]
+    assert "ReLU6" in expand.extras
+
+    graph = diagrams.layer_graph(block_models["strided"])
+    assert "Add" not in [n.kind for n in graph.nodes]
+    (depthwise,) = [n for n in graph.nodes if n.kind == "DepthwiseConv2D"]
+    assert depthwise.title == "3\u00d73 depthwise, /2"
+    assert graph.nodes[-1].shape == (28, 28, 32)
+    assert graph.nodes[-1].extras == ["BN"]
+
+
+def test_mobilenet_graph(small_mobilenet):
+    """One box per block, in order; a box says "shortcut" exactly where
+    the block has an addition, and the expansion of its depthwise layer."""
+    model = small_mobilenet
+    graph = diagrams.mobilenet_v2_graph(model)
+    _check_graph_is_model(graph, model)
+    blocks = [n for n in graph.nodes if n.kind == "group"]
+    names = {layer.name for layer in model.layers}
+    assert [n.name for n in blocks] == [f"block{i}" for i in range(17)]
+    for node in blocks:
+        added = f"{node.name}_add" in names
+        assert ("shortcut" in node.extras) == added, node.name
+        (depthwise,) = [
+            model.get_layer(name)
+            for name in node.layers
+            if is_layer(model.get_layer(name), "DepthwiseConv2D")
+        ]
+        first = model.get_layer(node.layers[0])
+        expansion = depthwise.input.shape[-1] / first.input.shape[-1]
+        assert node.extras[0] == f"expansion {expansion:g}"
+    assert {n.lane for n in graph.nodes} == {0}
+    assert graph.outputs == ["classifier"]
 
 
 @pytest.mark.parametrize("naive", [True, False])
@@ -202,6 +276,7 @@ def _boxes_and_texts(fig):
         (diagrams.bottleneck_diagram, ["bottleneck"]),
         (diagrams.inception_naive_diagram, ["naive"]),
         (diagrams.inception_module_diagram, ["inception"]),
+        (diagrams.inverted_residual_diagram, ["shortcut", "strided"]),
     ],
 )
 def test_block_figures_draw_every_box_legibly(block_models, draw, kinds):
@@ -221,6 +296,14 @@ def test_googlenet_figure_draws_every_box_legibly(googlenet):
         _check_figure(fig, [graph])
         names = {t.get_text() for t in fig.axes[0].texts}
         assert {"classifier", "aux1", "aux2"} <= names
+    finally:
+        plt.close(fig)
+
+
+def test_mobilenet_figure_draws_every_box_legibly(small_mobilenet):
+    fig = diagrams.mobilenet_v2_small_diagram(small_mobilenet)
+    try:
+        _check_figure(fig, [diagrams.mobilenet_v2_graph(small_mobilenet)])
     finally:
         plt.close(fig)
 

@@ -110,7 +110,7 @@ def _case_study_cpu_runs():
 
 # the .count of each row of ch07's seed table: lab/model/cpu
 _CH07_COUNT = re.compile(
-    r"\{run\}`([\w-]+)/([\w-]+)/cpu:test_accuracy\.count`"
+    r"\{run\}`([\w-]+)/([\w.-]+)/cpu:test_accuracy\.count`"
 )
 
 
@@ -473,9 +473,9 @@ def test_ch07_papers_costs_as_the_page_tells_them(costs, papers_tables):
 def test_ch07_activation_counts_as_the_page_tells_them(costs):
     """ch07: counted by the outputs of the convolutions and fully connected
     layers, "VGG-16's convolutions output the most values per image of the
-    five"; counting every Keras layer "more than triples" ResNet-50's count
+    table"; counting every Keras layer "more than triples" ResNet-50's count
     "and puts it above VGG-16"."""
-    papers = ("LeNet-5", "AlexNet", "VGG-16", "GoogLeNet", "ResNet-50")
+    papers = [name for name, *_ in compare.CANONICAL]
     weighted = {
         name: costs[name]["weighted_activation_bytes"] for name in papers
     }
@@ -1159,7 +1159,9 @@ def test_index_full_runs_on_two_cpu_cores_each_listed():
         assert records.device_kind(record["device"]) == "cpu", where
         assert record["cores"] == 2, where
         assert record["backend"] == "tensorflow", where
-    timed = r"\{run\}`([\w-]+/[\w-]+)/full(?:/cpu/(\d+))?:(?:minutes|seconds)`"
+    timed = (
+        r"\{run\}`([\w-]+/[\w.-]+)/full(?:/cpu/(\d+))?:(?:minutes|seconds)`"
+    )
     quoted = {(run, int(seed or 0)) for run, seed in re.findall(timed, page)}
     listed = {(f"{r['lab']}/{r['model']}", r["seed"]) for r in full}
     assert listed == quoted, listed ^ quoted

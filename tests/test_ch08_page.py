@@ -1,0 +1,141 @@
+"""Chapter 8's page: the numbers it types are those the package computes,
+the canonical counts are quoted from results/costs.json rather than
+typed, and the sentences chapter 7 adds about the three networks hold for
+the stored costs."""
+
+import json
+import re
+
+import pytest
+from conftest import page_text
+
+from cnnbook import arithmetic, compare, models
+from cnnbook.kinds import is_layer
+
+PAGE = "ch08-mobilenet.md"
+MOBILE = ("MobileNet", "MobileNetV2", "EfficientNet-B0")
+
+
+def _says(page, text):
+    assert re.search(rf"(?<![\d,.]){re.escape(text)}(?![\d,])", page), (
+        f"{PAGE} no longer states {text}"
+    )
+
+
+@pytest.fixture(scope="module")
+def costs():
+    return json.loads(compare.costs_path().read_text())
+
+
+def test_the_courses_example():
+    """6×6×3 input, five 3×3 filters, 4×4×5 output: 2,160 against
+    432 + 240 = 672, a ratio of 0.31 = 1/5 + 1/9."""
+    page = page_text(PAGE)
+    cost = arithmetic.separable_cost(4, 4, 3, 3, 5)
+    for number in (cost.normal, cost.depthwise, cost.pointwise):
+        _says(page, f"{number:,}")
+    _says(page, f"{cost.separable:,}")
+    assert f"{cost.separable} / {cost.normal:,} = {cost.ratio:.2f}" in page
+    assert cost.ratio == pytest.approx(arithmetic.separable_ratio(5, 3))
+    assert f"$1/5 + 1/9 = {1 / 5 + 1 / 9:.2f}$" in page
+
+
+def test_the_general_ratio_for_hundreds_of_channels():
+    """With 3×3 filters and 512 output channels: 0.113, 8.8 times fewer,
+    about a ninth."""
+    page = page_text(PAGE)
+    ratio = arithmetic.separable_ratio(512, 3)
+    assert f"it is {ratio:.3f}, {1 / ratio:.1f} times fewer" in page
+    assert 8.5 < 1 / ratio < 9
+
+
+def test_compound_scaling_constraint():
+    page = page_text(PAGE)
+    product = 1.2 * 1.1**2 * 1.15**2
+    assert f"1.15^2 = {product:.2f}$" in page
+    assert abs(product - 2) < 0.1
+
+
+def test_mobilenet_v1_as_the_page_tells_it():
+    """Four stride-2 depthwise layers and a stride-2 first convolution
+    take 224 to 7; the 1×1 convolutions do 94.9% of the
+    multiply-accumulates and the depthwise ones 3.1%."""
+    page = page_text(PAGE)
+    net = models.mobilenet_v1()
+    depthwise = [
+        layer for layer in net.layers if is_layer(layer, "DepthwiseConv2D")
+    ]
+    assert sum(layer.strides == (2, 2) for layer in depthwise) == 4
+    assert len(depthwise) == 13
+    assert net.get_layer("conv1").strides == (2, 2)
+    assert depthwise[-1].output.shape[1] == 7
+    rows = arithmetic.layer_table(net)
+    total = sum(row.multiplications for row in rows)
+    pointwise = sum(
+        row.multiplications
+        for row in rows
+        if row.kind == "Conv2D"
+        and net.get_layer(row.name).kernel_size == (1, 1)
+    )
+    spatial = sum(
+        row.multiplications for row in rows if row.kind == "DepthwiseConv2D"
+    )
+    assert (
+        f"{100 * pointwise / total:.1f}% are done by the pointwise 1×1 "
+        f"convolutions and {100 * spatial / total:.1f}% by the depthwise"
+    ) in page
+
+
+def test_mobilenet_v2_as_the_page_tells_it():
+    """17 blocks, 10 with a shortcut; the stages' output channels; a
+    24-channel input expanded to 144."""
+    page = page_text(PAGE)
+    table = models.block_table(models.mobilenet_v2())
+    blocks = [row for row in table if row.block.startswith("block")]
+    shortcuts = sum(row.shortcut for row in blocks)
+    assert f"{shortcuts} of the {len(blocks)} blocks have one" in page
+    channels = [c for _, c, _, _ in models.MOBILENET_V2_STAGES]
+    listed = ", ".join(str(c) for c in channels[:-1])
+    assert f"(output channels {listed} and {channels[-1]})" in page
+    assert "24-channel input becomes 144 channels" in page
+    assert {row.expansion for row in blocks[1:]} == {6}
+
+
+def test_the_canonical_counts_are_quoted_not_typed(costs):
+    text = (compare.costs_path().parent.parent / "book" / PAGE).read_text()
+    for name in MOBILE:
+        for field in ("parameters", "macs"):
+            assert f"{{cost}}`{name}:{field}`" in text, (name, field)
+            assert f"{costs[name][field]:,}" not in text, (name, field)
+
+
+def test_ch07_mobile_networks_as_the_page_tells_them(costs):
+    """ch07: each of the three "needs fewer multiply-accumulates than every
+    network above it but LeNet-5, and fewer parameters than GoogLeNet";
+    the classifier "holds from about a quarter to over a third of their
+    parameters"; "counted by the convolutions alone they output more
+    values per image than GoogLeNet, and counted at every Keras layer
+    MobileNetV2 and EfficientNet-B0 output more than VGG-16"."""
+    page = page_text("ch07-side-by-side.md")
+    assert "every Keras layer MobileNetV2 and EfficientNet-B0" in page
+    names = [name for name, *_ in compare.CANONICAL]
+    above = names[: names.index("MobileNet")]
+    assert set(MOBILE) == set(names[len(above) :])
+    shares = []
+    for name in MOBILE:
+        for other in above:
+            if other != "LeNet-5":
+                assert costs[name]["macs"] < costs[other]["macs"], other
+        mobile = costs[name]
+        assert mobile["parameters"] < costs["GoogLeNet"]["parameters"]
+        shares.append(mobile["dense_parameters"] / mobile["parameters"])
+        assert (
+            mobile["weighted_activation_bytes"]
+            > (costs["GoogLeNet"]["weighted_activation_bytes"])
+        ), name
+    assert 0.22 < min(shares) < 0.28 and 1 / 3 < max(shares) < 0.4, shares
+    for name in ("MobileNetV2", "EfficientNet-B0"):
+        assert (
+            costs[name]["activation_bytes"]
+            > (costs["VGG-16"]["activation_bytes"])
+        ), name
