@@ -60,6 +60,7 @@ def test_wrong_answers_fail():
 def test_the_sandbox_hides_what_answers_the_exercises():
     chapter = resolve("ch08")
     assert chapter.answers["cnnbook.models.mobilenet"] == (["8.2"], None)
+    assert chapter.answers["cnnbook.transfer"] == (["8.3", "8.4"], None)
     hidden = chapter.answers["cnnbook.arithmetic"][1]
     assert "separable_cost" in hidden and "separable_ratio" in hidden
     for module in chapter.keras_applications:

@@ -32,6 +32,8 @@ ANSWERS = {
         ],
     ),
     "cnnbook.models.mobilenet": (["8.2"], None),
+    # the transfer lab's helpers: freeze, unfreeze, with_new_head
+    "cnnbook.transfer": (["8.3", "8.4"], None),
 }
 
 # keras.applications' blocks that build an inverted residual block

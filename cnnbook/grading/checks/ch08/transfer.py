@@ -157,8 +157,12 @@ def _training_step(model, rng):
     shape = tuple(model.inputs[0].shape[1:])
     x = rng.normal(1.0, 2.0, (8, *shape)).astype("float32")
     y = rng.integers(0, num_classes, 8)
-    trainable = [np.array(w) for w in model.trainable_weights]
-    frozen = [np.array(w) for w in model.non_trainable_weights]
+
+    def values(weights):
+        return [keras.ops.convert_to_numpy(w) for w in weights]
+
+    trainable = values(model.trainable_weights)
+    frozen = values(model.non_trainable_weights)
     model.compile(
         optimizer=keras.optimizers.SGD(0.05),
         loss="sparse_categorical_crossentropy",
@@ -166,9 +170,9 @@ def _training_step(model, rng):
     model.train_on_batch(x, y)
     return (
         trainable,
-        [np.array(w) for w in model.trainable_weights],
+        values(model.trainable_weights),
         frozen,
-        [np.array(w) for w in model.non_trainable_weights],
+        values(model.non_trainable_weights),
     )
 
 
