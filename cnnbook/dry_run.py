@@ -84,8 +84,12 @@ def run_lab(stem):
     if not entry.networks:
         return done
     settings = cfg.settings()
-    split = data.split(
-        entry.dataset, cfg.train_size, cfg.test_size, prepare=entry.prepare
+    split = (
+        entry.split(settings)
+        if entry.split
+        else data.split(
+            entry.dataset, cfg.train_size, cfg.test_size, prepare=entry.prepare
+        )
     )
     for network in entry.networks:
         if not network.dry_run:

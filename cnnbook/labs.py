@@ -128,6 +128,9 @@ class Lab:
     # how the lab turns its dataset's uint8 images into model inputs, as
     # data.split's prepare (None: floats in [0, 1] at their own size)
     prepare: Callable | None = None
+    # settings -> the lab's data.Split where it is not data.split of its
+    # dataset (ch08-transfer trains on some of its classes only)
+    split: Callable | None = None
 
     @property
     def chapter(self):
@@ -186,6 +189,65 @@ def _depth_net(residual):
         f"{prefix}*",
         build,
         names=lambda s: [f"{prefix}{d}" for d in s["depths"]],
+    )
+
+
+def _transfer():
+    from cnnbook import transfer  # delays keras
+
+    return transfer
+
+
+def _transfer_net(task, arm=None):
+    """A network of ch08-transfer: MobileNet v2 for ``task``'s classes
+    (``"source_classes"`` or ``"target_classes"``); with ``arm``, its
+    features under a new head, frozen (``"frozen"``), trainable with its
+    batch normalisation frozen (``"finetuned"``) or trainable throughout
+    (``"bn_training"``). The registry builds it with random weights; the
+    notebook gives the base its pretrained ones."""
+
+    def build(s, _name):
+        net = _models().mobilenet_v2_small(
+            (28, 28, 1), len(s[task]), width=s["width"]
+        )
+        if arm is None:
+            return net
+        transfer = _transfer()
+        base = transfer.feature_extractor(net)
+        if arm == "frozen":
+            transfer.freeze(base)
+        else:
+            transfer.unfreeze(base, keep_batch_norm=arm == "finetuned")
+        return transfer.with_new_head(base, len(s[task]))
+
+    return build
+
+
+def _per_label_count(prefix, build, dry_run=True):
+    return Network(
+        f"{prefix}_n*",
+        build,
+        names=lambda s: [f"{prefix}_n{n}" for n in s["labels_per_class"]],
+        dry_run=dry_run,
+    )
+
+
+def _transfer_split(s):
+    """The dry run's data of ch08-transfer: the source task."""
+    return _transfer().task_split(
+        "fashion_mnist", s["source_classes"], s["train_size"], s["test_size"]
+    )
+
+
+def _transfer_settings(**changes):
+    """ch08-transfer's settings: the source task is Fashion-MNIST's five
+    tops and trousers, the target its five shoes, shirts and bags."""
+    return dict(
+        source_classes=(0, 1, 2, 3, 4),
+        target_classes=(5, 6, 7, 8, 9),
+        mirror=True,
+        shift=0.1,
+        **changes,
     )
 
 
@@ -648,6 +710,106 @@ LABS = {
                 Bench("mobilenet_v2", "mobilenet_v2_small_w0.5", (28, 28, 1)),
             ),
             case_study=CaseStudy("mobilenet_v2_small_w*", "MobileNet v2"),
+        ),
+        Lab(
+            "ch08-transfer",
+            "Transfer learning, offline",
+            "fashion_mnist",
+            GpuTarget(
+                "MobileNet v2 (α = 1) pretrained on five classes, then "
+                "from scratch, frozen and fine-tuned on the other five",
+                None,
+                420,
+                "a comparison, not a score: 40 trainings, each compiled "
+                "and scored on its own (about 10 s each)",
+            ),
+            profiles={
+                "smoke": _transfer_settings(
+                    width=0.25,
+                    train_size=256,
+                    test_size=250,
+                    epochs=1,
+                    batch_size=64,
+                    lr=2e-3,
+                    labels_per_class=(10,),
+                    arm_seeds=1,
+                    arm_steps=2,
+                    finetune_steps=2,
+                    finetune_lr=2e-4,
+                ),
+                "cpu": _transfer_settings(
+                    width=0.35,
+                    train_size=10_000,
+                    test_size=5_000,
+                    epochs=2,
+                    batch_size=128,
+                    lr=2e-3,
+                    labels_per_class=(10, 100),
+                    arm_seeds=1,
+                    arm_steps=48,
+                    finetune_steps=24,
+                    finetune_lr=2e-4,
+                ),
+                "full": _transfer_settings(
+                    width=0.35,
+                    train_size=30_000,
+                    test_size=5_000,
+                    epochs=4,
+                    batch_size=128,
+                    lr=2e-3,
+                    labels_per_class=(10, 50, 250, 1000),
+                    arm_seeds=3,
+                    arm_steps=64,
+                    finetune_steps=32,
+                    finetune_lr=2e-4,
+                ),
+                "gpu": _transfer_settings(
+                    width=1.0,
+                    train_size=30_000,
+                    test_size=5_000,
+                    epochs=10,
+                    batch_size=256,
+                    lr=2e-3,
+                    labels_per_class=(10, 50, 250, 1000),
+                    arm_seeds=3,
+                    arm_steps=200,
+                    finetune_steps=100,
+                    finetune_lr=2e-4,
+                ),
+            },
+            extras={
+                "source_classes": tuple,
+                "target_classes": tuple,
+                "labels_per_class": tuple,
+                "arm_seeds": int,
+                "arm_steps": int,
+                "finetune_steps": int,
+                "finetune_lr": Real,
+            },
+            networks=(
+                Network("transfer_source", _transfer_net("source_classes")),
+                _per_label_count(
+                    "transfer_scratch",
+                    _transfer_net("target_classes"),
+                    dry_run=False,  # the source network's architecture
+                ),
+                _per_label_count(
+                    "transfer_frozen",
+                    _transfer_net("target_classes", "frozen"),
+                    dry_run=False,  # the fine-tuned one's, less trainables
+                ),
+                _per_label_count(
+                    "transfer_finetuned",
+                    _transfer_net("target_classes", "finetuned"),
+                ),
+                _per_label_count(
+                    "transfer_bn_training",
+                    _transfer_net("target_classes", "bn_training"),
+                    dry_run=False,  # the fine-tuned one's, less one flag
+                ),
+            ),
+            dry_run={"labels_per_class": (10,)},
+            split=_transfer_split,
         ),
         Lab(
             "ch08-separable-cost",
