@@ -23,7 +23,9 @@ from types import MappingProxyType
 from cnnbook.labs import LABS
 
 LAB_SECONDS = 90
-TOTAL_SECONDS = 8 * 60
+# two device commands of at most 6 minutes each, within the 15 minutes of
+# device time a session is lent (chapter 8 took the total past 8 minutes)
+TOTAL_SECONDS = 12 * 60
 
 # lab notebook stem -> what it trains and the test accuracy it must reach
 # (None: the lab trains nothing, or its result is a comparison, not a score)

@@ -208,7 +208,7 @@ def _transfer_net(task, arm=None):
 
     def build(s, _name):
         net = _models().mobilenet_v2_small(
-            (28, 28, 1), len(s[task]), width=s["width"]
+            (28, 28, 1), len(s[task]), width=s["width"], depth=s["depth"]
         )
         if arm is None:
             return net
@@ -719,13 +719,14 @@ LABS = {
                 "MobileNet v2 (α = 1) pretrained on five classes, then "
                 "from scratch, frozen and fine-tuned on the other five",
                 None,
-                420,
-                "a comparison, not a score: 40 trainings, each compiled "
-                "and scored on its own (about 10 s each)",
+                90,
+                "a comparison, not a score: one seed of each arm at three "
+                "label counts (11 trainings; 3 seeds are the CPU runs')",
             ),
             profiles={
                 "smoke": _transfer_settings(
                     width=0.25,
+                    depth=0.25,
                     train_size=256,
                     test_size=250,
                     epochs=1,
@@ -739,6 +740,7 @@ LABS = {
                 ),
                 "cpu": _transfer_settings(
                     width=0.35,
+                    depth=0.5,
                     train_size=10_000,
                     test_size=5_000,
                     epochs=2,
@@ -752,6 +754,7 @@ LABS = {
                 ),
                 "full": _transfer_settings(
                     width=0.35,
+                    depth=0.5,
                     train_size=30_000,
                     test_size=5_000,
                     epochs=4,
@@ -765,19 +768,21 @@ LABS = {
                 ),
                 "gpu": _transfer_settings(
                     width=1.0,
+                    depth=1.0,
                     train_size=30_000,
                     test_size=5_000,
                     epochs=10,
                     batch_size=256,
                     lr=2e-3,
-                    labels_per_class=(10, 50, 250, 1000),
-                    arm_seeds=3,
+                    labels_per_class=(10, 100, 1000),
+                    arm_seeds=1,
                     arm_steps=200,
                     finetune_steps=100,
                     finetune_lr=2e-4,
                 ),
             },
             extras={
+                "depth": Real,
                 "source_classes": tuple,
                 "target_classes": tuple,
                 "labels_per_class": tuple,

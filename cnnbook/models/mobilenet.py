@@ -33,6 +33,7 @@ v2's stages for 28×28 images with two of the five stride-2 steps removed
 their networks' early downsampling for small images.
 """
 
+import math
 from dataclasses import dataclass
 
 import keras
@@ -255,11 +256,11 @@ def mobilenet_v1(
     return _head(inputs, x, num_classes, dropout, "mobilenet_v1")
 
 
-def _v2_body(x, stages, width, bn_momentum):
+def _v2_body(x, stages, width, bn_momentum, depth=1.0):
     block = 0
     for expansion, channels, repeats, strides in stages:
         filters = make_divisible(channels * width)
-        for i in range(repeats):
+        for i in range(math.ceil(repeats * depth)):
             x = inverted_residual(
                 x,
                 filters,
@@ -301,6 +302,7 @@ def mobilenet_v2_small(
     num_classes=10,
     *,
     width=1.0,
+    depth=1.0,
     last_channels=None,
     dropout=0.2,
     bn_momentum=0.9,
@@ -309,14 +311,16 @@ def mobilenet_v2_small(
     stage keep stride 1, so the maps go 28 → 14 → 7 → 4 (the second,
     fourth and sixth stages halve them) instead of 224 → 7; every block
     otherwise as in :func:`mobilenet_v2`. The last 1×1 convolution has
-    ``last_channels`` channels (default 1280 times ``width``, rounded)."""
+    ``last_channels`` channels (default 1280 times ``width``, rounded).
+    ``depth`` multiplies each stage's number of blocks, rounded up, as
+    EfficientNet scales depth (0.5: 11 blocks instead of 17)."""
     stages = list(MOBILENET_V2_STAGES)
     stages[2] = (*stages[2][:3], 1)  # 14x14 through the third stage
     inputs = keras.Input(input_shape)
     x = _conv_bn(
         inputs, make_divisible(32 * width), 3, 1, "conv1", "relu6", bn_momentum
     )
-    x = _v2_body(x, stages, width, bn_momentum)
+    x = _v2_body(x, stages, width, bn_momentum, depth)
     last = last_channels or make_divisible(1280 * width)
     x = _conv_bn(x, last, 1, 1, "conv_last", "relu6", bn_momentum)
     return _head(inputs, x, num_classes, dropout, "mobilenet_v2_small")
