@@ -507,6 +507,17 @@ def test_corpus(case, tmp_path):
             assert word in text, (
                 f"{where}: {word!r} not in {text!r}\n{summary}"
             )
+    if case == "sleep-past-notebook-limit":
+        # the deadline fell in the sleeping cell, not in one before it:
+        # every cell after the sleeper, and none before, was not run
+        nb = nbformat.reads(path.read_text(), as_version=4)
+        sleeper = index_of(nb, "time.sleep(600)")
+        not_run = [
+            e["cell"]
+            for e in report["cell_errors"]
+            if e["error"].startswith("NotRun")
+        ]
+        assert not_run and min(not_run) == sleeper + 1, summary
     json.dumps(report)  # serialisable as it stands
     print(
         f"{case}: {report['points']}/{report['max_points']} in {seconds:.1f} s"
