@@ -123,6 +123,13 @@ def test_a_grade_ends_at_its_deadline_checks_included(tmp_path):
     problems = " ".join(report["problems"])
     assert f"ran past its {limit} s limit" in problems, problems
     assert "were not checked" in problems, problems
+    # the deadline fell in the sleeper (cell 2), not in a cell before it
+    not_run = [
+        e["cell"]
+        for e in report["cell_errors"]
+        if e["error"].startswith("NotRun")
+    ]
+    assert not_run and min(not_run) == 3, report["cell_errors"]
     for row in report["exercises"]:
         assert row["message"].startswith(grading.NOT_CHECKED), row
 
