@@ -323,7 +323,10 @@ def mobilenet_v2_small(
     x = _v2_body(x, stages, width, bn_momentum, depth)
     last = last_channels or make_divisible(1280 * width)
     x = _conv_bn(x, last, 1, 1, "conv_last", "relu6", bn_momentum)
-    return _head(inputs, x, num_classes, dropout, "mobilenet_v2_small")
+    name = f"mobilenet_v2_small_w{width:g}"  # the run records' name
+    if depth != 1:
+        name += f"_d{depth:g}"
+    return _head(inputs, x, num_classes, dropout, name)
 
 
 def efficientnet_b0(
