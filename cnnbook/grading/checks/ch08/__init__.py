@@ -36,9 +36,13 @@ ANSWERS = {
     "cnnbook.transfer": (["8.3", "8.4"], None),
 }
 
-# keras.applications' blocks that build an inverted residual block
+# keras.applications' modules with a block that builds an inverted
+# residual block (a depthwise convolution and an add shortcut in one
+# function; tests/test_ch08.py finds them all in the installed Keras):
+# EfficientNetV2's MBConvBlock with se_ratio 0 and relu6 is MobileNet v2's
 KERAS_APPLICATIONS = {
     "mobilenet_v2": ["8.2"],
     "mobilenet_v3": ["8.2"],
     "efficientnet": ["8.2"],
+    "efficientnet_v2": ["8.2"],
 }

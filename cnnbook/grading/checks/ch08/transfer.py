@@ -11,6 +11,12 @@ called with; the ``training=False`` given when the base is called in a
 functional model is overridden by the ``training=True`` that ``fit``
 passes (keras-team/keras#20285), so it alone does not keep the
 statistics still once the base is trainable.
+
+The returned model runs in the grader's own process, so its structure is
+checked before anything runs: the base's input shape, the base's layers
+as they were (class and configuration, in order), then the expected head
+and nothing else. Random inputs take their shape from the base the check
+built, never from the returned model.
 """
 
 from __future__ import annotations
@@ -127,11 +133,21 @@ def _expect_model(model, num_classes, what):
     )
 
 
-def _keeps_base_weights(model, base, what):
-    """Fail unless every weight array of ``base`` is in ``model``."""
+def _weights_of(base):
+    """The weights of each layer of ``base``, copied before the learner's
+    code runs (a local answer could change them in place)."""
+    return [
+        (layer.name, [np.array(w) for w in layer.get_weights()])
+        for layer in base.layers
+    ]
+
+
+def _keeps_base_weights(model, snapshot, what):
+    """Fail unless every weight array of the base (``snapshot``, from
+    :func:`_weights_of`) is in ``model``."""
     remaining = [np.asarray(w) for w in model.get_weights()]
-    for layer in base.layers:
-        for weight in layer.get_weights():
+    for name, weights in snapshot:
+        for weight in weights:
             for index, candidate in enumerate(remaining):
                 if candidate.shape == weight.shape and np.array_equal(
                     candidate, weight
@@ -140,21 +156,149 @@ def _keeps_base_weights(model, base, what):
                     break
             else:
                 raise CheckFailure(
-                    f"{what}: the weights of the base's layer '{layer.name}' "
+                    f"{what}: the weights of the base's layer '{name}' "
                     "are not in the model; build the new model on the base "
                     "passed in (call it, or use its input and output), so "
                     "that it keeps what the base learnt"
                 )
 
 
-def _training_step(model, rng):
-    """Weights before and after one step of SGD on a random batch (the
-    images far from zero mean, so that statistics in training mode would
-    move)."""
+# ------------------------------------------------- structure, before running
+# the layers a head may have, by role: pooling (or flattening, a named
+# mistake later), dropout, the dense layer, a softmax after a linear one
+HEAD_ROLES = {
+    "pool": ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten"),
+    "dropout": ("Dropout",),
+    "dense": ("Dense",),
+    "softmax": ("Activation", "Softmax"),
+}
+HEAD_ORDERS = [
+    ["pool", *dropout, "dense", *softmax]
+    for dropout in ([], ["dropout"])
+    for softmax in ([], ["softmax"])
+]
+HEAD = (
+    "the new head is global average pooling, a dropout layer if you like, "
+    "and one dense softmax layer"
+)
+BN_SETTINGS = ("center", "scale", "momentum", "epsilon", "axis")
+
+
+def _kind_of(layer):
+    return type(layer).__name__
+
+
+def _config(layer):
+    """A layer's configuration without its name, ``trainable`` (which
+    freezing and unfreezing change) and initializers (the weights are set:
+    the grader rebuilds a sandboxed answer with zero initializers)."""
+    return {
+        key: value
+        for key, value in layer.get_config().items()
+        if key not in ("name", "trainable")
+        and not key.endswith("_initializer")
+    }
+
+
+def _layer_list(model):
+    """``model``'s layers, nested models' flattened, inputs left out."""
+    return [x for x in _leaves(model) if not is_layer(x, "InputLayer")]
+
+
+def _layout(model):
+    """(name, kind, configuration) of each of ``model``'s layers, taken
+    before the learner's code runs."""
+    return [(x.name, _kind_of(x), _config(x)) for x in _layer_list(model)]
+
+
+def _describe(layer):
+    return f"'{layer.name}' ({_kind_of(layer)})"
+
+
+def _expect_input(model, input_shape, what):
+    shapes = [tuple(x.shape[1:]) for x in model.inputs]
+    if shapes != [tuple(input_shape)]:
+        raise CheckFailure(
+            f"{what}: the model's input has shape "
+            f"{', '.join(str((None, *s)) for s in shapes)}, the base's "
+            f"{(None, *input_shape)}: the new model takes the base's images "
+            "as they are (keras.Input(base.inputs[0].shape[1:]))"
+        )
+
+
+def _expect_base_layers(layers, layout, what, where="the base's"):
+    """Fail unless ``layers`` begin with those of ``layout`` (same kind and
+    configuration, in order); return the layers after them."""
+    for index, (layer, (name, kind, config)) in enumerate(zip(layers, layout)):
+        if _kind_of(layer) != kind:
+            raise CheckFailure(
+                f"{what}: layer {index + 1} of the model is {_describe(layer)}"
+                f", {where} layer {index + 1} is '{name}' ({kind}): the new "
+                "model is the base's layers as they are, then the head; "
+                f"{HEAD}"
+            )
+        got = _config(layer)
+        if got == config:
+            continue
+        changed = sorted(
+            k for k in set(got) | set(config) if got.get(k) != config.get(k)
+        )
+        if kind == "BatchNormalization":
+            settings = [k for k in BN_SETTINGS if k in changed] or changed
+            raise mistake(
+                f"{what}: the batch normalisation layer {_describe(layer)} "
+                "has "
+                + ", ".join(f"{k}={got.get(k)!r}" for k in settings)
+                + f" where {where} '{name}' has "
+                + ", ".join(f"{k}={config.get(k)!r}" for k in settings),
+                "freezing and unfreezing change which layers train "
+                "(layer.trainable), not what they compute; " + KEEP_BN_FROZEN,
+            )
+        raise CheckFailure(
+            f"{what}: the model's layer {_describe(layer)} differs from "
+            f"{where} '{name}' ({', '.join(changed)}): keep the base's "
+            "layers as they are"
+        )
+    if len(layers) < len(layout):
+        raise CheckFailure(
+            f"{what}: the model has {len(layers)} layers besides its input,"
+            f" fewer than {where} {len(layout)}: build it on the whole base"
+        )
+    return layers[len(layout) :]
+
+
+def _expect_head(head, what):
+    """Fail unless ``head`` (the layers after the base's) is pooling, an
+    optional dropout, one dense layer and an optional softmax layer, in
+    that order; return its layers by role (the keys of ``HEAD_ROLES``)."""
+    roles = []
+    for layer in head:
+        role = next(
+            (r for r, kinds in HEAD_ROLES.items() if _kind_of(layer) in kinds),
+            None,
+        )
+        if role is None:
+            raise CheckFailure(
+                f"{what}: the model's layer {_describe(layer)} is neither "
+                f"one of the base's layers nor part of the head; {HEAD}, "
+                "nothing else"
+            )
+        roles.append(role)
+    if roles not in HEAD_ORDERS:
+        raise CheckFailure(
+            f"{what}: after the base's layers the model has "
+            f"{', '.join(_describe(x) for x in head) or 'nothing'}; {HEAD}"
+        )
+    return dict(zip(roles, head))
+
+
+def _training_step(model, rng, shape):
+    """Weights before and after one step of SGD on a random batch of
+    images of ``shape`` (the base's, never the returned model's), far from
+    zero mean, so that statistics in training mode would move."""
     import keras  # delays keras
 
     num_classes = model.output.shape[-1]
-    shape = tuple(model.inputs[0].shape[1:])
     x = rng.normal(1.0, 2.0, (8, *shape)).astype("float32")
     y = rng.integers(0, num_classes, 8)
 
@@ -198,10 +342,14 @@ def _statistics(model):
     }
 
 
-def _expect_probabilities(model, rng, what):
-    shape = tuple(model.inputs[0].shape[1:])
-    x = rng.normal(0, 1, (2, *shape)).astype("float32")
-    out = np.asarray(model(x, training=False))
+def _predict(model, x, training=False):
+    import keras  # delays keras
+
+    return keras.ops.convert_to_numpy(model(x, training=training))
+
+
+def _expect_probabilities(model, x, what):
+    out = _predict(model, x)
     if not np.allclose(out.sum(axis=1), 1.0, atol=1e-4) or (out < 0).any():
         raise CheckFailure(
             f"{what}: the head ends in a softmax (probabilities that sum "
@@ -261,14 +409,24 @@ def _frozen_mistake(got, base, num_classes, base_trainable, base_bn):
 
 def _check_frozen(func, num_classes, rng):
     base = _base(rng)
+    shape = tuple(base.inputs[0].shape[1:])
     base_trainable = _size(base.trainable_weights)
     base_bn = _bn_trainable(base)
+    layout = _layout(base)
+    snapshot = _weights_of(base)
+    x = rng.normal(0, 1, (2, *shape)).astype("float32")
+    features = _predict(base, x)
     what = f"frozen_with_head(base, {num_classes})"
     model = call_learner(
         with_options(func, weights=True), base, num_classes, what=what
     )
     _expect_model(model, num_classes, what)
-    _keeps_base_weights(model, base, what)
+    # nothing of the returned model runs before its structure is known
+    _expect_input(model, shape, what)
+    head = _expect_head(
+        _expect_base_layers(_layer_list(model), layout, what), what
+    )
+    _keeps_base_weights(model, snapshot, what)
     got = _trainable_count(model)
     expected = _head_params(base, num_classes)
     if got != expected:
@@ -280,9 +438,12 @@ def _check_frozen(func, num_classes, rng):
         if hint:
             raise mistake(message, hint)
         raise CheckFailure(message)
-    _expect_probabilities(model, rng, what)
+    _expect_probabilities(model, x, what)
+    _expect_head_on_base(model, x, features, head.values(), what)
     statistics = _statistics(model)
-    before, after, frozen_before, frozen_after = _training_step(model, rng)
+    before, after, frozen_before, frozen_after = _training_step(
+        model, rng, shape
+    )
     moved = _moved_statistics(model, statistics)
     if moved:
         raise mistake(
@@ -300,6 +461,23 @@ def _check_frozen(func, num_classes, rng):
         raise CheckFailure(
             f"{what}: one training step left the head's weights unchanged; "
             "the new dense layer must train"
+        )
+
+
+def _expect_head_on_base(model, x, features, head, what):
+    """The model's output is its head's layers applied to the output of
+    the base passed in (``features``, computed before the learner's code
+    ran), all in inference mode."""
+    expected = features
+    for layer in head:
+        expected = layer(expected, training=False)
+    expected = np.asarray(expected)
+    if not np.allclose(_predict(model, x), expected, rtol=1e-4, atol=1e-6):
+        raise CheckFailure(
+            f"{what}: the model's output (inference mode) is not its head "
+            "applied to the output of the base passed in; connect the "
+            "base's output to the pooling layer, and the head's layers one "
+            "after the other"
         )
 
 
@@ -354,12 +532,28 @@ def _unfreeze_mistake(got, model, expected, head):
 
 def _check_unfreeze(func, num_classes, rng):
     base = _base(rng)
+    shape = tuple(base.inputs[0].shape[1:])
     frozen = reference_frozen(base, num_classes)
     head = _head_params(base, num_classes)
     expected = _unfreeze_expected(frozen)
+    layout = _layout(frozen)
+    snapshot = _weights_of(base)
+    x = rng.normal(1.0, 2.0, (4, *shape)).astype("float32")
+    outputs = _predict(frozen, x)
     what = "unfreeze_for_fine_tuning(model)"
     model = call_learner(with_options(func, weights=True), frozen, what=what)
     _expect_model(model, num_classes, what)
+    # nothing of the returned model runs before its structure is known
+    _expect_input(model, shape, what)
+    extra = _expect_base_layers(
+        _layer_list(model), layout, what, where="the given model's"
+    )
+    if extra:
+        raise CheckFailure(
+            f"{what}: the model's layer {_describe(extra[0])} is not one of "
+            "the given model's: unfreezing adds no layer"
+        )
+    _keeps_base_weights(model, snapshot, what)
     got = _trainable_count(model)
     if got != expected:
         hint = _unfreeze_mistake(got, model, expected, head)
@@ -370,8 +564,9 @@ def _check_unfreeze(func, num_classes, rng):
         if hint:
             raise mistake(message, hint)
         raise CheckFailure(message)
+    _expect_same_computation(model, x, outputs, what)
     statistics = _statistics(model)
-    before, after, _, _ = _training_step(model, rng)
+    before, after, _, _ = _training_step(model, rng, shape)
     moved = _moved_statistics(model, statistics)
     if moved:
         raise mistake(
@@ -382,6 +577,28 @@ def _check_unfreeze(func, num_classes, rng):
     if all(np.array_equal(a, b) for a, b in zip(before, after)):
         raise CheckFailure(
             f"{what}: one training step left every weight unchanged"
+        )
+
+
+def _expect_same_computation(model, x, outputs, what):
+    """Unfreezing changes no computation: in inference mode the model
+    gives the given model's ``outputs`` (computed before the learner's
+    code ran), and, its batch normalisation frozen, the same in training
+    mode."""
+    inference = _predict(model, x)
+    if not np.allclose(inference, outputs, rtol=1e-4, atol=1e-6):
+        raise CheckFailure(
+            f"{what}: in inference mode the model's output differs from "
+            "that of the model passed in; unfreezing changes which weights "
+            "train, not what the model computes (keep its layers, their "
+            "weights and their connections)"
+        )
+    training = _predict(model, x, training=True)
+    if not np.allclose(training, inference, rtol=1e-4, atol=1e-6):
+        raise mistake(
+            f"{what}: in training mode the model's output differs from its "
+            "output in inference mode",
+            f"{BN_TRAINING}. {KEEP_BN_FROZEN}",
         )
 
 
