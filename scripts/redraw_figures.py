@@ -1,4 +1,4 @@
-"""Redraw five figures of the book from what the book stores, without
+"""Redraw six figures of the book from what the book stores, without
 re-running their labs (issue #24, the independent reviews): AlexNet's and
 VGG-16's parameters per layer (Chapters 3 and 4, from the model code,
 every bar labelled at one precision), the auxiliary-head ablation run by
@@ -6,7 +6,10 @@ run (Chapter 6, from the run records, with no mean: the six runs cannot
 be shown to share code), and the accuracy of each stored run against its
 multiply-accumulates and against its training time (Chapter 7, from the
 run records and the networks' costs, networks of reduced width labelled
-"(narrow)" as in the chapter's tables). The labs' stored outputs keep the
+"(narrow)" as in the chapter's tables), and the transfer lab's accuracy
+against labelled images a class over the stored seeds (Chapter 8, the
+`full` run's records, or the `cpu` runs' while no `full` run is stored).
+The labs' stored outputs keep the
 figures of the runs that made them; the pages show these.
 
     .venv/bin/python scripts/redraw_figures.py
@@ -63,6 +66,57 @@ def ablation_figure(runs):
     return fig
 
 
+TRANSFER_ARMS = {
+    "scratch": "from scratch",
+    "frozen": "frozen + new head",
+    "finetuned": "fine-tuned",
+}
+
+
+def transfer_runs(profile, root=None):
+    """``{arm: {n: [test accuracy of each seed]}}`` from the stored
+    records of Chapter 8's transfer lab under ``profile`` (a ``cpu``
+    record is one seed's run, a ``full`` run writes a record a seed)."""
+    found = {arm: {} for arm in TRANSFER_ARMS}
+    for record in records.load_all(
+        root, lab="ch08-transfer", profile=profile, device_kind="cpu"
+    ):
+        arm, _, n = record["model"].removeprefix("transfer_").rpartition("_n")
+        if arm in found:
+            found[arm].setdefault(int(n), []).append(record["test_accuracy"])
+    return {arm: dict(sorted(by_n.items())) for arm, by_n in found.items()}
+
+
+def transfer_figure(runs):
+    """Test accuracy against labelled images a class, one line (the mean
+    over the seeds) and one band (lowest to highest seed) an arm."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for arm, by_n in runs.items():
+        counts = list(by_n)
+        values = [[100 * v for v in by_n[n]] for n in counts]
+        ax.plot(
+            counts,
+            [sum(v) / len(v) for v in values],
+            "o-",
+            label=TRANSFER_ARMS[arm],
+        )
+        ax.fill_between(
+            counts,
+            [min(v) for v in values],
+            [max(v) for v in values],
+            alpha=0.25,
+        )
+    ax.set_xscale("log")
+    counts = sorted({n for by_n in runs.values() for n in by_n})
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images a class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
 def _save(fig, name):
     path = plots.FIGURES / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -85,6 +139,11 @@ def main():
             name,
         )
     _save(ablation_figure(ablation_runs()), "ch06-aux-ablation")
+    full = transfer_runs("full")
+    _save(
+        transfer_figure(full if full["frozen"] else transfer_runs("cpu")),
+        "ch08-transfer",
+    )
     rows = compare.trained()
     points = plots.case_study_points(rows)
     _save(plots.accuracy_vs_macs(points), "ch07-accuracy-vs-macs")
