@@ -360,3 +360,17 @@ def test_the_structure_check_accepts_a_model_sent_back_by_the_sandbox():
     transfer._expect_same_computation(
         back, x, transfer._predict(model, x), "it"
     )
+
+
+def test_8_2_names_the_shortcut_only_for_an_error_about_shapes():
+    """An answer refused by the sandbox (ImportError from a left-out Keras
+    block) is not told its shortcut is wrong because the check's own words
+    say "on an input of shape" (an error about shapes still gets it:
+    tests/test_grading_mistakes.py, 8.2-shortcut-at-stride-2)."""
+    refused = """
+def inverted_residual_block(x, filters, expansion, stride):
+    raise ImportError("this part of keras.applications is not available")
+"""
+    result = _graded("8.2", refused)
+    assert result.points == 0 and "raised ImportError" in result.message
+    assert "Likely cause" not in result.message

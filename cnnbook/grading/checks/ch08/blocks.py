@@ -175,9 +175,10 @@ def _check_block(func, case, rng):
             func, [input_shape], filters, expansion, stride, what=what
         )
     except CheckFailure as exc:
-        text = str(exc)
+        # the learner's error, not the "on an input of shape" before it
+        _, _, raised = str(exc).partition(" raised ")
         hint = None
-        if " raised " in text and ("Add" in text or "shape" in text.lower()):
+        if "Add" in raised or "shape" in raised.lower():
             hint = SHORTCUT_HINT
         raise add_hint(exc, hint) from None
     ref = block_model(
