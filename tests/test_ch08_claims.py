@@ -53,3 +53,43 @@ def test_the_inverted_block_trained_slower_except_at_the_smallest_map():
     )
     assert int(slower[1]) == 9
     assert "7×7" not in slower[2]
+
+
+def _transfer(arm, n):
+    from cnnbook import records
+
+    return [
+        r["test_accuracy"]
+        for r in records.newest_group(
+            records.load_all(
+                lab="ch08-transfer",
+                model=f"transfer_{arm}_n{n}",
+                profile="cpu",
+                device_kind="cpu",
+            )
+        )
+    ]
+
+
+def test_the_transfer_sentences_hold_for_the_stored_cpu_runs():
+    page = " ".join(page_text(PAGE).split())
+    assert "with 10 labelled images a class every seed ended at 20%" in page
+    scratch = _transfer("scratch", 10)
+    assert len(scratch) == 3 and all(abs(a - 0.2) < 0.0005 for a in scratch)
+    assert (
+        "the lowest fine-tuned seed lies above the highest frozen one" in page
+    )
+    for n in (10, 100):
+        assert min(_transfer("finetuned", n)) > max(_transfer("frozen", n))
+        assert min(_transfer("frozen", n)) > max(_transfer("scratch", n))
+    assert "classify about half the test images correctly" in page
+    for n in (10, 100):
+        assert 0.45 <= sum(_transfer("frozen", n)) / 3 <= 0.55
+    assert "Ten times more labels changed little" in page
+    for arm in ("frozen", "finetuned"):
+        gap = sum(_transfer(arm, 100)) / 3 - sum(_transfer(arm, 10)) / 3
+        assert abs(gap) < 0.05, arm
+    assert "a difference smaller than the spread of the seeds" in page
+    kept, trainable = _transfer("finetuned", 10), _transfer("bn_training", 10)
+    gap = abs(sum(kept) / 3 - sum(trainable) / 3)
+    assert gap < min(max(kept) - min(kept), max(trainable) - min(trainable))

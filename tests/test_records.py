@@ -349,6 +349,11 @@ def _typed_forms(paths):
             rate = _whole_number(round(record[field]))
             pattern = rf"(?<![\d.,]){rate}{_RATE_UNIT}"
             forms.append((pattern, f"{source}:{field}"))
+        # a training of a few seconds (chapter 8's transfer arms) has a
+        # duration that pages type for other reasons ("a 10 s limit"), and
+        # no page quotes so short a run's time: durations from a minute on
+        if record["seconds"] < 60:
+            continue
         minutes = _whole_number(round(record["seconds"] / 60))
         forms.append(
             (rf"(?<![\d.,]){minutes}{_MINUTES_UNIT}", f"{source}:minutes")
