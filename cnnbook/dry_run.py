@@ -21,6 +21,10 @@ for example::
     ch05-resnet18
 
 It never writes into the book's ``results/``: ``--results`` is required.
+The tests add ``--xla_backend_optimization_level=0
+--xla_llvm_disable_expensive_passes=true`` to ``XLA_FLAGS``: compiling the
+networks, not running them, is most of the run's time, and the checks above
+do not depend on how fast the compiled code is.
 """
 
 from __future__ import annotations

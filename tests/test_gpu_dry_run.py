@@ -97,6 +97,11 @@ def _folder(factory, name):
 
 
 TF_LABS = ["ch02-lenet", "ch03-alexnet", "ch05-resnet18"]
+DRY_RUN_XLA_FLAGS = (
+    "--xla_force_host_platform_device_count=2",
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +111,10 @@ def jax_runs(tmp_path_factory):
         list(labs.LABS),
         KERAS_BACKEND="jax",
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        # two virtual devices for the data-parallel path; XLA's CPU
+        # backend compiles without LLVM's optimisations (the run checks
+        # that every path trains, not how fast)
+        XLA_FLAGS=" ".join(DRY_RUN_XLA_FLAGS),
         CNNBOOK_DISTRIBUTE="on",
         CNNBOOK_PRECISION="mixed_bfloat16",
     )
