@@ -15,7 +15,7 @@ import re
 import shutil
 
 import pytest
-from conftest import page_text, stored_output
+from conftest import ROOT, page_text, stored_output
 
 from cnnbook import arithmetic, compare, records, sphinxext
 
@@ -32,9 +32,11 @@ def _fashion_full():
     found = {}
     for lab, model, label in compare.CASE_STUDIES:
         if lab != LENET:
-            [found[label]] = compare._matching(
+            stored = compare._matching(
                 None, lab, model, profile="full", device_kind="cpu", seed=0
             )
+            assert len(stored) == 1, (label, "one full record", stored)
+            [found[label]] = stored
     return found
 
 
@@ -94,6 +96,10 @@ def test_ch07_fashion_networks_end_within_about_two_points(fashion):
 
 
 CH07 = "ch07-side-by-side.md"
+# the case study whose three `cpu` seeds ran on one version of the code
+# (ch07: "MobileNet v2's three runs were made later ... with one version of
+# the code"); the seeds of the others each name another commit
+SHARED_CODE = "MobileNet v2"
 
 
 def _case_study_cpu_runs():
@@ -120,14 +126,24 @@ def _ch07_seed_table():
     record of the seeds 0, 1 and 2 alone, and the .count of the group a
     range over seeds would span."""
     page = page_text(CH07)
-    rows = _CH07_COUNT.findall(page)
+    lines = (ROOT / "book" / CH07).read_text().splitlines()
+    table = "\n".join(line for line in lines if line.startswith("| "))
+    rows = _CH07_COUNT.findall(table)
     assert [lab for lab, _ in rows] == [
         lab for lab, _, _ in compare.CASE_STUDIES
     ], rows
-    for lab, model in rows:
+    for (lab, model), (_, _, label) in zip(
+        rows, compare.CASE_STUDIES, strict=True
+    ):
         for seed in (0, 1, 2):
             quoted = f"{{run}}`{lab}/{model}/cpu/cpu/{seed}:test_accuracy`"
             assert quoted in page, quoted
+        if label == SHARED_CODE:
+            # its range, lowest to highest, and the spread
+            for how in ("min", "max", "spread"):
+                quoted = f"{{run}}`{lab}/{model}/cpu:test_accuracy.{how}`"
+                assert quoted in page, quoted
+            continue
         # no range (mean, lowest, highest, spread) of these records
         assert not re.search(
             rf"{lab}/{model}/cpu:\w+\.(mean|min|max|spread)", page
@@ -135,19 +151,28 @@ def _ch07_seed_table():
     return rows
 
 
+def _seeds(found):
+    return sorted(r["seed"] for r in found)
+
+
 def test_ch07_single_runs_do_not_rank_speeds():
-    """ch07: "the three `cpu` records of one network, made with different
-    versions of the code, differ by up to four times in images per second,
-    and in them the process kept from a fifth to four fifths of the two
-    cores busy", and "no such timing is stored with the book"."""
+    """ch07: "the three `cpu` records of one network of chapters 2 to 6,
+    which name three different commits, differ by up to four times in
+    images per second; even MobileNet v2's three, made with one version of
+    the code and the same settings, ran at [lowest] to [highest] images per
+    second; and in these records the process kept from a fifth to four
+    fifths of the two cores busy", and "no such timing is stored with the
+    book"."""
     page = page_text(CH07)
     assert (
-        "the three `cpu` records of one network, which name three "
-        "different commits, differ by up to four times in images per "
-        "second"
+        "the three `cpu` records of one network of chapters 2 to 6, which "
+        "name three different commits, differ by up to four times in "
+        "images per second; even MobileNet v2's three, made with one "
+        "version of the code and the same settings, ran at"
     ) in page
     assert "from a fifth to four fifths of the two cores busy" in page
     runs = _case_study_cpu_runs()
+    shared = runs.pop(SHARED_CODE)
     for label, found in runs.items():
         assert len(found) == 3, label
         versions = {r["commit"].removesuffix("+dirty") for r in found}
@@ -158,6 +183,21 @@ def test_ch07_single_runs_do_not_rank_speeds():
         for label, found in runs.items()
     }
     assert 3.5 <= max(ratios.values()) <= 4.5, ("up to four times", ratios)
+    # "even" the three of one version of the code: their rates differ too
+    # (the page quotes the lowest and highest of the group it spans)
+    labels = [label for _, _, label in compare.CASE_STUDIES]
+    mobilenet = _ch07_seed_table()[labels.index(SHARED_CODE)]
+    assert len(shared) == 3, SHARED_CODE
+    assert {r["commit"] for r in shared} == {shared[0]["commit"]}
+    spanned = sphinxext.seed_group(*mobilenet, "cpu")
+    assert _seeds(spanned) == _seeds(shared) == [0, 1, 2], SHARED_CODE
+    lab, model = mobilenet
+    for how in ("min", "max"):
+        quoted = f"{{run}}`{lab}/{model}/cpu:images_per_second.{how}`"
+        assert quoted in page, quoted
+    rates = [r["images_per_second"] for r in shared]
+    assert max(rates) / min(rates) >= 1.25, (SHARED_CODE, "even", rates)
+    runs[SHARED_CODE] = shared
     busy = [r["cpu_busy"] for found in runs.values() for r in found]
     assert 0.15 <= min(busy) <= 0.25 and 0.75 <= max(busy) <= 0.85, busy
     stored = [p.name for p in records.results_dir().rglob("*bench*")]
@@ -270,32 +310,60 @@ def test_index_says_which_full_records_name_their_code():
         )
 
 
+def _check_one_version(label, found, shown):
+    """ch07: "MobileNet v2's three runs were made later, one after the
+    other, with one version of the code and the same settings: their
+    records name one commit and share one fingerprint", so that its three
+    seeds "form one group" (``shown``, what the page's range spans)."""
+    commits = {r["commit"] for r in found}
+    assert len(commits) == 1, (label, "one version of the code", commits)
+    assert not commits.pop().endswith("+dirty"), (label, "one version")
+    keys = {records.group_key(r) for r in found}
+    assert len(keys) == 1 and None not in keys, (label, "one fingerprint")
+    assert _seeds(shown) == [0, 1, 2], (label, "one group", _seeds(shown))
+    # each run began (its record's time less its training's) after the
+    # record of the one before it was written
+    ordered = sorted(found, key=_created)
+    for before, after in zip(ordered, ordered[1:]):
+        began = _created(after) - datetime.timedelta(seconds=after["seconds"])
+        assert began >= _created(before), (label, "one after the other")
+
+
 def test_ch07_seed_records_come_from_different_code_and_group_alone():
-    """ch07, the seed table: the seeds 0, 1 and 2 of every case study,
-    "each seed's record names another commit; the two older records of
-    ResNet-18 name neither augmentation nor a learning rate, which its
-    newest one names ... (AlexNet's older records name both, augmentation
-    under an older key)"; "Some of these `cpu` runs were made with changes
-    that were not yet committed ... the others were written before records
-    named the commit of the code a notebook imported ... So the newest
-    group of every network above is a single record, as the last column
-    counts, and the book states no range for them". The group is the one
-    the page's ``.count`` and the lab's table span (``seed_group``)."""
+    """ch07, the seed table: the seeds 0, 1 and 2 of every case study. Of
+    the five networks of chapters 2 to 6, "each seed's record names another
+    commit; the two older records of ResNet-18 name neither augmentation
+    nor a learning rate, which its newest one names ... (AlexNet's older
+    records name both, augmentation under an older key)"; "Of the `cpu`
+    runs of chapters 2 to 6, some were made with changes that were not yet
+    committed ... the others were written before records named the commit
+    of the code a notebook imported ... So the newest group of each of
+    those five networks is a single record, as the last column counts, and
+    the book states no range for them". MobileNet v2's were "made later",
+    with one version of the code (:func:`_check_one_version`), and its
+    three seeds "form one group", whose range the page gives. The group is
+    the one the page's ``.count`` and the lab's table span
+    (``seed_group``)."""
     from cnnbook.sphinxext import seed_group
 
     page = page_text(CH07)
     for told in (
-        "each seed's record names another commit; the two older records of "
-        "ResNet-18 name neither augmentation nor a learning rate, which its "
-        "newest one names",
+        "for each of these networks each seed's record names another "
+        "commit; the two older records of ResNet-18 name neither "
+        "augmentation nor a learning rate, which its newest one names",
         "(AlexNet's older records name both, augmentation under an older key)",
+        "Of the `cpu` runs of chapters 2 to 6, some were made with changes "
+        "that were not yet committed",
         "the others were written before records named the commit of the "
         "code a notebook imported",
+        "So the newest group of each of those five networks is a single "
+        "record",
+        f"{SHARED_CODE}'s three runs were made later, one after the other, "
+        "with one version of the code and the same settings: their records "
+        "name one commit and share one fingerprint",
+        f"{SHARED_CODE}'s three seeds form one group of",
     ):
         assert told in page, told
-    assert "the newest group of every network above is a single record" in (
-        page
-    )
 
     def named(settings):
         """What of augmentation and learning rate ``settings`` names."""
@@ -304,13 +372,27 @@ def test_ch07_seed_records_come_from_different_code_and_group_alone():
         return {kinds[key] for key in settings if key in kinds}
 
     unknown = 0
+    older_runs = []
     for (lab, model), (_, pattern, label) in zip(
         _ch07_seed_table(), compare.CASE_STUDIES, strict=True
     ):
         found = records.load_all(
             lab=lab, model=model, profile="cpu", device_kind="cpu"
         )
-        assert sorted(r["seed"] for r in found) == [0, 1, 2], label
+        assert _seeds(found) == [0, 1, 2], label
+        shown = seed_group(lab, model, "cpu")
+        # the lab's table (compare.trained) takes the same group
+        lab_group = records.newest_group(
+            compare._matching(
+                None, lab, pattern, profile="cpu", device_kind="cpu"
+            )
+        )
+        assert lab_group == shown, label
+        if label == SHARED_CODE:
+            _check_one_version(label, found, shown)
+            shared = found
+            continue
+        older_runs += found
         versions = {r["commit"].removesuffix("+dirty") for r in found}
         assert len(versions) == 3, (label, "another version each", versions)
         newest = max(found, key=lambda r: r["created"])
@@ -323,19 +405,10 @@ def test_ch07_seed_records_come_from_different_code_and_group_alone():
             assert unnamed == [both, both], (label, unnamed)
         else:
             assert unnamed == [set(), set()], (label, unnamed)
-        shown = seed_group(lab, model, "cpu")
         assert len(shown) == 1, (
             f"{label}: the page says the newest group is a single record "
-            f"and states no range; it holds seeds "
-            f"{sorted(r['seed'] for r in shown)}"
+            f"and states no range; it holds seeds {_seeds(shown)}"
         )
-        # the lab's table (compare.trained) takes the same group
-        lab_group = records.newest_group(
-            compare._matching(
-                None, lab, pattern, profile="cpu", device_kind="cpu"
-            )
-        )
-        assert lab_group == shown, label
         codes = [records.group_key(r) for r in found]
         unknown += codes.count(None)
         for record in found:
@@ -350,12 +423,18 @@ def test_ch07_seed_records_come_from_different_code_and_group_alone():
         known = [key for key in codes if key is not None]
         assert len(set(known)) == len(known), (label, "different code", known)
     assert unknown > 0, "Some of these `cpu` runs ... not yet committed"
+    first = min(_created(r) for r in shared)
+    assert first > max(_created(r) for r in older_runs), (
+        SHARED_CODE,
+        "made later",
+    )
 
 
 def test_the_ch07_cpu_claims_fail_on_other_records(tmp_path, monkeypatch):
-    """Records of steadier speeds, or three seeds of one version of the
-    code (a re-run that gives a range), make the two checks above fail,
-    each naming the network."""
+    """Records of steadier speeds, three seeds of one version of the code
+    for a network of chapters 2 to 6 (a re-run that gives a range), or
+    MobileNet v2's seeds from two versions, make the two checks above
+    fail, each naming the network."""
     root = tmp_path / "results"
     shutil.copytree(records.results_dir(), root)
     monkeypatch.setenv(records.ENV_VAR, str(root))
@@ -384,6 +463,20 @@ def test_the_ch07_cpu_claims_fail_on_other_records(tmp_path, monkeypatch):
         record["settings"] = first["settings"]
         path.write_text(json.dumps(record))
     with pytest.raises(AssertionError, match="VGG.*single record"):
+        test_ch07_seed_records_come_from_different_code_and_group_alone()
+    # MobileNet v2's seeds from two versions of the code: no longer the
+    # one group whose range the page gives (in a fresh copy of the records)
+    monkeypatch.undo()
+    root = tmp_path / "mobilenet"
+    shutil.copytree(records.results_dir(), root)
+    monkeypatch.setenv(records.ENV_VAR, str(root))
+    mobilenet = root / "runs" / "ch08-mobilenet"
+    seed1 = next(mobilenet.glob("*.cpu.cpu.seed1.json"))
+    record = json.loads(seed1.read_text())
+    record["commit"] = "f" * 12
+    record["fingerprint"] = dict(record["fingerprint"], code="f" * 16)
+    seed1.write_text(json.dumps(record))
+    with pytest.raises(AssertionError, match="MobileNet v2.*one version"):
         test_ch07_seed_records_come_from_different_code_and_group_alone()
 
 
