@@ -28,15 +28,18 @@ def _full(lab, model):
 
 def _fashion_full():
     """The stored `full` record of each Fashion-MNIST case study of
-    chapter 7, by its label there."""
+    chapter 7 that has one (its table of full runs lists those), by its
+    label there. Chapters 3 to 6 have theirs; chapter 8's MobileNet v2
+    joins when its full run is stored."""
     found = {}
     for lab, model, label in compare.CASE_STUDIES:
         if lab != LENET:
             stored = compare._matching(
                 None, lab, model, profile="full", device_kind="cpu", seed=0
             )
-            assert len(stored) == 1, (label, "one full record", stored)
-            [found[label]] = stored
+            assert len(stored) <= 1, (label, "one full record", stored)
+            if stored or lab.split("-")[0] <= "ch07":
+                [found[label]] = stored
     return found
 
 
