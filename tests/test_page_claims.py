@@ -688,6 +688,61 @@ def test_ch05_depth_records_cannot_show_shared_code():
         _check_depth_records(clean)
 
 
+def _overlapping(record, others):
+    """The records of ``others`` whose training overlapped ``record``'s."""
+
+    def span(found):
+        written = datetime.datetime.fromisoformat(found["created"])
+        return written - datetime.timedelta(seconds=found["seconds"]), written
+
+    began, written = span(record)
+    return [
+        other
+        for other in others
+        if span(other)[0] < written and span(other)[1] > began
+    ]
+
+
+def test_ch05_depth_times_not_comparable():
+    """ch05: each depth time is named by its network; "other runs of the
+    book's labs shared the two cores while each of the four trained"; the
+    two 56-layer networks "stepped at about the same bare rate", but the
+    process kept fewer of the cores busy while plain-56 trained, "and
+    residual-56 finished sooner"."""
+    page = page_text("ch05-resnet.md")
+    for name, label in (
+        ("plain20", "plain-20"),
+        ("residual20", "residual-20"),
+        ("plain56", "plain-56"),
+        ("residual56", "residual-56"),
+    ):
+        told = f"{{run}}`ch05-resnet-depth/{name}/full:minutes` "
+        assert told + f"minutes ({label})" in page or (
+            told + f"({label})" in page
+        ), label
+    for told in (
+        "These wall times do not compare the networks' costs: other runs "
+        "of the book's labs shared the two cores while each of the four "
+        "trained",
+        "stepped at about the same bare rate",
+        "and residual-56 finished sooner",
+    ):
+        assert told in page, told
+    found = {name: _full("ch05-resnet-depth", name) for name in DEPTH_ORDER}
+    others = [
+        record
+        for record in records.load_all()
+        if record["lab"] != "ch05-resnet-depth"
+    ]
+    for name in DEPTH_ORDER:
+        assert _overlapping(found[name], others), (name, "ran alone")
+    plain, residual = found["plain56"], found["residual56"]
+    rates = plain["step_images_per_second"], residual["step_images_per_second"]
+    assert abs(rates[0] - rates[1]) < 0.1 * min(rates), rates
+    assert plain["cpu_busy"] < residual["cpu_busy"]
+    assert residual["seconds"] < plain["seconds"]
+
+
 def test_ch05_resnet18_training_accuracy_close_to_test():
     """ch05: the training accuracy "ends at ..., close to the test
     accuracy, so the augmentation kept the network from memorising"."""
