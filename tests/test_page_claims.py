@@ -743,6 +743,44 @@ def test_ch05_depth_times_not_comparable():
     assert residual["seconds"] < plain["seconds"]
 
 
+@pytest.mark.parametrize(
+    ("page", "lab", "model"),
+    [
+        ("ch03-alexnet.md", "ch03-alexnet", "alexnet_fashion"),
+        ("ch04-vgg.md", "ch04-vgg", "vgg_fashion"),
+    ],
+)
+def test_cpu_seed_times_follow_the_load(page, lab, model):
+    """ch03, ch04: "The three `cpu` times in the table differ with the
+    load on the machine and with the code, not with the seed": the busy
+    shares and the bare step rates of the three runs are far apart, the
+    runs' code is not shown to be one, and "the more of the cores a run
+    had, the less time it took"."""
+    told = (
+        "The three `cpu` times in the table differ with the load on the "
+        "machine and with the code, not with the seed"
+    )
+    text = page_text(page)
+    assert told in text
+    assert "the more of the cores a run had, the less time it took" in text
+    runs = [
+        next(
+            r
+            for r in records.load_all(lab=lab, model=model, profile="cpu")
+            if r["seed"] == seed
+        )
+        for seed in (0, 1, 2)
+    ]
+    busy = [r["cpu_busy"] for r in runs]
+    steps = [r["step_images_per_second"] for r in runs]
+    assert max(busy) > 2 * min(busy), busy
+    assert max(steps) > 2 * min(steps), steps
+    assert len({r["commit"] for r in runs}) == 3
+    by_busy = sorted(runs, key=lambda r: r["cpu_busy"])
+    seconds = [r["seconds"] for r in by_busy]
+    assert seconds == sorted(seconds, reverse=True), (busy, seconds)
+
+
 def test_ch05_resnet18_training_accuracy_close_to_test():
     """ch05: the training accuracy "ends at ..., close to the test
     accuracy, so the augmentation kept the network from memorising"."""
