@@ -243,8 +243,10 @@ def show_images(images, titles=None, ncols=8, cmap="gray", size=1.3):
 
 def draw_padding(ax, n, p, f, s, title):
     """An n x n input with ``p`` zeros around it (grey) and the first
-    windows of an f x f filter at stride ``s`` (coloured), on ``ax``; the
-    title gives the output size. Chapter 1."""
+    three windows of an f x f filter at stride ``s`` along the top row, on
+    ``ax``: each on the cell boundaries, told apart by its colour, its line
+    style and its number at its centre; the title gives the output size.
+    Chapter 1."""
 
     total = n + 2 * p
     for i in range(total):
@@ -270,19 +272,37 @@ def draw_padding(ax, n, p, f, s, title):
                     fontsize=7,
                     color="0.4",
                 )
-    for k, colour in enumerate(("tab:blue", "tab:orange", "tab:green")):
+    windows = (
+        ("tab:blue", "solid", 3.2),
+        ("tab:orange", (0, (5, 2.5)), 2.4),
+        ("tab:green", (0, (1.2, 1.8)), 2.4),
+    )
+    for k, (colour, style, width) in enumerate(windows):
         left = k * s
         if left + f > total:
             break
         ax.add_patch(
             plt.Rectangle(
-                (left + 0.08 * k, total - f - 0.08 * k),
+                (left, total - f),
                 f,
                 f,
                 fill=False,
                 edgecolor=colour,
-                lw=2.2,
+                linestyle=style,
+                lw=width,
+                zorder=3 + k,
             )
+        )
+        ax.text(
+            left + f / 2,
+            total - f / 2,
+            str(k + 1),
+            ha="center",
+            va="center",
+            fontsize=10,
+            fontweight="bold",
+            color=colour,
+            zorder=6,
         )
     out = conv_output_size(n, f, p, s)
     ax.set_title(
