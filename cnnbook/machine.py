@@ -80,6 +80,34 @@ def tune_allocator():
     return _tuned
 
 
+EAGER_ENV = "CNNBOOK_SMOKE_EAGER"
+
+
+def smoke_eagerly():
+    """Under the ``smoke`` profile, run Keras's training and test steps op
+    by op instead of tracing them into graphs (TensorFlow only; returns
+    whether it did). ``$CNNBOOK_SMOKE_EAGER=0`` keeps the graphs.
+
+    A smoke run checks that a notebook runs, on a few hundred images:
+    tracing and optimising the step's graph is most of its time (on two
+    cores, GoogLeNet's smoke fit took 33 s of CPU traced and 7.7 s
+    eagerly). The compiled steps are checked elsewhere: the GPU dry run
+    trains every lab's networks compiled (``cnnbook.dry_run``). Called by
+    :func:`cnnbook.setup`; the ``cpu``, ``full`` and ``gpu`` profiles are
+    never eager.
+    """
+    if os.environ.get(EAGER_ENV, "1").strip() == "0":
+        return False
+    import keras  # delays keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf  # delays tensorflow; the backend's own switch
+
+    tf.config.run_functions_eagerly(True)
+    return True
+
+
 class CpuMeter:
     """CPU time of this process over a span of wall time. Chapter 2.
 

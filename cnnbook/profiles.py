@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from cnnbook import distribute, labs
 from cnnbook.labs import PROFILES
-from cnnbook.machine import tune_allocator
+from cnnbook.machine import smoke_eagerly, tune_allocator
 
 ENV_VAR = "CNNBOOK_PROFILE"
 # the seed of a run; Chapter 7 runs labs under several seeds
@@ -216,6 +216,8 @@ def setup(lab=None, /, *, seed=0, **overrides):
     keras.mixed_precision.set_dtype_policy(policy)
     backend = keras.backend.backend()
     backend_version = _backend_version(backend)
+    if profile == "smoke":
+        smoke_eagerly()
     print(
         f"cnnbook | profile: {profile} | device: {device_description()} | "
         f"backend: {backend} {backend_version} | keras {keras.__version__} | "

@@ -178,3 +178,33 @@ def test_setup_seeds_reproducibly(monkeypatch):
         keras.ops.convert_to_numpy(a).tolist()
         == keras.ops.convert_to_numpy(b).tolist()
     )
+
+
+def test_smoke_runs_the_steps_eagerly_and_other_profiles_do_not(
+    monkeypatch,
+):
+    """Under ``smoke`` TensorFlow runs Keras's steps op by op (tracing was
+    most of a smoke run's time); ``$CNNBOOK_SMOKE_EAGER=0`` keeps graphs;
+    under ``cpu`` setup() leaves the switch alone."""
+    import keras
+    import tensorflow as tf
+
+    from cnnbook import machine, setup
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the switch is TensorFlow's")
+    before = tf.config.functions_run_eagerly()
+    try:
+        tf.config.run_functions_eagerly(False)
+        monkeypatch.setenv("CNNBOOK_PROFILE", "cpu")
+        setup()
+        assert not tf.config.functions_run_eagerly()
+        monkeypatch.setenv(machine.EAGER_ENV, "0")
+        monkeypatch.setenv("CNNBOOK_PROFILE", "smoke")
+        setup()
+        assert not tf.config.functions_run_eagerly()
+        monkeypatch.delenv(machine.EAGER_ENV)
+        setup()
+        assert tf.config.functions_run_eagerly()
+    finally:
+        tf.config.run_functions_eagerly(before)
