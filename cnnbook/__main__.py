@@ -239,19 +239,31 @@ def _data(_args):
 
 
 def _bench(args):
-    from cnnbook import bench, machine, profiles  # delays numpy
+    from cnnbook import bench, machine, profiles, tables  # delays numpy
 
-    rows = bench.run(args.networks or None, seconds=args.seconds)
+    try:
+        bench.chosen(args.networks or None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.rounds < 1 or args.seconds <= 0:
+        print(
+            "error: --rounds must be 1 or more, --seconds positive",
+            file=sys.stderr,
+        )
+        return 2
+    found = bench.run(
+        args.networks or None, rounds=args.rounds, seconds=args.seconds
+    )
     print(
         f"device: {profiles.device_description()} | cores: "
-        f"{machine.cpu_count()} | {machine.tune_allocator()}"
+        f"{machine.cpu_count()} | {machine.tune_allocator()} | "
+        f"{args.rounds} rounds of {args.seconds:g} s a network, interleaved"
     )
-    print(
-        f"{'network':18s}{'parameters':>12s}{'batch':>7s}{'images/s':>10s}"
-        f"{'cores busy':>12s}"
-    )
-    for name, params, batch, rate, busy in rows:
-        print(f"{name:18s}{params:>12,}{batch:>7d}{rate:>10,.0f}{busy:>12.0%}")
+    print(tables.render(*bench.table(found), "simple"))
+    if args.out:
+        record = bench.make_record(found, args.rounds, args.seconds)
+        print(f"record: {bench.write(record, args.out)}")
     return 0
 
 
@@ -308,7 +320,22 @@ def main(argv=None):
     )
     b.add_argument("networks", nargs="*", help="some of them (default all)")
     b.add_argument(
-        "--seconds", type=float, default=5.0, help="timed seconds a network"
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds; each times every network once, in turn (default 3)",
+    )
+    b.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="timed seconds a network a round (default 5)",
+    )
+    b.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help="also store the run as FOLDER/<device>.<backend>.json "
+        "(the book's record: --out results/bench); default: store nothing",
     )
     b.set_defaults(func=_bench)
 

@@ -7,28 +7,76 @@ other work on the machine still takes its share) on the active Keras
 backend, at the size and batch of the labs' ``full`` profile. Compare it
 with the end-to-end rate in a run record to see what validation, feeding
 and the machine cost.
+
+The networks are timed in one sitting and interleaved: every chosen
+network is built and its step compiled first, then round 1 times each of
+them for about ``seconds`` in turn, round 2 again, and so on
+(:func:`schedule`), so that a machine whose speed changes during the run
+(other work starting or stopping, the clock throttling) slows every
+network alike rather than the ones that happened to come last. Each round
+also records the share of the cores the process kept busy
+(:class:`cnnbook.machine.CpuMeter`).
+
+With ``--out FOLDER`` the run is stored as a bench record,
+``FOLDER/<device kind>.<backend>.json`` (:func:`path_for`), whose format is
+a JSON Schema (:data:`JSON_SCHEMA`), checked when it is written and when
+it is read. The book's own record lives in ``results/bench/`` and is
+written only when that folder is named with ``--out``; a plain ``bench``
+stores nothing. Chapter 7 quotes the book's record with ``{bench}``
+(:mod:`cnnbook.sphinxext`).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import pathlib
+import statistics
 import time
+from dataclasses import dataclass, field
 
+import jsonschema
 import numpy as np
 
-from cnnbook import machine
+from cnnbook import machine, records
 from cnnbook.labs import LABS
+
+SCHEMA = "cnnbook.bench/1"
+ROUNDS = 3  # defaults a learner can afford: 3 rounds of 5 s a network
+SECONDS = 5.0
+FOLDER = "bench"  # under a results folder: results/bench/ for the book
+
+
+class BenchError(records.RecordError):
+    """A bench record that is not valid, or a reference to what it lacks."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A network of the bench: how to build it, the lab and the record
+    model name it comes from, its input shape and batch size."""
+
+    name: str
+    lab: str
+    model: str
+    build: object
+    input_shape: tuple
+    batch_size: int
 
 
 def networks():
-    """Name -> (builder, input shape, batch size) of the labs' networks,
-    from each lab's ``bench`` entries in :mod:`cnnbook.labs` (built with
-    the lab's ``full`` settings, at its ``full`` batch size)."""
+    """Name -> :class:`Entry` of the labs' networks, from each lab's
+    ``bench`` entries in :mod:`cnnbook.labs` (built with the lab's ``full``
+    settings, at its ``full`` batch size)."""
 
     found = {}
     for lab in LABS.values():
         full = lab.settings("full")
         for entry in lab.bench:
-            found[entry.name] = (
+            found[entry.name] = Entry(
+                entry.name,
+                lab.stem,
+                entry.network,
                 lambda lab=lab, entry=entry, full=full: lab.build(
                     entry.network, full
                 ),
@@ -38,40 +86,403 @@ def networks():
     return found
 
 
-def run(names=None, seconds=5.0, batches=256):
-    """Bare images/s of each network and the share of the cores it kept
-    busy meanwhile; returns ``[(name, params, batch, rate, busy)]``."""
+def schedule(names, rounds):
+    """The order of the timings: ``[(round, name)]``, every network once a
+    round, rounds one after the other (round numbers from 1)."""
+    return [(r, name) for r in range(1, rounds + 1) for name in names]
+
+
+@dataclass
+class Timed:
+    """What the bench measured of one network: its rates (images/s) and
+    busy shares of the cores, one a round."""
+
+    entry: Entry
+    parameters: int
+    macs: int
+    rates: list = field(default_factory=list)
+    busy: list = field(default_factory=list)
+
+
+def _prepare(entry, data):
+    """Build ``entry``'s network, compile it and run its step once (the
+    warm-up that compiles it); returns ``(model, macs)``."""
     import keras  # delays keras
 
+    from cnnbook.compare import cost  # delays keras
     from cnnbook.train import bare_step_rate  # delays keras
 
-    machine.tune_allocator()
-    chosen = networks()
-    unknown = set(names or ()) - set(chosen)
+    keras.utils.set_random_seed(0)
+    model = entry.build()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+    )
+    x, y = data
+    bare_step_rate(model, x, y, entry.batch_size, 1.0)  # compiles the step
+    return model, cost(model).macs
+
+
+def _measure(model, entry, data, seconds):
+    """One timing: bare images/s over about ``seconds`` and the share of
+    the cores kept busy meanwhile."""
+    from cnnbook.train import bare_step_rate  # delays keras
+
+    x, y = data
+    with machine.CpuMeter() as meter:
+        rate = bare_step_rate(model, x, y, entry.batch_size, seconds)
+    return rate, meter.busy
+
+
+def chosen(names=None):
+    """The :class:`Entry` of each of ``names`` (default: every network),
+    in that order; :class:`ValueError` names any unknown one."""
+    every = networks()
+    unknown = [n for n in names or () if n not in every]
     if unknown:
         raise ValueError(
-            f"unknown network(s) {sorted(unknown)}; choose from "
-            f"{', '.join(chosen)}"
+            f"unknown network(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(every)}"
         )
-    rows = []
-    for name in names or chosen:
-        build, shape, batch = chosen[name]
-        keras.utils.set_random_seed(0)
-        model = build()
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-            loss="sparse_categorical_crossentropy",
+    return [every[n] for n in names or every]
+
+
+def run(
+    names=None,
+    rounds=ROUNDS,
+    seconds=SECONDS,
+    batches=256,
+    prepare=_prepare,
+    measure=_measure,
+):
+    """Time ``names`` (default: every network of the labs) interleaved:
+    each built and compiled first, then ``rounds`` rounds of about
+    ``seconds`` a network (:func:`schedule`); returns a :class:`Timed` a
+    network, in the order given. ``prepare`` and ``measure`` are the
+    build and the timing (tests replace them)."""
+    if rounds < 1 or seconds <= 0:
+        raise ValueError("rounds must be at least 1 and seconds positive")
+    entries = chosen(names)
+    machine.tune_allocator()
+    rng = np.random.default_rng(0)
+    data, models, timed = {}, {}, {}
+    for entry in entries:  # the same images for networks of one shape
+        key = (entry.input_shape, entry.batch_size)
+        if key not in data:
+            n = entry.batch_size * batches
+            data[key] = (
+                rng.random((n, *entry.input_shape), dtype=np.float32),
+                rng.integers(0, 10, n),
+            )
+        model, macs = prepare(entry, data[key])
+        models[entry.name] = model
+        timed[entry.name] = Timed(entry, model.count_params(), macs)
+    by_name = {entry.name: entry for entry in entries}
+    for _round, name in schedule(list(by_name), rounds):
+        entry = by_name[name]
+        key = (entry.input_shape, entry.batch_size)
+        rate, busy = measure(models[name], entry, data[key], seconds)
+        timed[name].rates.append(float(rate))
+        timed[name].busy.append(float(busy))
+    return [timed[entry.name] for entry in entries]
+
+
+def table(found):
+    """The rows ``python -m cnnbook bench`` prints:
+    ``(columns, cells)`` for :func:`cnnbook.tables.render`."""
+    columns = (
+        "network",
+        "parameters",
+        "MACs/image",
+        "batch",
+        "images/s (median)",
+        "lowest–highest",
+        "cores busy",
+    )
+    cells = [
+        (
+            t.entry.name,
+            t.parameters,
+            t.macs,
+            t.entry.batch_size,
+            f"{statistics.median(t.rates):,.0f}",
+            f"{min(t.rates):,.0f}–{max(t.rates):,.0f}",
+            f"{statistics.median(t.busy):.0%}",
         )
-        rng = np.random.default_rng(0)
-        x = rng.random((batch * batches, *shape), dtype=np.float32)
-        y = rng.integers(0, 10, batch * batches)
-        bare_step_rate(model, x, y, batch, 1.0)  # compiles the step
-        with machine.CpuMeter() as meter:
-            rate = bare_step_rate(model, x, y, batch, seconds)
-        rows.append((name, model.count_params(), batch, rate, meter.busy))
-        del model
-        keras.backend.clear_session()
-    return rows
+        for t in found
+    ]
+    return columns, cells
+
+
+# ------------------------------------------------------------------ records
+def _positive_list(message):
+    return {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "number", "minimum": 0},
+        "description": message,
+    }
+
+
+# The bench record as a JSON Schema; each rule's description is the end of
+# the message :func:`validate` gives when a record breaks it.
+JSON_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "cnnbook bench record",
+    "type": "object",
+    "required": [
+        "schema",
+        "created",
+        "device",
+        "cores",
+        "backend",
+        "versions",
+        "allocator",
+        "commit",
+        "rounds",
+        "seconds",
+        "networks",
+    ],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "created": {
+            "type": "string",
+            "description": "must be an ISO 8601 time (UTC)",
+        },
+        "device": {"type": "string"},
+        "cores": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "must be a whole number of cores",
+        },
+        "backend": {"type": "string"},
+        "versions": {
+            "type": "object",
+            "required": ["python", "keras", "numpy"],
+            "additionalProperties": {"type": "string"},
+            "description": "must name the versions of python, keras, the "
+            "backend and numpy",
+        },
+        "allocator": {"type": "string"},
+        "commit": {"type": "string"},
+        "rounds": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "must be a whole number of rounds, at least 1",
+        },
+        "seconds": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "must be positive",
+        },
+        "networks": {
+            "type": "array",
+            "minItems": 1,
+            "description": "must be a list of networks, each with name, "
+            "lab, model, parameters, macs, batch_size, input_shape and one "
+            "images_per_second and cores_busy a round",
+            "items": {
+                "type": "object",
+                "required": [
+                    "name",
+                    "lab",
+                    "model",
+                    "parameters",
+                    "macs",
+                    "batch_size",
+                    "input_shape",
+                    "images_per_second",
+                    "cores_busy",
+                ],
+                "properties": {
+                    "name": {"type": "string"},
+                    "lab": {"type": "string"},
+                    "model": {"type": "string"},
+                    "parameters": {"type": "integer", "minimum": 1},
+                    "macs": {"type": "integer", "minimum": 0},
+                    "batch_size": {"type": "integer", "minimum": 1},
+                    "input_shape": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 1},
+                    },
+                    "images_per_second": _positive_list("rates"),
+                    "cores_busy": _positive_list("busy shares"),
+                },
+            },
+        },
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(JSON_SCHEMA)
+
+
+def validate(record, where="bench record"):
+    """Raise :class:`BenchError` unless ``record`` follows
+    :data:`JSON_SCHEMA` and has one rate and one busy share a round for
+    every network; the message names every field at fault."""
+    if not isinstance(record, dict):
+        raise BenchError(f"{where}: not a JSON object")
+    if record.get("schema") != SCHEMA:
+        raise BenchError(
+            f"{where}: schema {record.get('schema')!r}, expected {SCHEMA!r}"
+        )
+    problems = []
+    for error in sorted(_VALIDATOR.iter_errors(record), key=str):
+        place = "/".join(str(p) for p in error.path) or "record"
+        key = error.path[0] if error.path else None
+        told = JSON_SCHEMA["properties"].get(key, {}).get("description")
+        text = f"{place}: {error.message}" + (
+            f" ({key} {told})" if told else ""
+        )
+        if text not in problems:
+            problems.append(text)
+    if not problems:
+        try:
+            _dt.datetime.fromisoformat(record["created"])
+        except ValueError:
+            problems.append(f"created: {record['created']!r} is not a time")
+        for i, network in enumerate(record["networks"]):
+            for key in ("images_per_second", "cores_busy"):
+                if len(network[key]) != record["rounds"]:
+                    problems.append(
+                        f"networks/{i}/{key}: {len(network[key])} values "
+                        f"for {record['rounds']} rounds"
+                    )
+        names = [n["name"] for n in record["networks"]]
+        if len(set(names)) != len(names):
+            problems.append(f"networks: a name twice in {names}")
+    if problems:
+        raise BenchError(f"{where}: {'; '.join(problems)}")
+    return record
+
+
+def make_record(found, rounds, seconds, commit=None):
+    """The bench record of a :func:`run` (``found``), validated."""
+    import keras  # delays keras
+
+    from cnnbook import profiles  # delays keras
+
+    record = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "device": profiles.device_description(),
+        "cores": machine.cpu_count(),
+        "backend": keras.backend.backend(),
+        "versions": records.versions(),
+        "allocator": machine.tune_allocator(),
+        "commit": commit or records.commit_at_start(),
+        "rounds": rounds,
+        "seconds": seconds,
+        "networks": [
+            {
+                "name": t.entry.name,
+                "lab": t.entry.lab,
+                "model": t.entry.model,
+                "parameters": t.parameters,
+                "macs": t.macs,
+                "batch_size": t.entry.batch_size,
+                "input_shape": list(t.entry.input_shape),
+                "images_per_second": t.rates,
+                "cores_busy": t.busy,
+            }
+            for t in found
+        ],
+    }
+    return validate(record)
+
+
+def key_of(record):
+    """``<device kind>.<backend>``: the name of a record's file, and what
+    a ``{bench}`` reference names it by (``cpu.tensorflow``)."""
+    return f"{records.device_kind(record['device'])}.{record['backend']}"
+
+
+def path_for(record, folder):
+    """Where ``record`` is stored in ``folder``."""
+    return pathlib.Path(folder) / f"{key_of(record)}.json"
+
+
+def write(record, folder):
+    """Validate ``record`` and write it into ``folder``; returns the path."""
+    validate(record)
+    path = path_for(record, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    partial.replace(path)
+    return path
+
+
+def load(path):
+    """One bench record from a file, validated."""
+    path = pathlib.Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path}: cannot read ({exc})") from exc
+    return validate(record, str(path))
+
+
+def find(key, root=None):
+    """The stored record ``key`` (``cpu.tensorflow``) of the results folder
+    ``root`` (default :func:`cnnbook.records.results_dir`)."""
+    folder = pathlib.Path(root or records.results_dir()) / FOLDER
+    path = folder / f"{key}.json"
+    if not path.exists():
+        raise LookupError(f"no bench record {path}")
+    return load(path)
+
+
+# Fields a page can quote (``{bench}`` in cnnbook.sphinxext): per network,
+# the rounds' median (``.min``/``.max`` for the lowest and highest) of the
+# two measured lists, and its single numbers; per record, the run's own.
+ROUND_FIELDS = ("images_per_second", "cores_busy")
+NETWORK_FIELDS = ("parameters", "macs", "batch_size")
+RECORD_FIELDS = ("rounds", "seconds", "cores", "device", "backend", "date")
+
+
+def value(record, network, field):
+    """The number (or text) ``field`` of ``network`` in ``record`` (the
+    record's own field when ``network`` is None)."""
+    base, _, how = field.partition(".")
+    if network is None:
+        if base not in RECORD_FIELDS or how:
+            raise BenchError(
+                f"no record field {field!r}; use one of "
+                f"{', '.join(RECORD_FIELDS)}"
+            )
+        if base == "date":
+            return record["created"][:10]
+        return record[base]
+    found = [n for n in record["networks"] if n["name"] == network]
+    if not found:
+        names = ", ".join(n["name"] for n in record["networks"])
+        raise BenchError(f"no network {network!r} in the record ({names})")
+    [entry] = found
+    if base in ROUND_FIELDS:
+        functions = {"": statistics.median, "min": min, "max": max}
+        if how not in functions:
+            raise BenchError(f"unknown aggregate {how!r}: use .min or .max")
+        return functions[how](entry[base])
+    if base in NETWORK_FIELDS and not how:
+        return entry[base]
+    if base in RECORD_FIELDS and not how:
+        return value(record, None, base)
+    raise BenchError(
+        f"no field {field!r}; use one of "
+        f"{', '.join(ROUND_FIELDS + NETWORK_FIELDS + RECORD_FIELDS)}"
+    )
+
+
+def formatted(record, network, field):
+    """:func:`value` as a page shows it, like ``{run}``'s numbers: a rate
+    to the whole image (two decimals below 100), a busy share in percent."""
+    number = value(record, network, field)
+    base = field.partition(".")[0]
+    if base == "cores_busy":
+        return records._format("cpu_busy", number)
+    if base == "seconds":
+        return f"{number:g}"
+    return records._format(base, number)
 
 
 def forward_seconds(model, batch, repeats):

@@ -24,6 +24,9 @@ fields are those of :func:`cnnbook.records.value`.
 ``{cost}`VGG-16:macs``` quotes the costs that Chapter 7 stores in
 ``results/costs.json`` (``macs_billions`` and ``macs_millions`` scale
 them).
+``{bench}`cpu.tensorflow/mobilenet_v2:images_per_second``` quotes the
+stored interleaved bench run of Chapter 7 (``results/bench/``, see
+:func:`resolve_bench`).
 
 A missing record or field is a build error that names the reference, so a
 page can never show a stale or invented number: re-running a lab and
@@ -36,7 +39,7 @@ import pathlib
 
 from docutils import nodes
 
-from cnnbook import records
+from cnnbook import bench, records
 from cnnbook.compare import quoted_cost
 
 
@@ -112,6 +115,22 @@ def _quoted_cost(text, root=None):
     return quoted_cost(text, root)
 
 
+def resolve_bench(text, root=None):
+    """The text of ``{bench}`key/network:field``` (``key`` is the stored
+    bench record's ``<device kind>.<backend>``, e.g. ``cpu.tensorflow``):
+    a field of the network in ``results/bench/<key>.json``, the median
+    over the rounds for the measured ``images_per_second`` and
+    ``cores_busy`` (``.min``/``.max``: the lowest and highest round);
+    ``key:field`` without a network quotes the run's own ``rounds``,
+    ``seconds``, ``cores``, ``device``, ``backend`` or ``date``."""
+    selector, sep, field = text.rpartition(":")
+    key, _, network = selector.partition("/")
+    if not sep or not key or not field:
+        raise ValueError("expected key[/network]:field")
+    record = bench.find(key, root)
+    return bench.formatted(record, network or None, field)
+
+
 def _role(resolver):
     def role(name, rawtext, text, lineno, inliner, options=None, content=()):
         env = inliner.document.settings.env
@@ -124,10 +143,10 @@ def _role(resolver):
             )
             return [inliner.problematic(rawtext, rawtext, message)], [message]
         # rebuild the page when any record changes
-        for path in (pathlib.Path(root or records.results_dir())).glob(
-            "runs/*/*.json"
-        ):
-            env.note_dependency(str(path))
+        folder = pathlib.Path(root or records.results_dir())
+        for pattern in ("runs/*/*.json", f"{bench.FOLDER}/*.json"):
+            for path in folder.glob(pattern):
+                env.note_dependency(str(path))
         return [nodes.inline(rawtext, shown, classes=["run-value"])], []
 
     return role
@@ -138,4 +157,5 @@ def setup(app):
     app.add_role("run", _role(resolve))
     app.add_role("rungap", _role(resolve_gap))
     app.add_role("cost", _role(_quoted_cost))
+    app.add_role("bench", _role(resolve_bench))
     return {"parallel_read_safe": True, "parallel_write_safe": True}
