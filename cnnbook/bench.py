@@ -54,7 +54,8 @@ class BenchError(records.RecordError):
 @dataclass(frozen=True)
 class Entry:
     """A network of the bench: how to build it, the lab and the record
-    model name it comes from, its input shape and batch size."""
+    model name it comes from, the input shape its lab's entry declares
+    and its batch size."""
 
     name: str
     lab: str
@@ -100,17 +101,17 @@ class Timed:
     entry: Entry
     parameters: int
     macs: int
+    input_shape: tuple
     rates: list = field(default_factory=list)
     busy: list = field(default_factory=list)
 
 
-def _prepare(entry, data):
-    """Build ``entry``'s network, compile it and run its step once (the
-    warm-up that compiles it); returns ``(model, macs)``."""
+def _prepare(entry):
+    """Build ``entry``'s network and compile it; returns ``(model, macs)``
+    (MACs per image, counted by :func:`cnnbook.compare.cost`)."""
     import keras  # delays keras
 
     from cnnbook.compare import cost  # delays keras
-    from cnnbook.train import bare_step_rate  # delays keras
 
     keras.utils.set_random_seed(0)
     model = entry.build()
@@ -118,9 +119,15 @@ def _prepare(entry, data):
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         loss="sparse_categorical_crossentropy",
     )
-    x, y = data
-    bare_step_rate(model, x, y, entry.batch_size, 1.0)  # compiles the step
     return model, cost(model).macs
+
+
+def _warm_up(model, entry, data):
+    """Run the compiled step once, which traces and compiles it."""
+    from cnnbook.train import bare_step_rate  # delays keras
+
+    x, y = data
+    bare_step_rate(model, x, y, entry.batch_size, 1.0)
 
 
 def _measure(model, entry, data, seconds):
@@ -153,37 +160,49 @@ def run(
     seconds=SECONDS,
     batches=256,
     prepare=_prepare,
+    warm_up=_warm_up,
     measure=_measure,
 ):
     """Time ``names`` (default: every network of the labs) interleaved:
-    each built and compiled first, then ``rounds`` rounds of about
-    ``seconds`` a network (:func:`schedule`); returns a :class:`Timed` a
-    network, in the order given. ``prepare`` and ``measure`` are the
-    build and the timing (tests replace them)."""
+    each built, compiled and its step run once first, then ``rounds``
+    rounds of about ``seconds`` a network (:func:`schedule`); returns a
+    :class:`Timed` a network, in the order given. ``prepare``,
+    ``warm_up`` and ``measure`` are the build, the compilation and the
+    timing (tests replace them). The images are random, of the shape the
+    built network takes (which the lab's ``bench`` entry may not say:
+    VGG's resizes its 28×28 images inside)."""
     if rounds < 1 or seconds <= 0:
         raise ValueError("rounds must be at least 1 and seconds positive")
     entries = chosen(names)
+    records.commit_at_start()  # the commit of the code being timed
     machine.tune_allocator()
     rng = np.random.default_rng(0)
     data, models, timed = {}, {}, {}
-    for entry in entries:  # the same images for networks of one shape
-        key = (entry.input_shape, entry.batch_size)
+
+    def images(entry, shape):  # the same images for networks of one shape
+        key = (shape, entry.batch_size)
         if key not in data:
             n = entry.batch_size * batches
             data[key] = (
-                rng.random((n, *entry.input_shape), dtype=np.float32),
+                rng.random((n, *shape), dtype=np.float32),
                 rng.integers(0, 10, n),
             )
-        model, macs = prepare(entry, data[key])
+        return data[key]
+
+    for entry in entries:
+        model, macs = prepare(entry)
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        warm_up(model, entry, images(entry, shape))
         models[entry.name] = model
-        timed[entry.name] = Timed(entry, model.count_params(), macs)
+        timed[entry.name] = Timed(entry, model.count_params(), macs, shape)
     by_name = {entry.name: entry for entry in entries}
     for _round, name in schedule(list(by_name), rounds):
-        entry = by_name[name]
-        key = (entry.input_shape, entry.batch_size)
-        rate, busy = measure(models[name], entry, data[key], seconds)
-        timed[name].rates.append(float(rate))
-        timed[name].busy.append(float(busy))
+        t = timed[name]
+        rate, busy = measure(
+            models[name], t.entry, images(t.entry, t.input_shape), seconds
+        )
+        t.rates.append(float(rate))
+        t.busy.append(float(busy))
     return [timed[entry.name] for entry in entries]
 
 
@@ -380,7 +399,7 @@ def make_record(found, rounds, seconds, commit=None):
                 "parameters": t.parameters,
                 "macs": t.macs,
                 "batch_size": t.entry.batch_size,
-                "input_shape": list(t.entry.input_shape),
+                "input_shape": list(t.input_shape),
                 "images_per_second": t.rates,
                 "cores_busy": t.busy,
             }
@@ -434,7 +453,8 @@ def find(key, root=None):
 
 # Fields a page can quote (``{bench}`` in cnnbook.sphinxext): per network,
 # the rounds' median (``.min``/``.max`` for the lowest and highest) of the
-# two measured lists, and its single numbers; per record, the run's own.
+# two measured lists, and its single numbers (``macs_millions``: the MACs
+# in millions); per record, the run's own.
 ROUND_FIELDS = ("images_per_second", "cores_busy")
 NETWORK_FIELDS = ("parameters", "macs", "batch_size")
 RECORD_FIELDS = ("rounds", "seconds", "cores", "device", "backend", "date")
@@ -465,11 +485,14 @@ def value(record, network, field):
         return functions[how](entry[base])
     if base in NETWORK_FIELDS and not how:
         return entry[base]
+    if base == "macs_millions" and not how:
+        return entry["macs"] / 1e6
     if base in RECORD_FIELDS and not how:
         return value(record, None, base)
     raise BenchError(
         f"no field {field!r}; use one of "
-        f"{', '.join(ROUND_FIELDS + NETWORK_FIELDS + RECORD_FIELDS)}"
+        f"{', '.join(ROUND_FIELDS + NETWORK_FIELDS + RECORD_FIELDS)}, "
+        "macs_millions"
     )
 
 
@@ -482,6 +505,8 @@ def formatted(record, network, field):
         return records._format("cpu_busy", number)
     if base == "seconds":
         return f"{number:g}"
+    if base == "macs_millions":  # as {cost}'s scaled counts
+        return f"{number:,.2f}"
     return records._format(base, number)
 
 

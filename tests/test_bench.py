@@ -10,12 +10,15 @@ import pytest
 from cnnbook import bench, records
 
 
-def _fake_prepare(entry, data):
+def _fake_prepare(entry):
     """Stands in for building and compiling: a one-layer model."""
-    x, _ = data
-    assert x.shape[1:] == entry.input_shape
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    return model, 1000
+    return model, 2_500_000
+
+
+def _no_warm_up(model, entry, data):
+    x, _ = data
+    assert x.shape[1:] == model.input_shape[1:]
 
 
 def _timed_in_order(names, rounds):
@@ -33,6 +36,7 @@ def _timed_in_order(names, rounds):
         seconds=0.5,
         batches=1,
         prepare=_fake_prepare,
+        warm_up=_no_warm_up,
         measure=measure,
     )
     return found, calls
@@ -132,6 +136,7 @@ def test_bench_role_quotes_the_median_and_the_round_extremes(tmp_path):
     parameters = record["networks"][0]["parameters"]
     assert quote("lenet5:parameters") == f"{parameters:,}"
     assert quote("lenet5:batch_size") == "64"
+    assert quote("lenet5:macs_millions") == "2.50"  # the stand-in's
     assert quote("mobilenet_v2:rounds") == "3"
     assert quote("mobilenet_v2:seconds") == "0.5"
     assert (
