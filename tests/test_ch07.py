@@ -400,3 +400,24 @@ def test_the_figure_names_narrow_networks_as_the_tables_do():
     [ax] = fig.axes
     assert [text.get_text() for text in ax.texts] == labels
     assert ax.get_xlabel() == "training time (minutes)"
+
+
+def test_the_time_figure_labels_two_runs_at_the_same_minutes_apart():
+    """Two runs at about the same minutes, half a point apart (MobileNet
+    v2's and AlexNet's): the lower one's label goes below its marker, so
+    that it does not sit beside the higher one; runs ten minutes apart
+    keep theirs above, as the time axis is linear."""
+    import matplotlib.pyplot as plt
+
+    from cnnbook import plots
+
+    rows = [
+        ("first", 2.4, 0.992),
+        ("earlier", 33.0, 0.9309),
+        ("upper", 43.9, 0.9266),
+        ("lower", 44.2, 0.9215),
+    ]
+    fig = plots.accuracy_vs_time(rows)
+    placed = [text.get_verticalalignment() for text in fig.axes[0].texts]
+    plt.close(fig)
+    assert placed == ["baseline", "baseline", "baseline", "top"], placed

@@ -2,9 +2,13 @@
 is checked against the stored run it describes, so that a re-run that
 contradicts it fails here and names the sentence to rewrite."""
 
+import json
 import re
 
+import pytest
 from conftest import page_text, stored_output
+
+from cnnbook import compare
 
 PAGE = "ch08-mobilenet.md"
 
@@ -100,3 +104,122 @@ def test_the_transfer_sentences_hold_for_the_stored_cpu_runs():
     kept, trainable = _transfer("finetuned", 10), _transfer("bn_training", 10)
     gap = abs(sum(kept) / 3 - sum(trainable) / 3)
     assert gap < min(max(kept) - min(kept), max(trainable) - min(trainable))
+
+
+MOBILENET = ("ch08-mobilenet", "mobilenet_v2_small_w0.5")
+RESNET18 = ("ch05-resnet18", "resnet18_cifar_w16")
+
+
+def _full(lab, model):
+    from cnnbook import records
+
+    return records.find(lab, model, profile="full")
+
+
+def _target(page):
+    """The `full` target the page states: (accuracy, minutes, cores)."""
+    found = re.search(
+        r"its target is a test accuracy of ([\d.]+)% within (\d+) minutes "
+        r"on two CPU cores",
+        page,
+    )
+    assert found, "ch08: the sentence that states the full target"
+    return float(found[1]) / 100, int(found[2]), 2
+
+
+def _check_meets_target(record, target):
+    """ch08: "The stored `full` run ... meets it", "close to the limit",
+    "with the committed code"."""
+    accuracy, minutes, cores = target
+    assert record["device"] == "CPU" and record["cores"] == cores, record
+    assert record["test_accuracy"] >= accuracy, "no longer meets the target"
+    taken = record["seconds"] / 60
+    assert taken <= minutes, ("no longer within the minutes", taken)
+    assert taken >= 0.9 * minutes, ("no longer close to the limit", taken)
+    assert not record["commit"].endswith("+dirty"), "the committed code"
+    assert record["fingerprint"]["code"], "the committed code"
+
+
+def test_the_full_run_meets_the_target_the_page_states():
+    """ch08: "The stored `full` run, seed 0, made ... with the committed
+    code ..., meets it", "That is close to the limit"; the summary: "met
+    its `full` target on Fashion-MNIST"; the notebook's stored outputs and
+    its figure are those of this run."""
+    page = page_text(PAGE)
+    target = _target(page)
+    assert target[:2] == (0.925, 45)
+    for told in (
+        "with the committed code (its record names commit",
+        ":commit`), meets it: after",
+        "That is close to the limit",
+        "met its `full` target on Fashion-MNIST (92.5% within 45 minutes "
+        "on two CPU cores)",
+    ):
+        assert told in page, told
+    record = _full(*MOBILENET)
+    _check_meets_target(record, target)
+    # the lab's stored outputs (and the figure it saved) come from it
+    output = stored_output("ch08-mobilenet.ipynb")
+    path = f"results/runs/ch08-mobilenet/{MOBILENET[1]}.full.cpu.seed0.json"
+    assert f"run record: {path} (the book's)" in output
+    assert f"test accuracy {record['test_accuracy']:.2%}" in output
+    # records that tell another story fail it
+    for changed in (
+        {"test_accuracy": target[0] - 0.001},
+        {"seconds": 60 * target[1] + 1},
+        {"commit": record["commit"] + "+dirty"},
+    ):
+        with pytest.raises(AssertionError):
+            _check_meets_target(dict(record, **changed), target)
+
+
+def test_the_full_runs_curves_as_the_caption_tells_them():
+    """ch08, the figure of the full run: "The test accuracy stays within a
+    few points of the training accuracy, dips at the fourth epoch, and
+    moves by less than half a point over the last three"."""
+    page = page_text(PAGE)
+    assert (
+        "The test accuracy stays within a few points of the training "
+        "accuracy, dips at the fourth epoch, and moves by less than half "
+        "a point over the last three."
+    ) in page
+    history = _full(*MOBILENET)["history"]
+    train, test = history["accuracy"], history["val_accuracy"]
+    assert len(test) == 10 and "after each of the ten epochs" in page
+    assert max(abs(a - b) for a, b in zip(train, test, strict=True)) <= 0.03
+    assert test[3] < test[2], "the dip at the fourth epoch"
+    assert all(later > test[3] for later in test[4:])
+    assert max(test[-3:]) - min(test[-3:]) < 0.005
+
+
+def test_resnet18_ends_higher_with_more_parameters_and_macs():
+    """ch08: chapter 5's narrow ResNet-18 "learned the same task,
+    Fashion-MNIST at 28×28 with the same random mirroring and shifts: its
+    `full` run ends [gap] points higher", with more parameters and MACs:
+    "The narrow MobileNet v2 is the smaller and the cheaper network of the
+    two"; "The two labs also differ in their epochs ..., batch size and
+    learning rate"; the summary: ResNet-18, "with more parameters and more
+    epochs, ended higher"."""
+    page = page_text(PAGE)
+    for told in (
+        "learned the same task, Fashion-MNIST at 28×28 with the same "
+        "random mirroring and shifts: its `full` run ends {rungap}",
+        "The narrow MobileNet v2 is the smaller and the cheaper network "
+        "of the two.",
+        "batch size and learning rate",
+        "with more parameters and more epochs, ended higher",
+    ):
+        assert told in page, told
+    mobilenet, resnet = _full(*MOBILENET), _full(*RESNET18)
+    assert resnet["test_accuracy"] > mobilenet["test_accuracy"]
+    assert resnet["parameters"] > mobilenet["parameters"]
+    assert resnet["data"] == mobilenet["data"]
+    assert mobilenet["data"]["image_shape"] == [28, 28, 1]
+    for same in ("mirror", "shift"):
+        assert resnet["settings"][same] == mobilenet["settings"][same], same
+    for other in ("epochs", "batch_size", "lr"):
+        assert resnet["settings"][other] != mobilenet["settings"][other]
+    assert resnet["settings"]["epochs"] > mobilenet["settings"]["epochs"]
+    costs = json.loads(compare.costs_path().read_text())
+    assert costs["ResNet-18"]["macs"] > costs["MobileNet v2"]["macs"]
+    assert costs["MobileNet v2"]["parameters"] == mobilenet["parameters"]

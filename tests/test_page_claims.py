@@ -28,9 +28,8 @@ def _full(lab, model):
 
 def _fashion_full():
     """The stored `full` record of each Fashion-MNIST case study of
-    chapter 7 that has one (its table of full runs lists those), by its
-    label there. Chapters 3 to 6 have theirs; chapter 8's MobileNet v2
-    joins when its full run is stored."""
+    chapter 7 (its table of full runs lists them), by its label there:
+    chapters 3 to 6 and chapter 8's MobileNet v2 have theirs."""
     found = {}
     for lab, model, label in compare.CASE_STUDIES:
         if lab != LENET:
@@ -38,7 +37,7 @@ def _fashion_full():
                 None, lab, model, profile="full", device_kind="cpu", seed=0
             )
             assert len(stored) <= 1, (label, "one full record", stored)
-            if stored or lab.split("-")[0] <= "ch07":
+            if stored or lab.split("-")[0] <= "ch08":
                 [found[label]] = stored
     return found
 
@@ -81,9 +80,14 @@ def test_ch07_alexnet_largest_and_lowest(fashion, costs):
 
 
 def test_ch07_googlenet_smallest_and_cheaper(fashion, costs):
-    """ch07: the narrow GoogLeNet "is the smallest network of the four and
+    """ch07: the narrow GoogLeNet "is the smallest network of the five and
     needs fewer multiply-accumulates per image than AlexNet or
     ResNet-18"."""
+    assert (
+        "The narrow GoogLeNet is the smallest network of the five and "
+        "needs fewer multiply-accumulates per image than AlexNet or "
+        "ResNet-18."
+    ) in page_text(CH07)
     g = "GoogLeNet (narrow)"
     sizes = {k: costs[k]["parameters"] for k in fashion}
     assert min(sizes, key=sizes.get) == g
@@ -91,9 +95,42 @@ def test_ch07_googlenet_smallest_and_cheaper(fashion, costs):
         assert costs[g]["macs"] < costs[other]["macs"]
 
 
+def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
+    """ch07: "The narrow MobileNet v2 needs the fewest of all, [its]
+    million against ResNet-18's [...] million, and holds the most
+    activation memory of the five: ... against the narrow GoogLeNet's
+    [...] MB, the next largest. At 224×224 too, MobileNetV2's layers
+    output more than VGG-16's"."""
+    page = page_text(CH07)
+    for told in (
+        "The narrow MobileNet v2 needs the fewest of all, "
+        "{cost}`MobileNet v2:macs_millions` million against ResNet-18's",
+        "and holds the most activation memory of the five",
+        "against the narrow GoogLeNet's {cost}`GoogLeNet "
+        "(narrow):activation_bytes_millions` MB, the next largest.",
+        "At 224×224 too, MobileNetV2's layers output more than VGG-16's.",
+    ):
+        assert told in page, told
+    m = "MobileNet v2"
+    assert m in fashion and len(fashion) == 5, sorted(fashion)
+    macs = {k: costs[k]["macs"] for k in fashion}
+    assert min(macs, key=macs.get) == m, macs
+    # the most activation memory counted both ways; GoogLeNet next
+    for count in ("activation_bytes", "weighted_activation_bytes"):
+        ranked = sorted(fashion, key=lambda k, c=count: -costs[k][c])
+        assert ranked[:2] == [m, "GoogLeNet (narrow)"], (count, ranked)
+    assert (
+        costs["MobileNetV2"]["activation_bytes"]
+        > costs["VGG-16"]["activation_bytes"]
+    )
+
+
 def test_ch07_fashion_networks_end_within_about_two_points(fashion):
-    """ch07: "the four networks after LeNet-5 end within about two points
+    """ch07: "the five networks after LeNet-5 end within about two points
     of each other"."""
+    told = "the five networks after LeNet-5 end within about two points"
+    assert told in page_text(CH07)
+    assert len(fashion) == 5, sorted(fashion)
     accuracy = [r["test_accuracy"] for r in fashion.values()]
     assert max(accuracy) - min(accuracy) <= 0.025
 
@@ -208,16 +245,17 @@ def test_ch07_single_runs_do_not_rank_speeds():
 
 
 def test_full_records_say_which_code_as_the_pages_tell_it():
-    """ch07: "Of these five records only VGG's and ResNet-18's say which
-    code trained them: AlexNet's was made with uncommitted changes, and
+    """ch07: "Of these six records only VGG's, ResNet-18's and MobileNet
+    v2's say which code trained them: AlexNet's was made with uncommitted
+    changes, and
     LeNet-5's and GoogLeNet's name the commit of the moment they were
     written"; ch03: the AlexNet run "was made with uncommitted changes"
     (index: see the next test)."""
     assert (
-        "Of these five records only VGG's and ResNet-18's say which code "
-        "trained them: AlexNet's was made with uncommitted changes, and "
-        "LeNet-5's and GoogLeNet's name the commit of the moment they were "
-        "written"
+        "Of these six records only VGG's, ResNet-18's and MobileNet v2's "
+        "say which code trained them: AlexNet's was made with uncommitted "
+        "changes, and LeNet-5's and GoogLeNet's name the commit of the "
+        "moment they were written"
     ) in page_text(CH07)
     told = "The run was made with uncommitted changes to the code"
     assert told in page_text("ch03-alexnet.md")
@@ -227,9 +265,11 @@ def test_full_records_say_which_code_as_the_pages_tell_it():
         "vgg": _full("ch04-vgg", "vgg_fashion"),
         "resnet18": _full("ch05-resnet18", "resnet18_cifar_w16"),
         "googlenet": _full("ch06-googlenet", "googlenet_small_aux"),
+        "mobilenet": _full("ch08-mobilenet", "mobilenet_v2_small_w0.5"),
     }
     known = {name for name, r in full.items() if r["fingerprint"]["code"]}
-    assert known == {"vgg", "resnet18"}, known
+    assert known == {"vgg", "resnet18", "mobilenet"}, known
+    assert not full["mobilenet"]["commit"].endswith("+dirty")
     assert full["alexnet"]["commit"].endswith("+dirty")
     for name in ("lenet", "googlenet"):
         record = full[name]
@@ -264,6 +304,7 @@ _INDEX_NAMES = {
     "googlenet_small_aux": "GoogLeNet",
     "ablation_aux": "ablation",
     "ablation_plain": "ablation",
+    "mobilenet_v2_small_w0.5": "MobileNet v2",
 }
 
 
@@ -304,11 +345,12 @@ def _check_index_code_sentences(parts, full):
 
 
 def test_index_says_which_full_records_name_their_code():
-    """index: "Of these records only VGG's and ResNet-18's say which code
-    trained them. The AlexNet run, plain-20's and the six runs of the
-    ablation were made with uncommitted changes to the code; the other
-    records (the two forms of LeNet-5, plain-56, residual-20, residual-56
-    and GoogLeNet) name the commit of the moment they were written"."""
+    """index: "Of these records only VGG's, ResNet-18's and MobileNet
+    v2's say which code trained them. The AlexNet run, plain-20's and the
+    six runs of the ablation were made with uncommitted changes to the
+    code; the other records (the two forms of LeNet-5, plain-56,
+    residual-20, residual-56 and GoogLeNet) name the commit of the moment
+    they were written"."""
     parts = _index_code_sentences(page_text("index.md"))
     full = records.load_all(profile="full")
     assert {r["model"] for r in full} == set(_INDEX_NAMES), "a new record"
