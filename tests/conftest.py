@@ -16,6 +16,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CNNBOOK_PROFILE", "smoke")
 
 
+@pytest.fixture(autouse=True)
+def _eager_switch_restored():
+    """setup() under smoke makes TensorFlow run functions eagerly for the
+    whole process (cnnbook.machine.smoke_eagerly): put the switch back
+    after each test, so that no test inherits it from one that ran
+    before it in the same worker."""
+    tf = sys.modules.get("tensorflow")
+    before = tf.config.functions_run_eagerly() if tf else False
+    yield
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and tf.config.functions_run_eagerly() != before:
+        tf.config.run_functions_eagerly(before)
+
+
 @pytest.fixture(scope="session")
 def root():
     return ROOT
