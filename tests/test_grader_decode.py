@@ -215,18 +215,111 @@ def test_reading_never_unpickles(tmp_path):
         reader.read(str(base))
 
 
-def test_a_compiled_model_comes_back_compiled():
-    """A compiled model (its optimizer cannot be made in the stateless
-    scope) is rebuilt, then compiled as Keras would."""
+def test_a_compiled_model_comes_back_marked_compiled_without_optimizer():
+    """Red team 3, attack 2 (a02_huge_compiled): a compiled model is
+    rebuilt with a mark that it was compiled (what the checks ask of it,
+    :func:`cnnbook.grading.api.compiled`), never with an optimizer built
+    from the learner's configuration (Adam's slots are twice the
+    weights)."""
     import keras
+
+    from cnnbook.grading.api import compiled
 
     inp = keras.Input((4,))
     model = keras.Model(inp, keras.layers.Dense(3)(inp))
     model.compile(optimizer="adam", loss="mse")
     arrays = {}
     tree = wire.encode(model, arrays, weights=True)
+    assert "compile_config" in tree["config"]
     back = reader.decode(tree, arrays)
-    assert back.compiled and back._cnnbook_compiled
-    assert type(back.optimizer).__name__ == "Adam"
+    assert compiled(back) and back._cnnbook_compiled
+    assert getattr(back, "optimizer", None) is None and not back.compiled
     for mine, theirs in zip(back.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def _small_model(width=4):
+    import keras
+
+    inp = keras.Input((width,))
+    return keras.Model(inp, keras.layers.Dense(width)(inp))
+
+
+def test_models_inside_a_list_are_refused():
+    """Red team 3, attack 3 (a03_list_of_models): ``[m] * 3`` made the
+    grader rebuild the model three times; a model is accepted only as the
+    whole answer."""
+    model = _small_model()
+    for value in ([model] * 3, (model,), {"m": model}):
+        arrays = {}
+        tree = wire.encode(value, arrays)
+        with pytest.raises(wire.WireError, match="on its own"):
+            reader.decode(tree, arrays)
+    arrays = {}
+    assert reader.decode(wire.encode(model, arrays), arrays).count_params()
+
+
+def test_one_budget_covers_every_keras_object_of_an_answer():
+    """Layers may come in a list (4.1's answer is one), but their weights
+    and the answer's arrays count together, each refused before it is
+    allocated; the limit here is small so that the test allocates
+    little."""
+    from keras.src.backend.common import global_state
+
+    model = _small_model(16)  # 16 * 16 + 16 float32: 1088 bytes each
+    layers = [layer for layer in model.layers[1:]] * 3
+    arrays = {"a0": np.zeros(100, np.float32)}  # 400 bytes
+    tree = wire.encode(layers, {})
+    budget = reader.Budget(arrays, limit=400 + 2 * 1088)
+    with pytest.raises(wire.WireError, match="whole answer"):
+        reader.decode(tree, arrays, budget=budget)
+    assert budget.used == 400 + 2 * 1088  # the third was never allocated
+    assert global_state.get_global_attribute("uninitialized_variables") == []
+    back = reader.decode(tree, arrays)  # the default budget holds them
+    assert [4 * x.count_params() for x in back] == [1088] * 3
+    with pytest.raises(wire.WireError, match="Keras objects together"):
+        reader.decode(
+            wire.encode(layers * 700, {}), {}, budget=reader.Budget()
+        )
+
+
+def test_a_model_without_the_weights_asked_for_is_refused():
+    """Red team 3, attacks 2 and 3: the kernel patched its
+    ``_encode_model`` never to send weights (keeping the answer small) so
+    that the grader built the model itself; asked for weights, the grader
+    refuses a model without them instead of building it empty."""
+    model = _small_model()
+    arrays = {}
+    tree = wire.encode(model, arrays, weights=False)
+    with pytest.raises(wire.WireError, match="without its weights"):
+        reader.decode(tree, arrays, budget=reader.Budget(weights=True))
+
+
+def test_changed_arguments_are_checked_before_they_are_decoded():
+    """Each argument the answer says it changed is one the grader passed,
+    named once, as the kind of value it was (a list of the same model
+    changed three times would be three rebuilds)."""
+    from cnnbook.grading.remote import _changed
+
+    model = _small_model()
+    arrays = {}
+    tree = wire.encode(model, arrays, weights=True)
+    array = np.zeros(3)
+    a_tree = wire.encode(array, {})
+    assert _changed([[0, tree], [1, a_tree]], (model, array)) == [
+        (0, tree),
+        (1, a_tree),
+    ]
+    bad = {
+        "twice": [[0, tree], [0, tree]],
+        "more changed arguments": [[0, tree]] * 3,
+        "did not get": [[5, tree]],
+        "into a array": [[0, a_tree]],
+        "cannot change": [[1, tree]],
+    }
+    for words, changed in bad.items():
+        with pytest.raises(wire.WireError, match=words):
+            _changed(changed, (model, 7))
+    empty = wire.encode(model, {}, weights=False)
+    with pytest.raises(wire.WireError, match="without its weights"):
+        _changed([[0, empty]], (model,))

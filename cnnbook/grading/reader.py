@@ -8,6 +8,16 @@ a learner's answer never unpickles and never rebuilds a Keras object
 outside Keras's safe mode, and every Keras configuration must name only
 Keras's own modules.
 
+One answer has one :class:`Budget`: its arrays and the weights of every
+Keras object rebuilt from it count together against
+:data:`~cnnbook.grading.wire.MAX_ANSWER_BYTES` (and its Keras objects
+against :data:`~cnnbook.grading.wire.MAX_KERAS_OBJECTS`), each weight
+counted from its shape before it is allocated. A model is accepted only
+as a whole value (never inside a list, tuple or dict), and a compiled
+model is rebuilt uncompiled with a mark that it was compiled: no
+optimizer, and no optimizer state, is ever built from a learner's
+configuration.
+
 This module runs on both sides (the kernel decodes the grader's
 requests): it holds no answer and no expected value.
 """
@@ -23,6 +33,7 @@ import zipfile
 import numpy as np
 
 from cnnbook.grading.wire import (
+    MAX_ANSWER_BYTES,
     MAX_ARRAY_BYTES,
     MAX_ARRAYS,
     MAX_DEPTH,
@@ -151,12 +162,52 @@ def _array_header(zf, info):
     return shape, dtype, offset
 
 
-def decode(tree, arrays, inputs=None, depth=0):
+class Budget:
+    """What one answer may make its reader hold: ``limit`` bytes for its
+    arrays (``arrays``, counted at once) and the weights of the Keras
+    objects rebuilt from it, and :data:`MAX_KERAS_OBJECTS` objects named
+    by their configurations, together. ``weights``: the reader asked for
+    the weights of every model (a model that comes without them is
+    refused, never rebuilt empty)."""
+
+    def __init__(self, arrays=(), limit=MAX_ANSWER_BYTES, weights=False):
+        self.limit, self.weights = limit, weights
+        self.used = sum(int(a.nbytes) for a in dict(arrays).values())
+        self.objects = 0
+        if self.used > self.limit:
+            raise WireError("the answer's arrays are too large")
+
+    def count(self, objects):
+        self.objects += objects
+        if self.objects > MAX_KERAS_OBJECTS:
+            raise WireError(
+                f"its configurations name more than {MAX_KERAS_OBJECTS} "
+                "Keras objects together"
+            )
+
+    def charge(self, nbytes):
+        """Count ``nbytes`` more, or refuse before they are allocated."""
+        if self.used + nbytes > self.limit:
+            raise WireError(
+                f"its weights would take {nbytes / 2**30:.1f} GiB, and the "
+                f"whole answer more than the "
+                f"{self.limit / 2**30:.1f} GiB the grader reads back from "
+                "one call (a model may have twice the parameters of the "
+                "largest model a check builds)"
+            )
+        self.used += nbytes
+
+
+def decode(tree, arrays, inputs=None, depth=0, budget=None):
     """The value encoded as ``tree``.
 
     ``inputs`` (a list) collects the ``keras.Input`` tensors made for
-    :class:`KerasInput` markers (only requests carry those).
+    :class:`KerasInput` markers (only requests carry those). ``budget``
+    (a :class:`Budget`) is shared by every value decoded from one answer;
+    without it, this value has one of its own.
     """
+    if budget is None:
+        budget = Budget(arrays)
     if depth > MAX_DEPTH:
         raise WireError("the value is nested too deeply")
     if tree is None or isinstance(tree, (bool, int, float, str)):
@@ -178,16 +229,18 @@ def decode(tree, arrays, inputs=None, depth=0):
         v = tree["v"]
         return dtype.type(float(v) if isinstance(v, str) else v)
     if kind in ("list", "tuple"):
-        items = [decode(v, arrays, inputs, depth + 1) for v in tree["v"]]
+        items = [
+            decode(v, arrays, inputs, depth + 1, budget) for v in tree["v"]
+        ]
         return items if kind == "list" else tuple(items)
     if kind == "dict":
         out = {}
         for k, v in tree["v"]:
-            key = decode(k, arrays, inputs, depth + 1)
+            key = decode(k, arrays, inputs, depth + 1, budget)
             if isinstance(key, list):
                 key = tuple(key)
             try:
-                out[key] = decode(v, arrays, inputs, depth + 1)
+                out[key] = decode(v, arrays, inputs, depth + 1, budget)
             except TypeError as exc:
                 raise WireError(f"a key cannot be used: {exc}") from None
         return out
@@ -200,8 +253,13 @@ def decode(tree, arrays, inputs=None, depth=0):
         if inputs is not None:
             inputs.append(tensor)
         return tensor
+    if kind == "model" and depth > 0:
+        raise WireError(
+            "a model can only be returned on its own, not inside a list, "
+            "tuple or dict"
+        )
     if kind in ("model", "layer"):
-        return _decode_keras(tree, arrays)
+        return _decode_keras(tree, arrays, budget)
     raise WireError(f"unknown kind of value {kind!r}")
 
 
@@ -285,34 +343,30 @@ def _count_objects(config, depth=0):
     return 0
 
 
-def _decode_keras(tree, arrays):
+def _decode_keras(tree, arrays, budget):
     import keras  # delays keras
     from keras.src.backend.common import global_state  # delays keras
     from keras.src.backend.common.variables import (  # delays keras
         initialize_all_variables,
     )
-    from keras.src.saving.serialization_lib import (  # delays keras
-        SafeModeScope,
-    )
 
     config = tree["config"]
     _check_config(config)
-    if _count_objects(config) > MAX_KERAS_OBJECTS:
+    budget.count(_count_objects(config))
+    keys = tree.get("weights") if tree["t"] == "model" else None
+    if tree["t"] == "model" and budget.weights and keys is None:
         raise WireError(
-            f"its configuration names more than {MAX_KERAS_OBJECTS} "
-            "Keras objects"
+            "a model came back without its weights: the grader asked for them"
         )
     if tree["t"] == "model":
         # the grader sets the weights it needs itself: skip random draws
         config = _zero_initializers(config)
     # Rebuilt in a stateless scope, Keras makes every weight without its
     # memory (shape and dtype only): the total is checked before any
-    # weight is allocated.
-    # (An optimizer cannot be made there: a compiled model is compiled
-    # once its weights exist, as Keras itself does after rebuilding.)
-    compile_config = None
-    if isinstance(config, dict) and config.get("compile_config"):
-        compile_config = config["compile_config"]
+    # weight is allocated. The compile configuration is dropped: whether
+    # the model was compiled is all a check needs of it (its optimizer's
+    # slots could take twice the weights' memory again).
+    if isinstance(config, dict) and "compile_config" in config:
         config = {k: v for k, v in config.items() if k != "compile_config"}
     global_state.set_global_attribute("uninitialized_variables", [])
     try:
@@ -330,11 +384,8 @@ def _decode_keras(tree, arrays):
                 f"twice the largest model a check builds "
                 f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
             )
+        budget.charge(size)
         initialize_all_variables()
-        if compile_config:
-            with SafeModeScope(True):
-                obj.compile_from_config(compile_config)
-            obj.compiled = True
     except WireError:
         global_state.set_global_attribute("uninitialized_variables", [])
         raise
@@ -347,7 +398,6 @@ def _decode_keras(tree, arrays):
         ) from None
     if tree["t"] == "model":
         obj._cnnbook_compiled = bool(tree.get("compiled"))
-        keys = tree.get("weights")
         if keys is not None:
             try:
                 obj.set_weights([arrays[k] for k in keys])

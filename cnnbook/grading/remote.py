@@ -96,12 +96,14 @@ class Remote(SandboxedNamespace):
             error = answer.get("error")
             raise _learner_error(error if isinstance(error, dict) else {})
         try:
-            for index, tree in answer.get("changed") or []:
-                if isinstance(index, int) and 0 <= index < len(args):
-                    _update_argument(
-                        args[index], reader.decode(tree, out_arrays)
-                    )
-            return reader.decode(answer["value"], out_arrays)
+            # one budget for all the answer holds: its value and every
+            # argument it says it changed (each at most once)
+            budget = reader.Budget(out_arrays, weights=weights)
+            for index, tree in _changed(answer.get("changed"), args):
+                _update_argument(
+                    args[index], reader.decode(tree, out_arrays, budget=budget)
+                )
+            return reader.decode(answer["value"], out_arrays, budget=budget)
         except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
             raise CheckFailure(
                 f"{name} returned something the grader cannot read: "
@@ -194,6 +196,42 @@ def _learner_error(error):
         return NotImplementedError(message)
     cls = type(kind, (LearnerError,), {})
     return cls(message, error.get("line"))
+
+
+def _changed(changed, args):
+    """The (index, tree) pairs of ``changed`` (an answer's list of changed
+    arguments) that name an argument the grader passed, once each, as the
+    kind of value it was: an array as an array, a model as a model."""
+    if not changed:
+        return []
+    if not isinstance(changed, list) or len(changed) > len(args):
+        raise wire.WireError("it names more changed arguments than it got")
+    out, seen = [], set()
+    for item in changed:
+        index, tree = (None, None)
+        if isinstance(item, list) and len(item) == 2:
+            index, tree = item
+        if type(index) is not int or not 0 <= index < len(args):
+            raise wire.WireError("it names an argument it did not get")
+        if index in seen:
+            raise wire.WireError("it names one changed argument twice")
+        seen.add(index)
+        kind = tree.get("t") if isinstance(tree, dict) else None
+        original = args[index]
+        if isinstance(original, np.ndarray):
+            expected = "array"
+        elif is_layer(original, "Model"):
+            expected = "model"
+        else:
+            raise wire.WireError("it names an argument that cannot change")
+        if kind != expected:
+            raise wire.WireError(
+                f"it changed an argument into a {str(kind)[:20]}"
+            )
+        if kind == "model" and not isinstance(tree.get("weights"), list):
+            raise wire.WireError("a changed model came without its weights")
+        out.append((index, tree))
+    return out
 
 
 def _update_argument(original, changed):

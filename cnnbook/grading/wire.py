@@ -46,6 +46,11 @@ MAX_ARRAYS = 4096
 LARGEST_REFERENCE_PARAMS = 138_357_544
 MAX_MODEL_BYTES = 2 * LARGEST_REFERENCE_PARAMS * 4  # float32
 MAX_KERAS_OBJECTS = 4000  # 4x ResNet-50's 866 (layers, initializers...)
+# Everything one answer makes the grader hold, together: its arrays and
+# the weights of every Keras object rebuilt from it (a model comes back
+# only as the answer itself or as an argument it changed, never inside a
+# list; no optimizer state is ever built from a learner's configuration).
+MAX_ANSWER_BYTES = MAX_ARRAY_BYTES + MAX_MODEL_BYTES
 
 
 class WireError(ValueError):
