@@ -3,9 +3,13 @@ closed and kept closed: the submission's path is never written (a link
 swapped in for it during a grade takes no write anywhere), and
 ``grade-batch`` grades the bytes it scanned."""
 
+import glob
 import hashlib
 import json
 import os
+import signal
+import tempfile
+import time
 
 import pytest
 from conftest import ROOT, run_cli
@@ -408,3 +412,121 @@ def test_chapter_1_is_graded_without_the_libraries(tmp_path):
     # the two file probes reach their end: nothing of numpy.pad is read
     assert sum("RuntimeError: probed" in e for e in errors) == 2, errors
     assert sum("FileNotFoundError" in e for e in errors) == 0, errors
+
+
+# Red team 3, attack 1 (a04_leak_scratch): a grader killed mid-grade (out
+# of memory) left its scratch tmpfs mounted, its folder and its groups.
+FILL_THEN_WAIT = """
+import os, time
+with open(os.path.join(os.environ["HOME"], "ballast"), "wb") as fh:
+    for _ in range(64):
+        fh.write(os.urandom(2**20))
+open(os.path.join(os.environ["HOME"], "ready"), "w").close()
+time.sleep(600)
+"""
+
+
+def _scratch_mounts(pid):
+    """Processes whose mount table still holds a scratch tmpfs of the
+    grader ``pid`` (while one does, its pages are not freed)."""
+    marker = f"/cnnbook-grade-{pid}-"
+    holders = []
+    for mounts in glob.glob("/proc/[0-9]*/mounts"):
+        try:
+            with open(mounts) as fh:
+                if any(
+                    "cnnbook-scratch" in line and marker in line for line in fh
+                ):
+                    holders.append(mounts)
+        except OSError:  # gone meanwhile
+            pass
+    return holders
+
+
+def _grade_group(start):
+    """(grader pid, group folder) of a sandbox group made after ``start``
+    (a set of folders that existed before) once it holds processes."""
+    from cnnbook.grading.cgroups import detect
+
+    for parent in set(detect(("cgroup-v1", "cgroup-v2")).parents.values()):
+        for path in glob.glob(os.path.join(parent, "cnnbook-grade-*")):
+            if path in start:
+                continue
+            try:
+                with open(os.path.join(path, "cgroup.procs")) as fh:
+                    if fh.read().split():
+                        return int(path.split("-")[-2]), path
+            except OSError:
+                pass
+    return None, None
+
+
+@pytest.mark.slow
+def test_a_killed_grader_leaves_nothing_behind(tmp_path):
+    """A grade's process killed (SIGKILL, as the OOM killer does) while
+    its kernel holds 64 MiB in the scratch tmpfs: grade-batch records the
+    grade as killed, with no points, and nothing is left: no process
+    sees the tmpfs (it was never in the machine's mount table), no
+    folder and no group of that grader remains."""
+    import threading
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from cnnbook import notebooks
+    from cnnbook.grading.cgroups import detect
+
+    support = detect(("cgroup-v1", "cgroup-v2"))
+    if os.geteuid() != 0 or support.mechanism == "none":
+        pytest.skip("needs root and cgroups (the CI's machine has both)")
+    nb = new_notebook(cells=[new_code_cell(FILL_THEN_WAIT)])
+    nb.metadata["cnnbook"] = {"chapter": "ch01"}
+    path = tmp_path / "ch01-fill.ipynb"
+    path.write_text(notebooks.render(nb))
+    assert nbformat.reads(path.read_text(), as_version=4).cells
+    before = {
+        p
+        for parent in set(support.parents.values())
+        for p in glob.glob(os.path.join(parent, "cnnbook-grade-*"))
+    }
+    result = {}
+
+    def run():
+        result["out"] = batch.grade_in_subprocess(
+            path,
+            tmp_path / "report.json",
+            ["--chapter", "ch01", "--cell-timeout", "600"],
+            900,
+        )
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    pid, group, ready = None, None, []
+    deadline = time.monotonic() + 240
+    while not ready and time.monotonic() < deadline and worker.is_alive():
+        time.sleep(0.5)
+        if pid is None:
+            pid, group = _grade_group(before)
+        if pid is not None:
+            ready = glob.glob(
+                f"/proc/{pid}/root/tmp/cnnbook-grade-{pid}-*/s/home/ready"
+            )
+    assert ready, result
+    assert _scratch_mounts(pid)  # the grader's own namespace holds it
+    with open("/proc/self/mounts") as fh:
+        assert f"/cnnbook-grade-{pid}-" not in fh.read()
+    os.kill(pid, signal.SIGKILL)
+    worker.join(120)
+    report, why = result["out"]
+    assert report is None and "killed (signal 9)" in why, why
+    assert not os.path.exists(group)
+    assert not glob.glob(
+        os.path.join(tempfile.gettempdir(), f"cnnbook-*-{pid}-*")
+    )
+    holders = _scratch_mounts(pid)
+    for _ in range(50):  # the sandbox's last processes end a moment later
+        if not holders:
+            break
+        time.sleep(0.1)
+        holders = _scratch_mounts(pid)
+    assert holders == []

@@ -251,6 +251,9 @@ def grade_in_subprocess(path, json_path, options, hard_timeout):
     A separate process per submission: a notebook that takes its grader
     down (or hangs it) costs only its own grade. After ``hard_timeout``
     the process gets SIGTERM (it then stops its kernel), then SIGKILL.
+    However it ended, what it left behind is removed
+    (:func:`cnnbook.grading.confinement.clean_leftovers`); a grader that
+    was killed (out of memory, say) gets no points, and the batch goes on.
     """
     cmd = [
         sys.executable,
@@ -283,6 +286,14 @@ def grade_in_subprocess(path, json_path, options, hard_timeout):
             None,
             f"the grader ran past {hard_timeout:.0f} s and was stopped",
         )
+    finally:
+        if proc.returncode is not None:
+            _clean_after(proc.pid)
+    if proc.returncode < 0:
+        return None, (
+            f"the grader was killed (signal {-proc.returncode}): it ran out "
+            "of memory or was stopped; no points"
+        )
     try:
         report = json.loads(pathlib.Path(json_path).read_text())
     except (OSError, ValueError):
@@ -292,6 +303,15 @@ def grade_in_subprocess(path, json_path, options, hard_timeout):
             f"{proc.returncode}{': ' + one_line(tail[0]) if tail else ''})"
         )
     return report, None
+
+
+def _clean_after(pid):
+    from cnnbook.grading import confinement  # delays cgroups detection
+
+    try:
+        confinement.clean_leftovers(pid)
+    except OSError:  # nothing left to clean, or no right to
+        pass
 
 
 def _cell(text):

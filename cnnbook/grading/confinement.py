@@ -6,19 +6,145 @@ the group of the process that wrote them
 (:class:`cnnbook.grading.limits.SandboxGroup`). :class:`Confinement` puts
 the group, the tmpfs and the user the sandbox runs as
 (:func:`sandbox_uid`) together for one grade.
+
+Nothing of a grade outlives a grader that is killed. The tmpfs is
+mounted in a mount namespace of the grader's own
+(:func:`private_mounts`): the machine's mount table never shows it, and
+it goes, pages and all, with the last process that sees it. The grade's
+folders and groups carry the grader's process id in their names
+(:func:`leftover_name`); :func:`clean_leftovers` removes those of a grader
+that is gone, and ``grade-batch`` calls it after each grade's process
+ends, ``grade`` before it starts.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import grp
 import os
 import pwd
+import re
 import secrets
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 
-from cnnbook.grading.cgroups import LimitsUnavailable
+from cnnbook.grading.cgroups import LimitsUnavailable, detect
 from cnnbook.grading.limits import SandboxGroup
+
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+# ------------------------------------------------------------ leftovers
+def leftover_name(kind, pid=None):
+    """The prefix of a grade's folder or group: ``cnnbook-KIND-PID-``."""
+    return f"cnnbook-{kind}-{os.getpid() if pid is None else int(pid)}-"
+
+
+def private_mounts():
+    """Move the calling thread (and every process it starts from now on)
+    into a mount namespace of its own, with nothing shared back (root
+    only); True if it did.
+
+    A tmpfs mounted afterwards exists only there: it is never in the
+    machine's mount table, and the kernel frees it when the last process
+    of the namespace (the grader, its sandbox) is gone, however the
+    grader ends. Each call makes a fresh namespace; one left behind goes
+    with the thread.
+    """
+    if os.geteuid() != 0 or not os.path.exists("/proc/self/ns/mnt"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make the mounts private")
+    return True
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(pid=None):
+    """Remove what graders that are gone left behind: their folders
+    (``cnnbook-grade-PID-*``, ``cnnbook-kernels-PID-*`` in the folder for
+    temporary files), with any tmpfs still mounted in them, and their
+    sandboxes' groups (``cnnbook-grade-PID-*``, every process in them
+    killed). ``pid``: only that grader's, and only once it is gone; None:
+    those of every grader that is gone. Returns the paths removed."""
+    pattern = re.compile(r"cnnbook-(grade|kernels)-(\d+)-")
+    removed = []
+
+    def gone(name):
+        match = pattern.match(name)
+        if match is None:
+            return False
+        owner = int(match.group(2))
+        return (pid is None or owner == int(pid)) and not _alive(owner)
+
+    top = tempfile.gettempdir()
+    for path in sorted(glob.glob(os.path.join(top, "cnnbook-*-*-*"))):
+        if not gone(os.path.basename(path)) or os.path.islink(path):
+            continue
+        for point in _mounts_under(path):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    for parent in set(detect(("cgroup-v1", "cgroup-v2")).parents.values()):
+        for path in sorted(glob.glob(os.path.join(parent, "cnnbook-grade-*"))):
+            if gone(os.path.basename(path)) and _remove_group(path):
+                removed.append(path)
+    return removed
+
+
+def _mounts_under(path):
+    points = []
+    try:
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                point = line.split()[1].replace("\\040", " ")
+                if point == path or point.startswith(path + "/"):
+                    points.append(point)
+    except OSError:
+        pass
+    return sorted(points, reverse=True)
+
+
+def _remove_group(path):
+    """Kill every process in the group at ``path``, then remove it."""
+    for _ in range(100):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as fh:
+                pids = [int(x) for x in fh.read().split()]
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                return False
+        time.sleep(0.05)
+    return False
 
 
 # ------------------------------------------------------------ the disk

@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 
-from cnnbook.grading import chapters, package, sandbox
+from cnnbook.grading import chapters, confinement, package, sandbox
 from cnnbook.grading.api import CheckFailure, KernelStopped
 from cnnbook.grading.names import printable
 from cnnbook.grading.notebook import (
@@ -170,6 +170,9 @@ def grade(
         max_restarts = MAX_RESTARTS
     if limits.sandbox:
         sandbox.check_available()  # SandboxUnavailable: no silent fallback
+        # folders and groups of graders that were killed (their tmpfs
+        # went with them: confinement.private_mounts)
+        confinement.clean_leftovers()
     path = pathlib.Path(path)
     shown = printable(path) if name is None else name
     start = time.perf_counter()
@@ -259,7 +262,9 @@ def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
     kernel restarts; return exercise key -> Result (cell errors, the
     kernel's starts and why the grade stopped go into ``report``)."""
     cell_errors = {}
-    with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=confinement.leftover_name("grade")
+    ) as tmp:
         # tmp/p: the grader's (the package the sandbox sees, Keras stubs);
         # tmp/s: the sandbox's scratch folder, its only writable place
         scratch = os.path.join(tmp, "s")

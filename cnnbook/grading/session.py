@@ -154,8 +154,13 @@ class Session:
         scratch folder's contents and the grader's connection folder."""
         lim = self.limits
         # a short path of its own: a socket's path has at most 107 bytes
-        self.kernels = tempfile.mkdtemp(prefix="cnnbook-kernels-")
+        self.kernels = tempfile.mkdtemp(
+            prefix=confinement.leftover_name("kernels")
+        )
         if lim.sandbox:
+            # the scratch tmpfs goes in a mount namespace of this thread's
+            # own: it dies with the grader, however the grader ends
+            confinement.private_mounts()
             self.uid = confinement.sandbox_uid()
             self.confinement = confinement.Confinement(
                 self.scratch_dir,
