@@ -346,6 +346,17 @@ PROBES = {
     "jax": "import jax.numpy",
     "jaxlib": "import jaxlib",
     "scipy": "import scipy.signal",
+    # red team 3, attack 3 (a01_base_scipy): the base interpreter's own
+    # site-packages, put first on the path, held a second SciPy
+    "base scipy": (
+        "import os, sys\n"
+        "for d in {hidden!r}:\n"
+        "    assert not os.listdir(d), 'base site-packages visible'\n"
+        "    sys.path.insert(0, d)\n"
+        "for m in [m for m in sys.modules if m.split('.')[0] == 'scipy']:\n"
+        "    del sys.modules[m]\n"
+        "import scipy.signal"
+    ),
     "numpy.pad": "import numpy\nnumpy.pad(numpy.ones((1, 2, 2, 1)), 1)",
     # numpy.pad's source and bytecode, read as files: the stub's
     "pad source": (
@@ -376,6 +387,57 @@ def test_absent_overlays_cover_the_libraries_and_numpy_pad(tmp_path):
     assert package.absent_overlays("ch03", tmp_path / "b") == []
 
 
+def test_no_second_copy_of_an_absent_library_is_in_the_sandbox(tmp_path):
+    """Every folder the chapter-1 sandbox mounts is searched for an
+    importable copy of a library it makes absent: each copy found is
+    covered by a stub or lies in a folder hidden by an empty tmpfs (the
+    base interpreter's site-packages, where red team 3 found SciPy)."""
+    import subprocess
+
+    from cnnbook.grading import package, sandbox
+
+    overlays = package.absent_overlays("ch01", tmp_path / "a")
+    (tmp_path / "s").mkdir()
+    args = sandbox.command(
+        str(tmp_path / "s"), str(tmp_path / "p"), {}, overlays=overlays
+    )
+    binds = [
+        args[i + 1]
+        for i, a in enumerate(args)
+        if a in ("--ro-bind", "--bind") and args[i + 1] != str(tmp_path / "s")
+    ]
+    hidden = {args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"}
+    assert set(sandbox.hidden_site_dirs()) <= hidden
+    covered = {str(t) for _, t in overlays}
+    expression = []
+    for name in package.ABSENT_LIBRARIES["ch01"]:
+        for where in ("site-packages", "dist-packages"):
+            expression += ["-o", "-path", f"*/{where}/{name}"]
+    found = subprocess.run(
+        [
+            "find",
+            *sorted({b for b in binds if os.path.isdir(b)}),
+            "-maxdepth",
+            "7",
+            "-type",
+            "d",
+            "(",
+            *expression[1:],
+            ")",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert any(p.endswith("/scipy") for p in found), found  # it searches
+    left = [
+        p
+        for p in found
+        if p not in covered
+        and not any(p.startswith(h.rstrip("/") + "/") for h in hidden)
+    ]
+    assert left == []
+
+
 def test_a_missing_numpy_pad_file_fails_loudly(tmp_path, monkeypatch):
     from cnnbook.grading import package
 
@@ -396,7 +458,11 @@ def test_chapter_1_is_graded_without_the_libraries(tmp_path):
 
     nb = nbformat.read(SOLUTION, as_version=4)
     first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    from cnnbook.grading import sandbox
+
+    hidden = sandbox.hidden_site_dirs()
     for source in reversed(PROBES.values()):
+        source = source.replace("{hidden!r}", repr(hidden))
         nb.cells.insert(first + 1, new_code_cell(source))
     path = tmp_path / "ch01-probed.ipynb"
     path.write_text(notebooks.render(nb))
@@ -407,7 +473,7 @@ def test_chapter_1_is_graded_without_the_libraries(tmp_path):
     errors = [e["error"] for e in report["cell_errors"]]
     assert len(errors) == len(PROBES), errors
     imports = [e for e in errors if "chapter 1 is graded without" in e]
-    assert len(imports) == 7, errors  # six imports and numpy.pad
+    assert len(imports) == 8, errors  # seven imports and numpy.pad
     assert "implement the operation yourself" in imports[0]
     # the two file probes reach their end: nothing of numpy.pad is read
     assert sum("RuntimeError: probed" in e for e in errors) == 2, errors

@@ -4,15 +4,16 @@ Introduced with the grader (Chapter 1). :func:`command` wraps the
 learner's kernel in `bubblewrap <https://github.com/containers/bubblewrap>`_
 (``bwrap``, Debian package ``bubblewrap``): new user, PID, network, IPC
 and UTS namespaces (no network at all), every capability dropped, the
-software (``/usr``, the Python installation, the virtual environment)
-read-only, one private scratch folder as the only writable place on
-disk (``/tmp`` is a private tmpfs of bounded size), the dataset cache
-read-only, IPython's folder empty and read-only (no start-up file the
-notebook plants runs in a restarted kernel), nothing else of the machine
-(no home folder, no repository, no other submission, none of the
-grader's files). ``prlimit``
-bounds its memory, processes, file sizes and CPU time, and the whole
-sandbox dies with the grader.
+software (``/usr``, the Python installation's standard library, the
+virtual environment) read-only (the base installation's own
+``site-packages`` hidden: :func:`hidden_site_dirs`), one private scratch
+folder as the only writable place on disk (``/tmp`` is a private tmpfs
+of bounded size), the dataset cache read-only, IPython's folder empty
+and read-only (no start-up file the notebook plants runs in a restarted
+kernel), nothing else of the machine (no home folder, no repository, no
+other submission, none of the grader's files). ``prlimit`` bounds its
+memory, processes, file sizes and CPU time, and the whole sandbox dies
+with the grader.
 
 What the sandbox sees of :mod:`cnnbook` and Keras is built by
 :mod:`cnnbook.grading.package`.
@@ -182,6 +183,27 @@ def _software_dirs():
     return out
 
 
+def hidden_site_dirs():
+    """The base interpreter's own ``site-packages`` folders, when the
+    grader runs from a virtual environment: the sandbox sees the base
+    installation's standard library only, and an empty read-only folder
+    in their place (else a second copy of a library the sandbox makes
+    absent, SciPy say, could be imported from there)."""
+    if sys.prefix == sys.base_prefix:
+        return []  # no virtual environment: these hold the software
+    import site
+
+    bases = [sys.base_prefix, sys.base_exec_prefix]
+    keep = {os.path.realpath(p) for p in site.getsitepackages([sys.prefix])}
+    return sorted(
+        {
+            d
+            for d in site.getsitepackages(bases)
+            if os.path.isdir(d) and os.path.realpath(d) not in keep
+        }
+    )
+
+
 def command(
     scratch,
     package_dir,
@@ -223,6 +245,8 @@ def command(
     made = set()
     for d in _software_dirs():
         _bind(args, "--ro-bind", d, d, made)
+    for d in hidden_site_dirs():
+        args += ["--perms", "0555", "--tmpfs", d, "--remount-ro", d]
     if data_dir and os.path.isdir(data_dir):
         _bind(args, "--ro-bind", data_dir, data_dir, made)
     for source, target in overlays:
