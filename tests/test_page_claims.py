@@ -201,8 +201,8 @@ def test_ch07_single_runs_do_not_rank_speeds():
     images per second; even MobileNet v2's three, made with one version of
     the code and the same settings, ran at [lowest] to [highest] images per
     second; and in these records the process kept from a fifth to four
-    fifths of the two cores busy", and "no such timing is stored with the
-    book"."""
+    fifths of the two cores busy" (the one stored bench run, which does
+    time them alike, is held by the bench tests below)."""
     page = page_text(CH07)
     assert (
         "the three `cpu` records of one network of chapters 2 to 6, which "
@@ -240,8 +240,6 @@ def test_ch07_single_runs_do_not_rank_speeds():
     runs[SHARED_CODE] = shared
     busy = [r["cpu_busy"] for found in runs.values() for r in found]
     assert 0.15 <= min(busy) <= 0.25 and 0.75 <= max(busy) <= 0.85, busy
-    stored = [p.name for p in records.results_dir().rglob("*bench*")]
-    assert not stored, stored
 
 
 def test_full_records_say_which_code_as_the_pages_tell_it():
@@ -1472,3 +1470,99 @@ def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
         assert settings["lr"] == 0.001
         assert settings["batch_size"] == modern["settings"]["batch_size"]
         assert settings["weight_decay"] == modern["settings"]["weight_decay"]
+
+
+# ------------------------------------------------- ch07: the stored bench run
+BENCH_KEY = "cpu.tensorflow"  # results/bench/cpu.tensorflow.json
+_BENCH_ROW = re.compile(
+    r"^\|.*\{bench\}`" + re.escape(BENCH_KEY) + r"/(\w+):images_per_second`"
+)
+
+
+def _bench_section():
+    """The lines of ch07's "Speed in one sitting", as they are written."""
+    text = (ROOT / "book" / CH07).read_text()
+    start = text.index("(ch07-bench)=")
+    return text[start : text.index("\n## ", start + 20)]
+
+
+def _bench_by_name(root=None):
+    from cnnbook import bench
+
+    record = bench.find(BENCH_KEY, root)
+    return record, {n["name"]: n for n in record["networks"]}
+
+
+def test_ch07_bench_table_is_one_stored_run_of_every_network():
+    """ch07 "Speed in one sitting": a row for every network of the one
+    stored bench record, MobileNet v2's right after ResNet-18's, each
+    beside the test accuracy of its own network's `full` run; "The book
+    stores one run of `python -m cnnbook bench`"."""
+    assert "The book stores one run of `python -m cnnbook bench`" in (
+        page_text(CH07)
+    )
+    section = _bench_section()
+    _record, networks = _bench_by_name()
+    rows = [line for line in section.splitlines() if _BENCH_ROW.match(line)]
+    names = [_BENCH_ROW.match(line).group(1) for line in rows]
+    assert sorted(names) == sorted(networks), names
+    assert names.index("mobilenet_v2") == names.index("resnet18") + 1
+    for name, row in zip(names, rows):
+        net = networks[name]
+        for field in (
+            "parameters",
+            "macs_millions",
+            "images_per_second.min",
+            "images_per_second.max",
+            "cores_busy",
+        ):
+            assert f"{{bench}}`{BENCH_KEY}/{name}:{field}`" in row, field
+        quoted = f"{{run}}`{net['lab']}/{net['model']}/full:test_accuracy`"
+        assert quoted in row, (name, quoted)
+        records.find(net["lab"], net["model"], profile="full")
+    # the paragraph before it no longer says that none is stored
+    assert "no such timing is stored with the book" not in page_text(CH07)
+
+
+def _check_mobilenet_against_resnet18(networks):
+    """The sentence of ch07 on MobileNet v2 and ResNet-18 (see the test
+    below), checked against a bench record's networks."""
+    from statistics import median
+
+    mobilenet, resnet = networks["mobilenet_v2"], networks["resnet18"]
+    assert mobilenet["macs"] < resnet["macs"], "fewer multiply-accumulates"
+    assert mobilenet["parameters"] < resnet["parameters"], "fewer parameters"
+    fast, slow = resnet["images_per_second"], mobilenet["images_per_second"]
+    assert median(slow) < median(fast), "fewer images per second"
+    assert all(m < r for m, r in zip(slow, fast)), "in every round"
+
+
+BENCH_SENTENCE = (
+    "MobileNet v2 has fewer parameters than the narrow ResNet-18 and needs "
+    "fewer multiply-accumulates per image, yet its training step got "
+    "through fewer images per second, in every round"
+)
+
+
+def test_ch07_bench_mobilenet_v2_slower_than_resnet18_with_fewer_macs():
+    """ch07: "MobileNet v2 has fewer parameters than the narrow ResNet-18
+    and needs fewer multiply-accumulates per image, yet its training step
+    got through fewer images per second, in every round"."""
+    assert BENCH_SENTENCE in page_text(CH07)
+    _record, networks = _bench_by_name()
+    _check_mobilenet_against_resnet18(networks)
+
+
+def test_the_ch07_bench_claim_fails_on_another_run(tmp_path):
+    """A bench run in which MobileNet v2 was faster in one round breaks
+    the sentence."""
+    from cnnbook import bench
+
+    record, networks = _bench_by_name()
+    resnet = networks["resnet18"]["images_per_second"]
+    mobilenet = networks["mobilenet_v2"]["images_per_second"]
+    mobilenet[0] = 2 * resnet[0]
+    bench.write(record, tmp_path / "bench")
+    _record, changed = _bench_by_name(tmp_path)
+    with pytest.raises(AssertionError, match="in every round"):
+        _check_mobilenet_against_resnet18(changed)
