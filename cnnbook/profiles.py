@@ -216,7 +216,10 @@ def setup(lab=None, /, *, seed=0, **overrides):
     keras.mixed_precision.set_dtype_policy(policy)
     backend = keras.backend.backend()
     backend_version = _backend_version(backend)
-    if profile == "smoke":
+    if profile == "smoke" and lab is not None:
+        # a lab's smoke run makes a few steps (at most 15): tracing costs
+        # more than it saves; an exercise's training cell (setup() without
+        # a lab) makes hundreds, where eager steps cost four times more
         smoke_eagerly()
     print(
         f"cnnbook | profile: {profile} | device: {device_description()} | "

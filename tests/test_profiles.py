@@ -183,9 +183,10 @@ def test_setup_seeds_reproducibly(monkeypatch):
 def test_smoke_runs_the_steps_eagerly_and_other_profiles_do_not(
     monkeypatch,
 ):
-    """Under ``smoke`` TensorFlow runs Keras's steps op by op (tracing was
-    most of a smoke run's time); ``$CNNBOOK_SMOKE_EAGER=0`` keeps graphs;
-    under ``cpu`` setup() leaves the switch alone."""
+    """A lab under ``smoke`` runs TensorFlow's steps op by op (tracing was
+    most of a smoke run's time); an exercise (setup() without a lab) and
+    ``$CNNBOOK_SMOKE_EAGER=0`` keep graphs; under ``cpu`` setup() leaves
+    the switch alone."""
     import keras
     import tensorflow as tf
 
@@ -199,12 +200,16 @@ def test_smoke_runs_the_steps_eagerly_and_other_profiles_do_not(
         monkeypatch.setenv("CNNBOOK_PROFILE", "cpu")
         setup()
         assert not tf.config.functions_run_eagerly()
+        setup("ch02-lenet")
+        assert not tf.config.functions_run_eagerly()
         monkeypatch.setenv(machine.EAGER_ENV, "0")
         monkeypatch.setenv("CNNBOOK_PROFILE", "smoke")
-        setup()
+        setup("ch02-lenet")
         assert not tf.config.functions_run_eagerly()
         monkeypatch.delenv(machine.EAGER_ENV)
-        setup()
+        setup()  # an exercise notebook: hundreds of steps, traced
+        assert not tf.config.functions_run_eagerly()
+        setup("ch02-lenet")
         assert tf.config.functions_run_eagerly()
     finally:
         tf.config.run_functions_eagerly(before)
