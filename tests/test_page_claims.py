@@ -303,6 +303,13 @@ _INDEX_NAMES = {
     "ablation_aux": "ablation",
     "ablation_plain": "ablation",
     "mobilenet_v2_small_w0.5": "MobileNet v2",
+    "transfer_source": "transfer lab",
+    **{
+        f"transfer_{arm}_n{n}": "transfer lab"
+        for arm in ("scratch", "frozen", "finetuned")
+        for n in (10, 50, 250, 1000)
+    },
+    "transfer_bn_training_n10": "transfer lab",
 }
 
 
@@ -343,10 +350,10 @@ def _check_index_code_sentences(parts, full):
 
 
 def test_index_says_which_full_records_name_their_code():
-    """index: "Of these records only VGG's, ResNet-18's and MobileNet
-    v2's say which code trained them. The AlexNet run, plain-20's and the
-    six runs of the ablation were made with uncommitted changes to the
-    code; the other records (the two forms of LeNet-5, plain-56,
+    """index: "Of these records only VGG's, ResNet-18's, MobileNet v2's
+    and the transfer lab's say which code trained them. The AlexNet run,
+    plain-20's and the six runs of the ablation were made with uncommitted
+    changes to the code; the other records (the two forms of LeNet-5, plain-56,
     residual-20, residual-56 and GoogLeNet) name the commit of the moment
     they were written"."""
     parts = _index_code_sentences(page_text("index.md"))
@@ -361,6 +368,32 @@ def test_index_says_which_full_records_name_their_code():
         _check_index_code_sentences(
             parts, [unknown if r is vgg else r for r in full]
         )
+
+
+def test_index_tells_how_long_the_transfer_labs_full_run_took():
+    """index: the transfer lab's row ("the source network, then 39
+    trainings on the target classes ... under a minute each on the
+    target") and "the transfer lab's, with its 40 short trainings, ran
+    about twice as long as they add up to (31 minutes)", from the start
+    of the first training to the last record."""
+    page = page_text("index.md")
+    found = records.load_all(lab="ch08-transfer", profile="full")
+    target = [r for r in found if r["model"] != "transfer_source"]
+    assert "the source network, then 39 trainings on the target" in page
+    assert len(found) == 40 and len(target) == 39
+    assert "min for the source network, under a minute each" in page
+    assert max(r["seconds"] for r in target) < 60
+    assert (
+        "the transfer lab's, with its 40 short trainings, ran about twice "
+        "as long as they add up to (31 minutes)" in page
+    )
+    first = min(found, key=_created)
+    span = (
+        max(map(_created, found))
+        - (_created(first) - datetime.timedelta(seconds=first["seconds"]))
+    ).total_seconds()
+    assert round(span / 60) == 31
+    assert 1.75 <= span / sum(r["seconds"] for r in found) <= 2.25
 
 
 def _check_one_version(label, found, shown):
@@ -1402,8 +1435,17 @@ def test_index_full_runs_on_two_cpu_cores_each_listed():
         r"\{run\}`([\w-]+/[\w.-]+)/full(?:/cpu/(\d+))?:(?:minutes|seconds)`"
     )
     quoted = {(run, int(seed or 0)) for run, seed in re.findall(timed, page)}
+    # the transfer lab's 39 short trainings on the target share one
+    # bound, "under a minute each on the target" (held with the records
+    # by test_index_tells_how_long_the_transfer_labs_full_run_took)
+    bounded = {
+        (f"{r['lab']}/{r['model']}", r["seed"])
+        for r in full
+        if r["lab"] == "ch08-transfer" and r["model"] != "transfer_source"
+    }
+    assert "under a minute each on the target" in " ".join(page.split())
     listed = {(f"{r['lab']}/{r['model']}", r["seed"]) for r in full}
-    assert listed == quoted, listed ^ quoted
+    assert listed - bounded == quoted, (listed - bounded) ^ quoted
     assert "needs a GPU" not in page
 
 
