@@ -87,18 +87,19 @@ def resolve_gap(text, root=None):
     first, second = (
         _without_suffix(selector, ".abs")[0] for selector in (first, second)
     )
-    base, _, how = field.partition(".")
     numbers = []
     for selector in (first, second):
-        lab, model, profile, device, seed, _ = _parse(
+        # each side takes its own field where it names one (A.min - B.max)
+        lab, model, profile, device, seed, own = _parse(
             selector if ":" in selector else f"{selector}:{field}"
         )
+        base, _, how = own.partition(".")
         if how:
             found = seed_group(lab, model, profile, device, root)
             numbers.append(records.aggregate_value(found, base, how))
         else:
             record = records.find(lab, model, profile, device, seed, root=root)
-            numbers.append(records.value(record, field))
+            numbers.append(records.value(record, own))
     if magnitude:
         return records.gap_size(*numbers)
     return records.gap(*numbers)

@@ -190,6 +190,11 @@ def test_a_gap_with_abs_gives_its_size_without_a_sign(tmp_path):
         f"{other}|{ref}:test_accuracy.mean.abs", tmp_path
     )
     assert mean_size == "16.88"
+    # each side keeps the aggregate it names: 95.00% - 90.00%, not max-max
+    spread = sphinxext.resolve_gap(
+        f"{ref}:test_accuracy.max|{ref}:test_accuracy.min", tmp_path
+    )
+    assert spread == "+5.00"
 
 
 @pytest.mark.parametrize(
