@@ -199,6 +199,25 @@ def expect_equal(actual, expected, what):
         raise CheckFailure(f"{what}: got {actual!r}, expected {expected!r}")
 
 
+def expect_close(actual, expected, what, rel_tol=1e-9, abs_tol=0.0):
+    """A real number (int or float, not a bool) that is finite and close
+    to ``expected``. Written as "accept only when close": NaN compares
+    false with everything, so a check of the form ``if abs(got - want) >
+    tol: fail`` would let NaN through. Returns the number as a float."""
+    if isinstance(actual, (bool, np.bool_)) or not isinstance(
+        actual, (int, float, np.integer, np.floating)
+    ):
+        raise CheckFailure(
+            f"{what} should be a number, got {_describe(actual)}"
+        )
+    number = float(actual)
+    if not math.isfinite(number):
+        raise CheckFailure(f"{what} is {number!r}, not a finite number")
+    if not math.isclose(number, expected, rel_tol=rel_tol, abs_tol=abs_tol):
+        raise CheckFailure(f"{what}: got {actual!r}, expected {expected!r}")
+    return number
+
+
 def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
     """Compare arrays: type, shape, NaN, values, and say where they differ."""
     expected = np.asarray(expected)
@@ -231,6 +250,10 @@ def expect_array(actual, expected, what, rtol=1e-4, atol=1e-5):
     if np.isnan(arr).any() and not np.isnan(expected).any():
         idx = tuple(int(i) for i in np.argwhere(np.isnan(arr))[0])
         raise CheckFailure(f"{what} contains NaN (first at index {idx})")
+    infinite = np.isinf(arr) & ~np.isinf(expected)
+    if infinite.any():
+        idx = tuple(int(i) for i in np.argwhere(infinite)[0])
+        raise CheckFailure(f"{what} contains inf (first at index {idx})")
     close = np.isclose(arr, expected, rtol=rtol, atol=atol)
     if not close.all():
         idx = tuple(int(i) for i in np.argwhere(~close)[0])

@@ -8,6 +8,7 @@ from cnnbook.grading.api import (
     CheckFailure,
     call_learner,
     exercise,
+    expect_close,
     expect_equal_or_mistake,
     match_mistake,
     mistake,
@@ -71,11 +72,9 @@ def _check_cost(func, case):
             got[key], getattr(expected, key), f"{what}['{key}']", variants[key]
         )
     ratio = got["ratio"]
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool):
-        raise CheckFailure(
-            f"{what}['ratio'] should be a number, got {ratio!r}"[:200]
-        )
-    if abs(ratio - expected.ratio) > 1e-9 * expected.ratio:
+    try:
+        expect_close(ratio, expected.ratio, f"{what}['ratio']", rel_tol=1e-9)
+    except CheckFailure as failure:
         hint = match_mistake(
             ratio,
             [
@@ -92,10 +91,8 @@ def _check_cost(func, case):
             ],
         )
         if hint:
-            raise mistake(f"{what}['ratio'] is {ratio:.6g}", hint)
-        raise CheckFailure(
-            f"{what}['ratio']: got {ratio!r}, expected {expected.ratio!r}"
-        )
+            raise mistake(f"{what}['ratio'] is {ratio:.6g}", hint) from None
+        raise failure
 
 
 @exercise(

@@ -1,0 +1,91 @@
+"""The holes a fourth red team found in the grader (issue #22), each
+closed at its root and kept closed, with in-process tests only: a NaN or
+an infinity never earns points; the grader reads no Keras object beyond
+layers and models, creates no class per name it reads, and refuses a
+submission above its size limit before reading it."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cnnbook import arithmetic, reference
+from cnnbook.grading import api
+from cnnbook.grading.chapters import exercises
+from cnnbook.grading.runner import run_exercise
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+# ------------------------------------------- non-finite numbers (attack 4)
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_the_comparison_helpers_refuse_non_finite_numbers(bad):
+    with pytest.raises(api.CheckFailure, match="not a finite number"):
+        api.expect_close(bad, 2.0, "ratio")
+    with pytest.raises(api.CheckFailure):
+        api.expect_equal(bad, 3, "size")
+    with pytest.raises(api.CheckFailure):
+        api.exact_int(bad, "size")
+    array = np.ones((2, 3))
+    array[1, 2] = bad
+    with pytest.raises(api.CheckFailure, match=r"index \(1, 2\)"):
+        api.expect_array(array, np.ones((2, 3)), "the output")
+    assert api.expect_close(2.0 + 1e-12, 2.0, "ratio") == 2.0 + 1e-12
+
+
+def _separable_cost_with_ratio(ratio):
+    def separable_cost(n_H, n_W, n_C_prev, f, n_C):
+        cost = arithmetic.separable_cost(n_H, n_W, n_C_prev, f, n_C)
+        return {
+            "normal": cost.normal,
+            "depthwise": cost.depthwise,
+            "pointwise": cost.pointwise,
+            "ratio": ratio,
+        }
+
+    return separable_cost
+
+
+def _constant(value):
+    return lambda *args, **kwargs: value
+
+
+def _filled(func, value):
+    """``func``'s right answer (an array) with one entry set to ``value``."""
+
+    def answer(*args):
+        out = np.array(func(*args), dtype=float)
+        out.flat[out.size // 2] = value
+        return out
+
+    return answer
+
+
+def _gaps(value):
+    return lambda curves: {kind: value for kind, _ in curves}
+
+
+# one exercise per family of comparison: a float compared with a tolerance
+# (8.1, expect_close; 1.4, np.isclose; 5.5, math.isclose), an integer
+# (1.1, exact_int), an array (1.5, expect_array), a count (7.1)
+FAMILIES = {
+    "8.1": ("separable_cost", _separable_cost_with_ratio),
+    "1.4": ("conv_single_step", _constant),
+    "5.5": ("degradation_gaps", _gaps),
+    "1.1": ("conv_output_size", _constant),
+    "1.5": (
+        "conv_forward",
+        lambda bad: _filled(reference.conv_forward, bad),
+    ),
+    "7.1": ("macs", _constant),
+}
+
+
+@pytest.mark.parametrize("bad", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", list(FAMILIES))
+def test_a_non_finite_answer_earns_nothing(key, bad):
+    chapter = "ch0" + key.split(".")[0]
+    (ex,) = [e for e in exercises(chapter) if e.key == key]
+    name, make = FAMILIES[key]
+    result = run_exercise(ex, {name: make(bad)}, hidden=True)
+    assert result.points == 0 and not result.passed, result.message
