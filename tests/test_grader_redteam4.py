@@ -5,14 +5,18 @@ layers and models, creates no class per name it reads, and refuses a
 submission above its size limit before reading it."""
 
 import math
+import os
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import api
+from cnnbook.grading import api, batch, notebook
 from cnnbook.grading.chapters import exercises
+from cnnbook.grading.grade import grade
 from cnnbook.grading.runner import run_exercise
+from cnnbook.grading.session import Limits
 
 NON_FINITE = [math.nan, math.inf, -math.inf]
 
@@ -89,3 +93,41 @@ def test_a_non_finite_answer_earns_nothing(key, bad):
     name, make = FAMILIES[key]
     result = run_exercise(ex, {name: make(bad)}, hidden=True)
     assert result.points == 0 and not result.passed, result.message
+
+
+# ---------------------------------------------- a huge file (attack 3)
+def _huge_notebook(path, size):
+    """A file of ``size`` bytes that starts as a notebook: its tail is a
+    hole of the file system, so it costs no disk."""
+    path.write_bytes(b'{"cells": [], "metadata": {"x": [')
+    os.truncate(path, size)
+    return path
+
+
+def test_the_largest_notebook_of_the_book_is_far_below_the_limit():
+    largest = max(
+        path.stat().st_size
+        for folder in ("notebooks", "solutions", "exercises")
+        for path in (ROOT / folder).glob("*.ipynb")
+    )
+    assert 0 < largest * 10 < notebook.MAX_NOTEBOOK_BYTES
+
+
+def test_a_notebook_over_the_limit_is_refused_before_it_is_parsed(tmp_path):
+    huge = _huge_notebook(tmp_path / "ch01-huge.ipynb", 2**40)  # 1 TiB
+    report = grade(huge, limits=Limits(sandbox=False))
+    assert report.points == 0 and report.sha256 is None
+    assert any("larger than 20 MiB" in p for p in report.problems)
+    with pytest.raises(notebook.NotebookProblem, match="larger than"):
+        notebook.read_notebook(b" " * (notebook.MAX_NOTEBOOK_BYTES + 1), "x")
+
+
+def test_grade_batch_refuses_a_file_over_the_limit_without_reading_it(
+    tmp_path, monkeypatch
+):
+    _huge_notebook(tmp_path / "ch01-huge.ipynb", 2**40)
+    read = []
+    monkeypatch.setattr(notebook, "read_bounded", read.append)
+    (entry,) = batch.scan(tmp_path)
+    assert entry.sha256 is None and not read
+    assert "larger than 20 MiB" in entry.problem

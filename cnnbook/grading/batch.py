@@ -37,7 +37,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from cnnbook.grading import chapters
+from cnnbook.grading import chapters, notebook
 from cnnbook.grading import report as reports
 from cnnbook.grading.names import one_line, printable
 
@@ -148,8 +148,13 @@ def _read(name, dir_fd):
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
+        if info.st_size > notebook.MAX_NOTEBOOK_BYTES:
+            raise ValueError(notebook.too_large("it"))
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
+            raw = notebook.read_bounded(fh)  # it may have grown since
+        if len(raw) > notebook.MAX_NOTEBOOK_BYTES:
+            raise ValueError(notebook.too_large("it"))
+        return raw
     finally:
         os.close(fd)
 

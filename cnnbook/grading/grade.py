@@ -60,8 +60,10 @@ from cnnbook.grading import chapters, confinement, package, sandbox
 from cnnbook.grading.api import CheckFailure, KernelStopped
 from cnnbook.grading.names import printable
 from cnnbook.grading.notebook import (
+    MAX_NOTEBOOK_BYTES,
     NotebookProblem,
     defining_cells,
+    read_bounded,
     read_notebook,
 )
 from cnnbook.grading.remote import Remote
@@ -179,11 +181,13 @@ def grade(
     deadline = time.monotonic() + limits.total_timeout
     report = Report(shown, sandboxed=bool(limits.sandbox), chapter=chapter)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = read_bounded(fh)
     except OSError as exc:
         report.problems.append(f"cannot read {shown}: {exc.strerror}")
         return report
-    report.sha256 = hashlib.sha256(raw).hexdigest()
+    if len(raw) <= MAX_NOTEBOOK_BYTES:  # else read_notebook refuses it
+        report.sha256 = hashlib.sha256(raw).hexdigest()
     results, nb = {}, None
     try:
         nb = read_notebook(raw, shown)

@@ -16,17 +16,42 @@ import nbformat
 
 from cnnbook.grading import chapters
 
+# The largest notebook the grader reads. The book's largest, a lab with
+# its plots stored, is under 0.5 MiB; parsing JSON takes about twenty
+# times the file's size in the grader's memory, so a file is refused
+# above this before it is parsed (grade) or read whole (grade-batch).
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+
 
 class NotebookProblem(Exception):
     """The file cannot be graded at all (not JSON, not a notebook...)."""
+
+
+def too_large(path):
+    """The message for a file over :data:`MAX_NOTEBOOK_BYTES`."""
+    return (
+        f"{path} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB, the "
+        "limit for a notebook: it is not graded (clear the outputs, "
+        "Edit > Clear Outputs of All Cells, and save it again)"
+    )
+
+
+def read_bounded(fh):
+    """At most :data:`MAX_NOTEBOOK_BYTES` + 1 bytes of the open file
+    ``fh``: one byte more than the limit tells a file that is too large,
+    and nothing larger is ever held."""
+    return fh.read(MAX_NOTEBOOK_BYTES + 1)
 
 
 def read_notebook(raw, path):
     """A clean notebook built from the cells' types and sources only.
 
     Whatever a learner did to the cell metadata, outputs or ids cannot
-    matter: the grader keeps nothing else.
+    matter: the grader keeps nothing else. Bytes over
+    :data:`MAX_NOTEBOOK_BYTES` are refused before they are parsed.
     """
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise NotebookProblem(too_large(path))
     if not raw.strip():
         raise NotebookProblem(
             f"{path} is empty: it is not a notebook "
