@@ -392,3 +392,42 @@ def test_resnet18_ends_higher_with_more_parameters_and_macs():
     costs = json.loads(compare.costs_path().read_text())
     assert costs["ResNet-18"]["macs"] > costs["MobileNet v2"]["macs"]
     assert costs["MobileNet v2"]["parameters"] == mobilenet["parameters"]
+
+
+def _span(record):
+    """When a run trained: from its record's time less its seconds to
+    its record's time."""
+    import datetime
+
+    end = datetime.datetime.fromisoformat(record["created"])
+    return end - datetime.timedelta(seconds=record["seconds"]), end
+
+
+def test_the_mobilenet_full_run_overlaps_no_other_stored_training():
+    """ch08: "The stored `full` run, seed 0, which overlaps in time no
+    other training the book stores"."""
+    from conftest import ROOT
+
+    from cnnbook import records
+
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "The stored `full` run, seed 0, which overlaps in time no other "
+        "training the book stores"
+    ) in page
+    full = records.find(
+        "ch08-mobilenet", "mobilenet_v2_small_w0.5", profile="full"
+    )
+    start, end = _span(full)
+    others = [
+        json.loads(path.read_text())
+        for path in sorted((ROOT / "results" / "runs").glob("*/*.json"))
+    ]
+    overlapping = [
+        (r["lab"], r["model"], r["profile"], r["seed"])
+        for r in others
+        if r["created"] != full["created"]
+        and _span(r)[0] < end
+        and _span(r)[1] > start
+    ]
+    assert len(others) > 1 and overlapping == []
