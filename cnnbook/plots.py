@@ -120,6 +120,19 @@ def _annotate(ax, label, point, under):
     )
 
 
+def _room_for_labels(ax, xs, percents, log_x):
+    """Axis limits that keep every marker and the label beside it (to its
+    right, or below it) inside the axes: the x axis runs a third of its
+    span (on a log axis, half a decade) past the last point, the y axis
+    half a point below the lowest. Chapter 7."""
+    low, high = min(xs), max(xs)
+    if log_x:
+        ax.set_xlim(low / 10**0.2, high * 10**0.5)
+    else:
+        ax.set_xlim(min(0, low), high + (high - min(0, low)) / 3)
+    ax.set_ylim(min(percents) - 0.5, max(percents) + 0.4)
+
+
 def accuracy_vs_time(rows):
     """Test accuracy against wall-clock training time in minutes, one
     marker per run; ``rows`` are ``(label, minutes, accuracy as a
@@ -135,6 +148,7 @@ def accuracy_vs_time(rows):
     ):
         ax.scatter(minutes, percent, s=60)
         _annotate(ax, label, (minutes, percent), under)
+    _room_for_labels(ax, *zip(*points), log_x=False)
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
@@ -157,6 +171,7 @@ def accuracy_vs_macs(rows):
         ax.scatter(macs, percent, s=40 + 900 * parameters / biggest, alpha=0.6)
         _annotate(ax, label, (macs, percent), under)
     ax.set_xscale("log")
+    _room_for_labels(ax, *zip(*points), log_x=True)
     ax.set_xlabel("multiply-accumulates per image")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
