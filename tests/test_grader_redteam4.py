@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import api, batch, notebook
+from cnnbook.grading import api, batch, notebook, reader, wire
 from cnnbook.grading.chapters import exercises
 from cnnbook.grading.grade import grade
 from cnnbook.grading.runner import run_exercise
@@ -131,3 +131,93 @@ def test_grade_batch_refuses_a_file_over_the_limit_without_reading_it(
     (entry,) = batch.scan(tmp_path)
     assert entry.sha256 is None and not read
     assert "larger than 20 MiB" in entry.problem
+
+
+# ------------------------------ Keras objects beyond layers (attack 1)
+def _object(module, class_name, config, registered_name=None):
+    return {
+        "module": module,
+        "class_name": class_name,
+        "config": config,
+        "registered_name": registered_name,
+    }
+
+
+def _dense_with_initializer(initializer):
+    return _object(
+        "keras.layers",
+        "Dense",
+        {"units": 2, "kernel_initializer": initializer},
+    )
+
+
+AUC = {"num_thresholds": 10**9}  # 8 GB of thresholds, were it built
+NOT_LAYERS = {
+    "a metric": _object("keras.metrics", "AUC", AUC),
+    "a metric named from the keras module": _object(
+        "keras", "metrics.AUC", AUC
+    ),
+    "a metric as an initializer": _dense_with_initializer(
+        _object("keras", "metrics.AUC", AUC)
+    ),
+    "a metric by registered name": _object(
+        "keras.layers", "Dense", {"units": 2}, registered_name="AUC"
+    ),
+    "another metric": _object(
+        "keras.metrics",
+        "SensitivityAtSpecificity",
+        {"specificity": 0.5, "num_thresholds": 10**9},
+    ),
+    "a loss": _object("keras.losses", "CategoricalCrossentropy", {}),
+    "an optimizer": _object("keras.optimizers", "Adam", {}),
+    "a schedule": _object(
+        "keras.optimizers.schedules",
+        "ExponentialDecay",
+        {
+            "initial_learning_rate": 0.1,
+            "decay_steps": 10,
+            "decay_rate": 0.9,
+        },
+    ),
+    "an object without a module": {"class_name": "AUC", "config": AUC},
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_LAYERS))
+def test_only_layers_and_models_are_rebuilt(case, monkeypatch):
+    """Red team 4, attack 1: a 150-byte answer, the configuration of
+    ``keras.metrics.AUC`` with a huge ``num_thresholds``, made the grader
+    allocate a list of that many floats; the grader now refuses any
+    configuration that names more than layers, models and their parts,
+    before Keras builds anything of it."""
+    import keras
+
+    built = []
+    for metric in (keras.metrics.AUC, keras.metrics.SensitivityAtSpecificity):
+        monkeypatch.setattr(
+            metric, "__init__", lambda self, *a, **k: built.append(a)
+        )
+    with pytest.raises(wire.WireError, match="only Keras's own layers"):
+        reader.decode({"t": "layer", "config": NOT_LAYERS[case]}, {})
+    assert built == []
+
+
+def test_a_layers_parts_are_still_rebuilt():
+    layer = reader.decode(
+        {
+            "t": "layer",
+            "config": _dense_with_initializer(
+                _object("keras.initializers", "HeNormal", {"seed": 1})
+            ),
+        },
+        {},
+    )
+    assert type(layer).__name__ == "Dense"
+    with pytest.raises(wire.WireError, match="not a Keras layer"):
+        reader.decode(
+            {
+                "t": "layer",
+                "config": _object("keras.initializers", "Ones", {}),
+            },
+            {},
+        )

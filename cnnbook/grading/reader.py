@@ -264,8 +264,12 @@ def decode(tree, arrays, inputs=None, depth=0, budget=None):
 
 
 # The only modules a configuration may name: Keras's layers, models and
-# what they are built from. (Keras's safe mode refuses Lambda layers; this
-# also keeps out every other function Keras could be asked to look up.)
+# what a layer is made of (initializers, regularizers, constraints,
+# activations). The checks need nothing else: metrics, losses, optimizers
+# and schedules are refused (a metric's constructor can allocate from one
+# number of its configuration, AUC's num_thresholds, before any budget
+# sees it), as is every other function Keras could be asked to look up
+# (Keras's safe mode refuses Lambda layers).
 KERAS_MODULES = frozenset(
     {
         "keras",
@@ -274,30 +278,57 @@ KERAS_MODULES = frozenset(
         "keras.regularizers",
         "keras.constraints",
         "keras.activations",
-        "keras.optimizers",
-        "keras.optimizers.schedules",
-        "keras.losses",
-        "keras.metrics",
         "keras.models",
         "keras.src.models.functional",
         "keras.src.models.sequential",
         "keras.src.models.model",
     }
 )
+# What a configuration may name in the module "keras" itself (Keras looks
+# up "keras.<class_name>", so a dotted name such as "metrics.AUC" would
+# reach any of Keras's exports)
+KERAS_TOP_LEVEL = frozenset(
+    {"DTypePolicy", "FloatDTypePolicy", "Model", "Sequential", "Functional"}
+)
+
+
+def _refuse_object(config):
+    """Why the object ``config`` describes cannot be rebuilt, or None.
+
+    It must name a class (or function) of :data:`KERAS_MODULES` by a
+    plain name, with no registered name of another object: Keras looks a
+    registered name up first, and a dotted class name reaches beyond the
+    module. Keras's own markers (``__keras_tensor__``, ``__tuple__``...)
+    carry no module.
+    """
+    name, module = config.get("class_name"), config.get("module")
+    if "module" not in config and isinstance(name, str):
+        if name.startswith("__") and name.endswith("__"):
+            return None
+    if (
+        module not in KERAS_MODULES
+        or not isinstance(name, str)
+        or not name.isidentifier()
+        or (module == "keras" and name not in KERAS_TOP_LEVEL)
+        or config.get("registered_name") not in (None, name)
+    ):
+        return (
+            f"it uses {str(name)[:80]!r} from {str(module)[:80]!r}: only "
+            "Keras's own layers can be checked"
+        )
+    return None
 
 
 def _check_config(config, depth=0):
-    """Refuse configurations that name anything but Keras's own parts."""
+    """Refuse configurations that name anything but Keras's layers,
+    models and their parts."""
     if depth > 200:
         raise WireError("the model's configuration is nested too deeply")
     if isinstance(config, dict):
-        module = config.get("module")
-        if "module" in config and module not in KERAS_MODULES:
-            raise WireError(
-                f"it uses {str(config.get('class_name'))[:80]!r} from "
-                f"{str(module)[:80]!r}: only Keras's own layers can be "
-                "checked"
-            )
+        if "module" in config or "class_name" in config:
+            why = _refuse_object(config)
+            if why:
+                raise WireError(why)
         if config.get("class_name") in ("Lambda", "TFSMLayer"):
             raise WireError(
                 "it uses a Lambda layer: only Keras's own layers can be "
@@ -351,6 +382,11 @@ def _decode_keras(tree, arrays, budget):
     )
 
     config = tree["config"]
+    # Whether the model was compiled is all a check needs of its compile
+    # configuration (its optimizer's slots could take twice the weights'
+    # memory again): it is dropped before anything is looked at.
+    if isinstance(config, dict) and "compile_config" in config:
+        config = {k: v for k, v in config.items() if k != "compile_config"}
     _check_config(config)
     budget.count(_count_objects(config))
     keys = tree.get("weights") if tree["t"] == "model" else None
@@ -363,15 +399,17 @@ def _decode_keras(tree, arrays, budget):
         config = _zero_initializers(config)
     # Rebuilt in a stateless scope, Keras makes every weight without its
     # memory (shape and dtype only): the total is checked before any
-    # weight is allocated. The compile configuration is dropped: whether
-    # the model was compiled is all a check needs of it (its optimizer's
-    # slots could take twice the weights' memory again).
-    if isinstance(config, dict) and "compile_config" in config:
-        config = {k: v for k, v in config.items() if k != "compile_config"}
+    # weight is allocated.
     global_state.set_global_attribute("uninitialized_variables", [])
     try:
         with keras.StatelessScope(initialize_variables=False):
             obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        expected = keras.Model if tree["t"] == "model" else keras.layers.Layer
+        if not isinstance(obj, expected):
+            raise WireError(
+                f"it is a {type(obj).__name__}, not a Keras "
+                f"{'model' if tree['t'] == 'model' else 'layer'}"
+            )
         pending = global_state.get_global_attribute(
             "uninitialized_variables", []
         )
