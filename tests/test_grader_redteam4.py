@@ -221,3 +221,44 @@ def test_a_layers_parts_are_still_rebuilt():
             },
             {},
         )
+
+
+# ------------------------------------ one stand-in class (attack 5 of 4)
+def _opaque_answer(count):
+    return {
+        "t": "list",
+        "v": [
+            {"t": "opaque", "type": f"T{i}", "repr": f"<T{i}>"}
+            for i in range(count)
+        ],
+    }
+
+
+def test_values_that_cannot_travel_make_no_class_each():
+    """Red team 4, attack 2 (a05_opaque_classes): 560,000 distinct type
+    names an answer made as many classes, cached for the whole grade
+    (6 GB after four calls); now every stand-in is one class's instance,
+    its type name held as data and counted in the answer's budget."""
+    values = reader.decode(_opaque_answer(1000), {})
+    assert {type(v) for v in values} == {wire.Opaque}
+    assert wire.Opaque.__subclasses__() == []
+    assert [v.type_name for v in values[:2]] == ["T0", "T1"]
+    assert repr(values[1]) == "<T1>"
+    total = sum(
+        reader.OPAQUE_BYTES + len(f"T{i}") + len(f"<T{i}>")
+        for i in range(1000)
+    )
+    budget = reader.Budget(limit=total)
+    reader.decode(_opaque_answer(1000), {}, budget=budget)
+    assert budget.used == total
+    with pytest.raises(wire.WireError, match="whole answer"):
+        reader.decode(
+            _opaque_answer(1000), {}, budget=reader.Budget(limit=total - 1)
+        )
+
+
+def test_the_learners_type_name_still_reaches_the_message():
+    (ex,) = [e for e in exercises("ch01") if e.key == "1.1"]
+    answer = wire.Opaque("<generator object at 0x1>", "generator")
+    result = run_exercise(ex, {"conv_output_size": _constant(answer)})
+    assert result.points == 0 and "got generator" in result.message

@@ -161,10 +161,19 @@ def call_learner(func, *args, what, **kwargs):
         ) from exc
 
 
+def type_name(value):
+    """The name of ``value``'s type; for a value that came back from the
+    sandbox as a stand-in (:class:`~cnnbook.grading.wire.Opaque`), the
+    name of the learner's type."""
+    if isinstance(value, Opaque):
+        return value.type_name
+    return type(value).__name__
+
+
 def _describe(value):
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
-    return f"{type(value).__name__} {value!r}"[:200]
+    return f"{type_name(value)} {value!r}"[:200]
 
 
 INTEGER_HINT = (
@@ -398,7 +407,7 @@ def block_model(func, input_shapes, *args, what="it", **kwargs):
     if not hasattr(model, "layers") or isinstance(model, Opaque):
         raise CheckFailure(
             f"{what} should return the Keras tensor that comes out of the "
-            f"block, got {type(model).__name__}"
+            f"block, got {type_name(model)}"
         )
     return model
 

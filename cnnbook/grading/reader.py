@@ -47,17 +47,6 @@ from cnnbook.grading.wire import (
     open_file,
 )
 
-_OPAQUE = {}  # a stand-in class for each type name met
-
-
-def _opaque(type_name, text):
-    cls = _OPAQUE.get(type_name)
-    if cls is None:
-        cls = type(str(type_name)[:80] or "object", (Opaque,), {})
-        cls.type_name = type_name
-        _OPAQUE[type_name] = cls
-    return cls(text)
-
 
 def read(path, dir_fd=None):
     """The (tree, arrays) written by :func:`cnnbook.grading.wire.write`,
@@ -162,6 +151,11 @@ def _array_header(zf, info):
     return shape, dtype, offset
 
 
+# What the grader counts for one stand-in of a value that cannot travel
+# (:class:`~cnnbook.grading.wire.Opaque`), besides its two strings
+OPAQUE_BYTES = 64
+
+
 class Budget:
     """What one answer may make its reader hold: ``limit`` bytes for its
     arrays (``arrays``, counted at once) and the weights of the Keras
@@ -185,12 +179,14 @@ class Budget:
                 "Keras objects together"
             )
 
-    def charge(self, nbytes):
-        """Count ``nbytes`` more, or refuse before they are allocated."""
+    def charge(self, nbytes, what=None):
+        """Count ``nbytes`` more (the weights of a Keras object, or what
+        ``what`` names), or refuse before they are allocated."""
         if self.used + nbytes > self.limit:
+            if what is None:
+                what = f"its weights would take {nbytes / 2**30:.1f} GiB"
             raise WireError(
-                f"its weights would take {nbytes / 2**30:.1f} GiB, and the "
-                f"whole answer more than the "
+                f"{what}, and the whole answer more than the "
                 f"{self.limit / 2**30:.1f} GiB the grader reads back from "
                 "one call (a model may have twice the parameters of the "
                 "largest model a check builds)"
@@ -245,7 +241,13 @@ def decode(tree, arrays, inputs=None, depth=0, budget=None):
                 raise WireError(f"a key cannot be used: {exc}") from None
         return out
     if kind == "opaque":
-        return _opaque(str(tree.get("type", "object")), str(tree["repr"]))
+        type_name = str(tree.get("type", "object"))[:80] or "object"
+        text = str(tree["repr"])[:200]
+        budget.charge(
+            OPAQUE_BYTES + len(type_name) + len(text),
+            "it holds values of types that cannot travel",
+        )
+        return Opaque(text, type_name)
     if kind == "input":
         import keras  # delays keras
 

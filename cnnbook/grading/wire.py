@@ -58,12 +58,16 @@ class WireError(ValueError):
 
 
 class Opaque:
-    """Stands in for a value of a type that cannot travel."""
+    """Stands in for a value of a type that cannot travel: one class for
+    all of them, the name of the value's type held as data
+    (``type_name``), never as a class of its own (a class per name met
+    would be memory no answer's budget sees, kept for the whole grade)."""
 
-    type_name = "object"
+    __slots__ = ("type_name", "_text")
 
-    def __init__(self, text):
+    def __init__(self, text, type_name="object"):
         self._text = text
+        self.type_name = type_name
 
     def __repr__(self):
         return self._text

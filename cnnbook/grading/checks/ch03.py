@@ -16,6 +16,7 @@ from cnnbook.grading.api import (
     expect_equal,
     match_mistake,
     mistake,
+    type_name,
 )
 from cnnbook.models.alexnet import (
     CONV_SPEC,
@@ -166,7 +167,7 @@ def _compare_parameters(func, num_classes, input_size):
     if not isinstance(result, dict):
         raise CheckFailure(
             f"{call} should return a dict from layer name to "
-            f"parameters, got {type(result).__name__}"
+            f"parameters, got {type_name(result)}"
         )
     expected = reference_parameters(num_classes, input_size)
     missing = [k for k in expected if k not in result]

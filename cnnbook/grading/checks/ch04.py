@@ -13,6 +13,7 @@ from cnnbook.grading.api import (
     exercise,
     expect_equal_or_mistake,
     expect_same_layers,
+    type_name,
 )
 from cnnbook.kinds import is_layer
 
@@ -37,14 +38,12 @@ def _block_model(block, input_shape, what):
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if isinstance(block, keras.Model) or not isinstance(block, (list, tuple)):
         raise CheckFailure(
-            f"{what} should return a list of layers, got "
-            f"{type(block).__name__}"
+            f"{what} should return a list of layers, got {type_name(block)}"
         )
     for layer in block:
         if not isinstance(layer, keras.layers.Layer):
             raise CheckFailure(
-                f"{what} should hold only Keras layers, got "
-                f"{type(layer).__name__}"
+                f"{what} should hold only Keras layers, got {type_name(layer)}"
             )
     model = keras.Sequential([keras.Input(shape=input_shape), *block])
     return model
@@ -123,7 +122,7 @@ def _compare_vgg16(func, input_shape, num_classes):
     mine = call_learner(func, input_shape, num_classes, what=what)
     if not isinstance(mine, keras.Model):
         raise CheckFailure(
-            f"{what} should return a keras Model, got {type(mine).__name__}"
+            f"{what} should return a keras Model, got {type_name(mine)}"
         )
     reference = vgg16(input_shape, num_classes)
     try:

@@ -12,6 +12,7 @@ from cnnbook.grading.api import (
     expect_equal,
     match_mistake,
     mistake,
+    type_name,
 )
 
 CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch01', the folder's name
@@ -22,7 +23,7 @@ def _expect_number(got, what):
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if isinstance(got, bool) or not isinstance(got, (int, float, np.number)):
         raise CheckFailure(
-            f"{what} should return a number, got {type(got).__name__} {got!r}"[
+            f"{what} should return a number, got {type_name(got)} {got!r}"[
                 :200
             ]
         )

@@ -10,6 +10,7 @@ import numpy as np
 from cnnbook.grading.api import (
     CheckFailure,
     exercise,
+    type_name,
 )
 
 CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch05', the folder's name
@@ -73,7 +74,7 @@ def _check_gaps(func, curves, what):
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if not isinstance(got, dict):
         raise CheckFailure(
-            f"{what} should return a dict, got {type(got).__name__}"
+            f"{what} should return a dict, got {type_name(got)}"
         )
     if set(got) != set(expected):
         raise CheckFailure(
@@ -86,8 +87,7 @@ def _check_gaps(func, curves, what):
             number, (int, float, np.number)
         ):
             raise CheckFailure(
-                f"{what}[{kind!r}] should be a number, got "
-                f"{type(number).__name__}"
+                f"{what}[{kind!r}] should be a number, got {type_name(number)}"
             )
         if not math.isclose(float(number), value, rel_tol=1e-9, abs_tol=1e-12):
             hint = ""

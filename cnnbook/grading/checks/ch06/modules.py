@@ -16,6 +16,7 @@ from cnnbook.grading.api import (
     expect_equal_or_mistake,
     layer_signature,
     mistake,
+    type_name,
 )
 from cnnbook.kinds import is_layer
 
@@ -58,7 +59,7 @@ def layer_differences(mine, reference):
 def _expect_same_branches(model, reference, what):
     if model is None or not hasattr(model, "layers"):
         raise CheckFailure(
-            f"{what} should give a keras Model, got {type(model).__name__}"
+            f"{what} should give a keras Model, got {type_name(model)}"
         )
     if len(model.outputs) != 1:
         raise CheckFailure(
@@ -263,7 +264,7 @@ def expect_outputs(model, count, what, hint):
     """Fail unless ``model`` is a Keras model with ``count`` outputs."""
     if model is None or not hasattr(model, "outputs"):
         raise CheckFailure(
-            f"{what} should return a keras Model, got {type(model).__name__}"
+            f"{what} should return a keras Model, got {type_name(model)}"
         )
     if len(model.outputs) != count:
         raise CheckFailure(

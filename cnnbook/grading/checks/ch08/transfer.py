@@ -31,6 +31,7 @@ from cnnbook.grading.api import (
     exercise,
     expect_equal,
     mistake,
+    type_name,
     with_options,
 )
 from cnnbook.grading.checks.ch08.blocks import randomise
@@ -122,7 +123,7 @@ def _expect_model(model, num_classes, what):
         raise CheckFailure(f"{what} returned None: did you forget `return`?")
     if not hasattr(model, "outputs") or not hasattr(model, "layers"):
         raise CheckFailure(
-            f"{what} should return a keras Model, got {type(model).__name__}"
+            f"{what} should return a keras Model, got {type_name(model)}"
         )
     if len(model.outputs) != 1:
         raise CheckFailure(
