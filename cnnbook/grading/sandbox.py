@@ -115,6 +115,12 @@ def _base_args(uid=None):
         "/usr",
         "--proc",
         "/proc",
+        # process 1 of the sandbox is bubblewrap itself: its command line
+        # names every mount, folder and variable of the sandbox, and its
+        # environment is the grader's (readable where the sandbox is the
+        # grader's own user); both read as nothing
+        *("--ro-bind", "/dev/null", "/proc/1/cmdline"),
+        *("--ro-bind", "/dev/null", "/proc/1/environ"),
         "--dev",
         "/dev",
         "--clearenv",
