@@ -88,9 +88,11 @@ def transfer_runs(profile, root=None):
 
 
 def transfer_figure(runs):
-    """Test accuracy against labelled images a class, one line (the mean
-    over the seeds) and one band (lowest to highest seed) an arm."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    """Test accuracy against labelled images a class (a logarithmic axis),
+    one line (the mean over the seeds) and one band (lowest to highest
+    seed) an arm; the legend sits right of the axes, where it hides no
+    band."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
     for arm, by_n in runs.items():
         counts = list(by_n)
         values = [[100 * v for v in by_n[n]] for n in counts]
@@ -110,10 +112,10 @@ def transfer_figure(runs):
     counts = sorted({n for by_n in runs.values() for n in by_n})
     ax.set_xticks(counts, [str(n) for n in counts])
     ax.minorticks_off()
-    ax.set_xlabel("labelled training images a class")
+    ax.set_xlabel("labelled training images a class (logarithmic axis)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     return fig
 
 
