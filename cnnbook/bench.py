@@ -433,12 +433,7 @@ def write(record, folder):
 
 def load(path):
     """One bench record from a file, validated."""
-    path = pathlib.Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{path}: cannot read ({exc})") from exc
-    return validate(record, str(path))
+    return validate(records.read_json(path, BenchError), str(path))
 
 
 def find(key, root=None):

@@ -621,14 +621,19 @@ def validate(record, where="record"):
     return record
 
 
-def load(path):
-    """One record from a file, validated."""
+def read_json(path, error=None):
+    """The JSON value in the file ``path``; an unreadable file or bad JSON
+    raises ``error`` (default :class:`RecordError`) naming the file."""
     path = pathlib.Path(path)
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path}: cannot read ({exc})") from exc
-    return validate(record, str(path))
+        raise (error or RecordError)(f"{path}: cannot read ({exc})") from exc
+
+
+def load(path):
+    """One record from a file, validated."""
+    return validate(read_json(path), str(path))
 
 
 def load_all(root=None, **match):
