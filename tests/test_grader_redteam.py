@@ -509,14 +509,32 @@ def _scratch_mounts(pid):
     return holders
 
 
+def _descends_from_us(pid):
+    """Whether process ``pid`` is a descendant of this test's process (the
+    other pytest worker may be grading at the same moment: its groups are
+    not this test's)."""
+    me = os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                # the field after the command name, which may hold spaces
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == me:
+            return True
+    return False
+
+
 def _grade_group(start):
     """(grader pid, group folder) of a sandbox group made after ``start``
-    (a set of folders that existed before) once it holds processes."""
+    (a set of folders that existed before) by a grader this process
+    started, once it holds processes."""
     from cnnbook.grading.cgroups import detect
 
     for parent in set(detect(("cgroup-v1", "cgroup-v2")).parents.values()):
         for path in glob.glob(os.path.join(parent, "cnnbook-grade-*")):
-            if path in start:
+            if path in start or not _descends_from_us(int(path.split("-")[-2])):
                 continue
             try:
                 with open(os.path.join(path, "cgroup.procs")) as fh:
