@@ -15,6 +15,7 @@ from nbformat.v4 import new_code_cell
 
 from cnnbook import notebooks
 from cnnbook.grading import grade as grading
+from cnnbook.grading import session as session_module
 from cnnbook.grading.session import Limits
 
 SOLUTION = ROOT / "solutions" / "ch01-layer-arithmetic.ipynb"
@@ -173,7 +174,13 @@ def test_the_hard_stop_ends_a_wait_nothing_else_cuts(tmp_path, monkeypatch):
     it waits; the kernel is stopped with it. (The grace is made negative
     here so that the alarm, not the session's own cut, ends the cell.)"""
     mark = uuid.uuid4().hex
-    monkeypatch.setenv("CNNBOOK_TEST_MARK", mark)  # inherited by the kernel
+    monkeypatch.setenv("CNNBOOK_TEST_MARK", mark)
+    # inherited by the kernel (only the variables it needs ever are)
+    monkeypatch.setattr(
+        session_module,
+        "KERNEL_ENV",
+        session_module.KERNEL_ENV | {"CNNBOOK_TEST_MARK"},
+    )
     monkeypatch.setattr(grading, "HARD_STOP_GRACE", -50.0)
     path = _notebook(
         tmp_path / "ch01-sleeps.ipynb", "import time\ntime.sleep(600)"
@@ -193,3 +200,26 @@ def test_the_hard_stop_ends_a_wait_nothing_else_cuts(tmp_path, monkeypatch):
             break
         time.sleep(0.5)
     assert _marked_processes(mark) == []
+
+
+def test_the_kernel_sees_only_the_variables_it_needs(monkeypatch):
+    """The grader's own variables (a results folder, anything an
+    instructor set) never reach the learner's kernel; the profile is the
+    grade's, whatever the grader's shell says."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("CNNBOOK_RESULTS", "/srv/instructor/results")
+    monkeypatch.setenv("CNNBOOK_CANONICAL", "1")
+    monkeypatch.setenv("CNNBOOK_PROFILE", "full")
+    monkeypatch.setenv("CNNBOOK_SEED", "7")
+    monkeypatch.setenv("HOME", "/root")
+    fake = SimpleNamespace(limits=SimpleNamespace(profile="smoke"))
+    env = session_module.Session._env(fake)
+    assert env["CNNBOOK_PROFILE"] == "smoke" and env["CNNBOOK_SEED"] == "7"
+    assert not {"CNNBOOK_RESULTS", "CNNBOOK_CANONICAL", "HOME"} & set(env)
+    assert set(env) - session_module.KERNEL_ENV == {
+        "CNNBOOK_PROFILE",
+        "TF_CPP_MIN_LOG_LEVEL",
+        "MPLBACKEND",
+        "PYTHONHASHSEED",
+    }

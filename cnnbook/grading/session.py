@@ -41,6 +41,24 @@ from cnnbook.grading import confinement, sandbox
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell (errors always)
 
 
+# the only variables of the grader's environment the kernel sees (the
+# rest may name the grader's folders and files, such as CNNBOOK_RESULTS,
+# or hold what is not the learner's business); CNNBOOK_DATA is the
+# sandbox's own copy, CNNBOOK_PROFILE the grade's
+KERNEL_ENV = frozenset(
+    {
+        "LANG",
+        "LC_ALL",
+        "OMP_NUM_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+        "CNNBOOK_SEED",
+        "CNNBOOK_PRECISION",
+        "CNNBOOK_TUNE",
+        "CNNBOOK_SMOKE_EAGER",
+    }
+)
+
+
 @dataclasses.dataclass
 class Limits:
     cell_timeout: float = 120.0
@@ -131,15 +149,7 @@ class Session:
         self.kdir = None  # this kernel's, in it
 
     def _env(self):
-        keep = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS")
-        env = {k: v for k, v in os.environ.items() if k in keep}
-        env.update(
-            {
-                k: v
-                for k, v in os.environ.items()
-                if k.startswith("CNNBOOK_") and k != "CNNBOOK_DATA"
-            }
-        )
+        env = {k: v for k, v in os.environ.items() if k in KERNEL_ENV}
         env.update(
             CNNBOOK_PROFILE=self.limits.profile,
             TF_CPP_MIN_LOG_LEVEL="3",
