@@ -138,6 +138,11 @@ def _grade_batch(args):
             workers=args.workers,
             options=options,
             hard_timeout=args.timeout + batch.HARD_MARGIN,
+            grader_memory_mb=(
+                batch.GRADER_MEMORY_MB
+                if args.grader_memory is None
+                else args.grader_memory
+            ),
         )
     except batch.BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -372,6 +377,14 @@ def main(argv=None):
         type=int,
         default=2,
         help="notebooks graded at once (default 2)",
+    )
+    b.add_argument(
+        "--grader-memory",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="MiB of memory for each grader's own process, apart from its "
+        "sandbox (as root, where cgroups exist; 0: no limit; default 6144)",
     )
     _grading_options(b)
     b.set_defaults(func=_grade_batch)

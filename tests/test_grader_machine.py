@@ -188,7 +188,8 @@ def test_the_kernel_runs_as_a_user_of_no_account(tmp_path):
             "        print('wrote', path)\n"
             "    except OSError as exc:\n"
             "        print('refused', exc.errno)\n"
-            "for name in ('cmdline', 'environ'):\n"
+            "for name in ('cmdline', 'environ', 'task/1/cmdline',\n"
+            "             'task/1/environ'):\n"
             "    try:\n"
             "        text = open(f'/proc/1/{name}', 'rb').read()\n"
             "        print('pid 1', name, len(text), text[:2000])\n"
@@ -201,7 +202,8 @@ def test_the_kernel_runs_as_a_user_of_no_account(tmp_path):
         assert "wrote" not in out and out.count("refused") == 2, out
         # red team 4, attack 5: bubblewrap's command line (process 1 of the
         # sandbox) named the grader's folders; it reads as nothing now
-        assert out.count("pid 1") == 2, out
+        # (red team 5: and under its thread's folder, /proc/1/task/1)
+        assert out.count("pid 1") == 4, out
         assert "/tmp/cnnbook" not in out and session.scratch_dir not in out
         assert "--setenv" not in out and "--bind" not in out, out
         mine = os.stat(os.path.join(session.scratch_dir, "work", "mine"))

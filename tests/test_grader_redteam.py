@@ -534,7 +534,9 @@ def _grade_group(start):
 
     for parent in set(detect(("cgroup-v1", "cgroup-v2")).parents.values()):
         for path in glob.glob(os.path.join(parent, "cnnbook-grade-*")):
-            if path in start or not _descends_from_us(int(path.split("-")[-2])):
+            if path in start or not _descends_from_us(
+                int(path.split("-")[-2])
+            ):
                 continue
             try:
                 with open(os.path.join(path, "cgroup.procs")) as fh:
@@ -614,3 +616,29 @@ def test_a_killed_grader_leaves_nothing_behind(tmp_path):
         time.sleep(0.1)
         holders = _scratch_mounts(pid)
     assert holders == []
+
+
+def test_a_grader_over_its_memory_limit_is_killed_and_earns_nothing(tmp_path):
+    """grade-batch puts each grader's own process (not its sandbox) in a
+    memory group: one that goes past it (here a limit far below what the
+    honest ch01 grader needs, 116 MiB measured) is killed by the kernel,
+    earns no points, and its group is gone afterwards."""
+    from cnnbook.grading.cgroups import detect
+
+    support = detect(("cgroup-v1", "cgroup-v2"))
+    if os.geteuid() != 0 or support.mechanism == "none":
+        pytest.skip("needs root and cgroups (the CI's machine has both)")
+    mine = f"cnnbook-grade-{os.getpid()}-g"
+    report, why = batch.grade_in_subprocess(
+        ROOT / "solutions" / "ch01-layer-arithmetic.ipynb",
+        tmp_path / "report.json",
+        ["--chapter", "ch01"],
+        300,
+        grader_memory_mb=40,
+    )
+    assert report is None and "killed (signal 9)" in why, why
+    assert not [
+        p
+        for parent in set(support.parents.values())
+        for p in glob.glob(os.path.join(parent, mine + "*"))
+    ]

@@ -229,3 +229,15 @@ def test_scratch_tmpfs_is_bounded_and_unmounted(tmp_path):
         assert fs.used_bytes() <= 2 * MiB
     assert not os.path.ismount(scratch)
     assert list(scratch.iterdir()) == []
+
+
+def test_a_sandbox_group_goes_beside_its_graders_own_group():
+    """A grader that grade-batch put in a group of its own makes its
+    sandbox's group beside that group (siblings under the same parent),
+    any other process in its own group."""
+    from cnnbook.grading.cgroups import _outside_graders_group
+
+    assert _outside_graders_group("/a/b/cnnbook-grade-12-gabc") == "/a/b"
+    assert _outside_graders_group("/cnnbook-grade-12-gabc") == "/"
+    assert _outside_graders_group("/a/b") == "/a/b"
+    assert _outside_graders_group("/") == "/"

@@ -23,6 +23,7 @@ with the same bytes are reported. Every name is written as printable text
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -52,6 +53,11 @@ CONFIG_FILES = ("cnnbook-grading.toml", "cnnbook-grading.json")
 # stop its kernel); this is for a grader that hangs itself
 HARD_MARGIN = 300
 MAX_NAME_BYTES = 200  # NAME.json must be a valid file name
+# the grader's own process (not its sandbox), where cgroups allow: it
+# imports TensorFlow and Keras and decodes at most one answer's budget at
+# a time (cnnbook.grading.wire.MAX_ANSWER_BYTES, a compiled model's
+# optimizer twice more); measured peaks are in the grading reference
+GRADER_MEMORY_MB = 6144
 
 
 class BatchError(Exception):
@@ -250,16 +256,41 @@ def same_bytes(entries):
     }
 
 
-def grade_in_subprocess(path, json_path, options, hard_timeout):
+def grade_in_subprocess(
+    path, json_path, options, hard_timeout, grader_memory_mb=GRADER_MEMORY_MB
+):
     """``python -m cnnbook grade`` in its own process; returns (report, why).
 
     A separate process per submission: a notebook that takes its grader
     down (or hangs it) costs only its own grade. After ``hard_timeout``
     the process gets SIGTERM (it then stops its kernel), then SIGKILL.
-    However it ended, what it left behind is removed
+    Where the machine has cgroups (as root), the grader's own process is
+    in a group of at most ``grader_memory_mb`` MiB (0: none), apart from
+    its sandbox's: what it decodes from a submission cannot take the
+    machine's memory. However it ended, what it left behind is removed
     (:func:`cnnbook.grading.confinement.clean_leftovers`); a grader that
     was killed (out of memory, say) gets no points, and the batch goes on.
     """
+    with _grader_group(grader_memory_mb) as group:
+        return _grade_in(group, path, json_path, options, hard_timeout)
+
+
+@contextlib.contextmanager
+def _grader_group(memory_mb):
+    """A memory group for one grader process, or None where there is no
+    limit to set (no cgroups here, not root, or ``memory_mb`` 0)."""
+    from cnnbook.grading.cgroups import detect  # delays cgroups detection
+    from cnnbook.grading.limits import SandboxGroup
+
+    support = detect(("cgroup-v1", "cgroup-v2"))
+    if not memory_mb or os.geteuid() != 0 or support.mechanism == "none":
+        yield None
+        return
+    with SandboxGroup(memory_mb=memory_mb, support=support, tag="g") as group:
+        yield group
+
+
+def _grade_in(group, path, json_path, options, hard_timeout):
     cmd = [
         sys.executable,
         "-m",
@@ -278,6 +309,10 @@ def grade_in_subprocess(path, json_path, options, hard_timeout):
         env=env,
         start_new_session=True,
     )
+    if group is not None:  # before it has imported anything
+        for procs in group.procs_files():
+            with open(procs, "w") as fh:
+                fh.write(str(proc.pid))
     try:
         _, err = proc.communicate(timeout=hard_timeout)
     except subprocess.TimeoutExpired:
@@ -333,6 +368,7 @@ def grade_batch(
     options=(),
     hard_timeout=1800,
     progress=None,
+    grader_memory_mb=GRADER_MEMORY_MB,
 ):
     """Grade every ``*.ipynb`` under ``folder`` as ``chapter``, ``workers``
     at a time.
@@ -366,11 +402,20 @@ def grade_batch(
             options,
             hard_timeout,
             progress,
+            grader_memory_mb,
         )
 
 
 def _grade_entries(
-    entries, folder, outdir, chapter, workers, options, hard_timeout, progress
+    entries,
+    folder,
+    outdir,
+    chapter,
+    workers,
+    options,
+    hard_timeout,
+    progress,
+    grader_memory_mb,
 ):
     graded = [e for e in entries if e.problem is None]
     same = same_bytes(graded)
@@ -399,6 +444,7 @@ def _grade_entries(
             _json(outdir, e),
             [*options, f"--name={printable(e.path)}", "--chapter", chapter],
             hard_timeout,
+            grader_memory_mb,
         )
         if report is not None and report.get("sha256") != e.sha256:
             report, why = (

@@ -68,6 +68,19 @@ def _own_groups(path="/proc/self/cgroup"):
     return groups
 
 
+def _outside_graders_group(group):
+    """The group path child groups go in, for a process in ``group``.
+
+    grade-batch puts each grader's own process in a group of its own
+    (``cnnbook-grade-PID-g…``); the grader's sandbox then goes beside that
+    group, not in it: its memory is bounded and counted on its own, its
+    leftovers are where :func:`cnnbook.grading.confinement.clean_leftovers`
+    looks, and cgroup v2 allows no child groups with controllers under a
+    group that holds processes."""
+    head, tail = os.path.split(group.rstrip("/"))
+    return head or "/" if tail.startswith("cnnbook-grade-") else group
+
+
 def _probe_dir(parent):
     """'' when a child group can be made (and removed) in ``parent``."""
     probe = os.path.join(parent, f"cnnbook-probe-{uuid.uuid4().hex[:8]}")
@@ -98,7 +111,7 @@ def _v1_parents():
         )
         if point is None:
             return {}, f"no cgroup v1 {controller} hierarchy is mounted"
-        group = own.get(controller, "/")
+        group = _outside_graders_group(own.get(controller, "/"))
         parent = os.path.join(point, group.lstrip("/"))
         if not os.path.isdir(parent):  # another namespace's path
             parent = point
@@ -114,7 +127,7 @@ def _v2_parent():
     point = next((p for p, kind, _ in _mounts() if kind == "cgroup2"), None)
     if point is None:
         return "", "no cgroup v2 hierarchy is mounted"
-    group = _own_groups().get("", "/")
+    group = _outside_graders_group(_own_groups().get("", "/"))
     parent = os.path.join(point, group.lstrip("/"))
     if not os.path.isdir(parent):
         parent = point

@@ -75,11 +75,13 @@ class SandboxGroup:
     still in it, even when the body raised.
     """
 
-    def __init__(self, memory_mb=None, max_pids=None, support=None):
+    def __init__(self, memory_mb=None, max_pids=None, support=None, tag=""):
         self.memory_mb, self.max_pids = memory_mb, max_pids
         self.support = support or detect()
         self.mechanism = self.support.mechanism
-        self.name = f"cnnbook-grade-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # named for the process that makes it (its leftovers are removed
+        # once that process is gone); ``tag`` tells groups of one apart
+        self.name = f"cnnbook-grade-{os.getpid()}-{tag}{uuid.uuid4().hex[:8]}"
         self.dirs = {}  # controller (or "v2") -> group folder
         self.problems = []  # what went wrong on removal
         self._sampled_pids = 0

@@ -33,6 +33,7 @@ import zipfile
 import numpy as np
 
 from cnnbook.grading.wire import (
+    MAX_ACTIVATION_BYTES,
     MAX_ANSWER_BYTES,
     MAX_ARRAY_BYTES,
     MAX_ARRAYS,
@@ -294,6 +295,74 @@ KERAS_TOP_LEVEL = frozenset(
 )
 
 
+# Keras's layers a configuration may name: those of these packages (their
+# memory is in their weights, which the budget counts before they exist)
+# and a few preprocessing layers that allocate nothing when built. Other
+# layers may allocate from their configuration alone while they are built
+# (a Normalization layer given its mean and variance broadcasts them to
+# its input's whole shape), and no check needs them.
+LAYER_PACKAGES = tuple(
+    f"keras.src.layers.{name}"
+    for name in (
+        "activations",
+        "convolutional",
+        "core",
+        "merging",
+        "normalization",
+        "pooling",
+        "regularization",
+        "reshaping",
+    )
+)
+PREPROCESSING_LAYERS = frozenset(
+    {
+        "CenterCrop",
+        "Normalization",  # without a mean and variance of its own
+        "RandomContrast",
+        "RandomCrop",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomZoom",
+        "Rescaling",
+        "Resizing",
+    }
+)
+
+
+def _refuse_layer(config):
+    """Why the layer ``config`` describes (module ``keras.layers``) cannot
+    be rebuilt, or None."""
+    import keras  # delays keras
+
+    name = config["class_name"]
+    cls = getattr(keras.layers, name, None)
+    if not isinstance(cls, type):
+        return None  # Keras itself refuses it
+    if cls.__module__.startswith(LAYER_PACKAGES):
+        return None
+    inner = config.get("config")
+    if name in PREPROCESSING_LAYERS and not (
+        name == "Normalization"
+        and isinstance(inner, dict)
+        and (
+            inner.get("mean") is not None or inner.get("variance") is not None
+        )
+    ):
+        return None
+    return (
+        f"it uses Keras's {name[:80]} layer"
+        + (
+            " with a mean and variance fixed in its configuration"
+            if name == "Normalization"
+            else ""
+        )
+        + ": only the convolution, dense, pooling, normalization, merging, "
+        "reshaping, activation and dropout layers (and a few preprocessing "
+        "layers) can be checked"
+    )
+
+
 def _refuse_object(config):
     """Why the object ``config`` describes cannot be rebuilt, or None.
 
@@ -318,6 +387,8 @@ def _refuse_object(config):
             f"it uses {str(name)[:80]!r} from {str(module)[:80]!r}: only "
             "Keras's own layers can be checked"
         )
+    if module == "keras.layers":
+        return _refuse_layer(config)
     return None
 
 
@@ -376,6 +447,36 @@ def _count_objects(config, depth=0):
     return 0
 
 
+def _check_activations(model):
+    """Refuse a model whose layers' outputs for one image would take more
+    than :data:`MAX_ACTIVATION_BYTES` (float32), or whose size is not
+    fixed: a check may run it (a layer that resizes, pads or repeats its
+    input costs no weight but any amount of memory when it runs)."""
+    total, seen, stack = 0, set(), [model]
+    while stack:
+        for layer in getattr(stack.pop(), "layers", []):
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if hasattr(layer, "layers"):
+                stack.append(layer)
+            for node in layer._inbound_nodes:
+                for out in node.output_tensors:
+                    if any(d is None for d in out.shape[1:]):
+                        raise WireError(
+                            f"its layer {str(layer.name)[:80]!r} has an "
+                            f"output of unfixed size {out.shape}: build it "
+                            "for the input shape the check gives"
+                        )
+                    total += math.prod(out.shape[1:]) * 4
+                    if total > MAX_ACTIVATION_BYTES:
+                        raise WireError(
+                            "its layers' outputs for one image would take "
+                            f"more than {MAX_ACTIVATION_BYTES // 2**20} MiB, "
+                            "far more than any network of the book"
+                        )
+
+
 def _decode_keras(tree, arrays, budget):
     import keras  # delays keras
     from keras.src.backend.common import global_state  # delays keras
@@ -425,6 +526,8 @@ def _decode_keras(tree, arrays, budget):
                 f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
             )
         budget.charge(size)
+        if tree["t"] == "model":
+            _check_activations(obj)
         initialize_all_variables()
     except WireError:
         global_state.set_global_attribute("uninitialized_variables", [])

@@ -189,13 +189,22 @@ class RemoteFunction(SandboxedFunction):
         )
 
 
+# characters of an error's message kept from what the kernel wrote (the
+# kernel cuts at this length too, but the learner's code may replace it)
+MAX_ERROR_CHARS = 500
+
+
 def _learner_error(error):
     kind = str(error.get("type") or "Exception")[:80]
     message = str(error.get("message") or "")
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + " [cut]"
+    line = error.get("line")
+    line = line if type(line) is int and 0 < line < 10**7 else None
     if error.get("not_implemented"):
         return NotImplementedError(message)
     cls = type(kind, (LearnerError,), {})
-    return cls(message, error.get("line"))
+    return cls(message, line)
 
 
 def _changed(changed, args):

@@ -26,6 +26,7 @@ from cnnbook.grading.api import (
 )
 from cnnbook.grading.timeout import Timeout, call_with_timeout
 
+MAX_MESSAGE_CHARS = 2000  # of a result's message
 _CNNBOOK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -38,6 +39,12 @@ class Result:
     message: str
     visible_passed: bool = False
     hidden_passed: bool | None = None
+
+    def __post_init__(self):
+        # a message may quote what the learner's code said: bounded, so
+        # that no report grows with it
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            self.message = self.message[:MAX_MESSAGE_CHARS] + " [cut]"
 
     @property
     def passed(self):
@@ -61,8 +68,12 @@ def explain(exc):
         name = type(exc).__name__
         if name == "ForbiddenCall":  # the tripwire's verdict, as it is
             return str(exc)
-        if name == "GraderError":
-            return f"not checked: {exc} (a failure of the grader, not yours)"
+        if name == "GraderError":  # as the kernel, the learner's, says
+            return (
+                f"not checked: {exc} (the kernel could not read the "
+                "grader's request; unless your code changed the kernel's "
+                "grading code, tell your instructor)"
+            )
         where = f" (line {exc.line})" if exc.line else ""
         return f"your code raised {name}: {exc}{where}"
     frames = traceback.extract_tb(exc.__traceback__)

@@ -118,9 +118,12 @@ def _base_args(uid=None):
         # process 1 of the sandbox is bubblewrap itself: its command line
         # names every mount, folder and variable of the sandbox, and its
         # environment is the grader's (readable where the sandbox is the
-        # grader's own user); both read as nothing
+        # grader's own user); both read as nothing, under the process's
+        # folder and under its only thread's (red team 5)
         *("--ro-bind", "/dev/null", "/proc/1/cmdline"),
         *("--ro-bind", "/dev/null", "/proc/1/environ"),
+        *("--ro-bind", "/dev/null", "/proc/1/task/1/cmdline"),
+        *("--ro-bind", "/dev/null", "/proc/1/task/1/environ"),
         "--dev",
         "/dev",
         "--clearenv",

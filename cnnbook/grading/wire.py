@@ -45,6 +45,10 @@ MAX_ARRAY_BYTES = MAX_NPZ_BYTES
 MAX_ARRAYS = 4096
 LARGEST_REFERENCE_PARAMS = 138_357_544
 MAX_MODEL_BYTES = 2 * LARGEST_REFERENCE_PARAMS * 4  # float32
+# what one image makes a returned model hold while the grader runs it
+# (every layer's output, float32): ResNet-50 at 224x224 holds 142 MiB; the
+# checks run a model on at most 8 images at a time
+MAX_ACTIVATION_BYTES = 256 * 2**20
 MAX_KERAS_OBJECTS = 4000  # 4x ResNet-50's 866 (layers, initializers...)
 # Everything one answer makes the grader hold, together: its arrays and
 # the weights of every Keras object rebuilt from it (a model comes back
