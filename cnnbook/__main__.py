@@ -76,6 +76,7 @@ def _grade(args):
 
 def _grade_batch(args):
     from cnnbook.grading import batch  # delays numpy
+    from cnnbook.grading.folder import folder_chapter, scan  # delays numpy
 
     options = [
         "--cell-timeout",
@@ -106,7 +107,7 @@ def _grade_batch(args):
         return 2
     # the chapter is the instructor's, never a submission's
     try:
-        configured = batch.folder_chapter(folder)
+        configured = folder_chapter(folder)
     except batch.BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +126,7 @@ def _grade_batch(args):
             f"note: --chapter {chapter} overrides the folder's {configured}",
             file=sys.stderr,
         )
-    if not batch.scan(folder):
+    if not scan(folder):
         print(f"error: no .ipynb files under {folder}", file=sys.stderr)
         return 2
     # each grade stops itself by its --timeout (plus seconds to stop its

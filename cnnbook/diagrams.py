@@ -232,7 +232,7 @@ def _draw_box(ax, x, width, height, depth, colour):
     return dx, dy
 
 
-def architecture_diagram(model_or_table, title=None, figsize=None):
+def architecture_diagram(model_or_table, title=None, figsize=None, rows=1):
     """Draw a CNN as the volumes it produces, left to right. Chapter 3.
 
     Each convolution or pooling output ``h x w x c`` is a box whose height
@@ -240,16 +240,62 @@ def architecture_diagram(model_or_table, title=None, figsize=None):
     root scale, so that 3 and 4096 fit in one picture); dense layers are
     thin bars whose height grows with the number of units. The shape is
     written under each box and the kernel/stride above it. Accepts a Keras
-    model or a table from :func:`describe`.
+    model or a table from :func:`describe`. ``rows`` spreads the layers
+    over that many rows, read top to bottom, all on one scale, so that a
+    long network (VGG-16's 23 volumes) stays legible at the width of a
+    page.
     """
-    rows = volume_rows(model_or_table)
+    drawn = volume_rows(model_or_table)
     table = _as_table(model_or_table)
-    n = len(rows)
-    fig, ax = plt.subplots(figsize=figsize or (max(8, 1.05 * n), 3.8))
-    max_side = max(s[0] for _, _, s, _ in rows if len(s) == 3)
-    max_units = max([s[0] for _, _, s, _ in rows if len(s) == 1] + [1])
+    per_row = math.ceil(len(drawn) / rows)
+    chunks = [drawn[i : i + per_row] for i in range(0, len(drawn), per_row)]
+    fig, axes = plt.subplots(
+        len(chunks),
+        1,
+        figsize=figsize or (max(8, 1.05 * per_row), 3.8 * len(chunks)),
+        squeeze=False,
+    )
+    axes = list(axes[:, 0])
+    max_side = max(s[0] for _, _, s, _ in drawn if len(s) == 3)
+    max_units = max([s[0] for _, _, s, _ in drawn if len(s) == 1] + [1])
+    ends = [
+        _draw_volumes(ax, chunk, max_side, max_units)
+        for ax, chunk in zip(axes, chunks)
+    ]
+    for ax in axes:
+        ax.set_xlim(-0.3, max(ends))
+        ax.set_ylim(-3.2, 3.6)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    kinds = {kind for _, kind, _, _ in drawn}
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], label=k)
+        for k in COLOURS
+        if k in kinds and k != "Resizing"
+    ]
+    axes[-1].legend(
+        handles=handles,
+        loc="lower right",
+        fontsize=7,
+        frameon=False,
+        ncol=len(handles),
+    )
+    axes[0].set_title(
+        title
+        or f"{getattr(table, 'model_name', 'model')}: "
+        f"{table.total_params:,} parameters",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _draw_volumes(ax, drawn, max_side, max_units):
+    """The boxes of :func:`architecture_diagram` for the rows ``drawn`` of
+    :func:`volume_rows`, left to right on ``ax``; returns where the last
+    one ends."""
     x, gap = 0.0, 0.55
-    for name, kind, shape, detail in rows:
+    for name, kind, shape, detail in drawn:
         colour = COLOURS.get(kind, "#8172b3")
         if len(shape) == 3:
             height = 2.6 * math.sqrt(shape[0] / max_side)
@@ -280,31 +326,7 @@ def architecture_diagram(model_or_table, title=None, figsize=None):
             rotation=90,
         )
         x += width + dx + gap
-    ax.set_xlim(-0.3, x)
-    ax.set_ylim(-3.2, 3.6)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    kinds = {kind for _, kind, _, _ in rows}
-    handles = [
-        plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], label=k)
-        for k in COLOURS
-        if k in kinds and k != "Resizing"
-    ]
-    ax.legend(
-        handles=handles,
-        loc="lower right",
-        fontsize=7,
-        frameon=False,
-        ncol=len(handles),
-    )
-    ax.set_title(
-        title
-        or f"{getattr(table, 'model_name', 'model')}: "
-        f"{table.total_params:,} parameters",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return fig
+    return x
 
 
 def share_label(share):

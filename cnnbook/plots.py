@@ -108,26 +108,88 @@ def case_study_times(rows):
     ]
 
 
-def _annotate(ax, label, point, under):
-    """``label`` beside ``point``, below it where ``under`` says."""
-    ax.annotate(
+def _annotate(ax, label, point, under, left=False, gap=6):
+    """``label`` beside ``point``: below it where ``under`` is true, level
+    with it where ``under`` is None, else above; to its left where
+    ``left`` says; ``gap`` points to the side. Returns the text."""
+    rise, align = {
+        True: (-8, "top"),
+        None: (0, "center"),
+        False: (6, "baseline"),
+    }[under]
+    return ax.annotate(
         label,
         point,
         textcoords="offset points",
-        xytext=(6, -8 if under else 6),
-        va="top" if under else "baseline",
+        xytext=(-gap if left else gap, rise),
+        va=align,
+        ha="right" if left else "left",
         fontsize=8,
     )
+
+
+def _box_hits_circle(box, centre, radius):
+    """Whether the display-space ``box`` and the circle of ``radius``
+    (pixels) around ``centre`` overlap."""
+    nearest = np.clip(centre, (box.x0, box.y0), (box.x1, box.y1))
+    return bool(np.hypot(*(nearest - centre)) < radius)
+
+
+def label_clashes(ax, own, box):
+    """What the label ``box`` (display space) of the ``own``-th marker of
+    ``ax`` runs into: the indices of the other markers it covers, then
+    ``"label"`` for each earlier label it overlaps. Chapter 7."""
+    renderer = ax.figure.canvas.get_renderer()
+    clashes = []
+    for index, markers in enumerate(ax.collections):
+        if index == own:
+            continue
+        centre = ax.transData.transform(markers.get_offsets()[0])
+        # a scatter size is the area of the marker in points squared
+        radius = np.sqrt(markers.get_sizes()[0]) / 2 * ax.figure.dpi / 72
+        if _box_hits_circle(box, centre, radius):
+            clashes.append(index)
+    for text in ax.texts[:own]:
+        if box.overlaps(text.get_window_extent(renderer)):
+            clashes.append("label")
+    return clashes
+
+
+def _place_labels(ax, labels, points, below):
+    """Each label beside its marker (drawn already, the axes' limits set),
+    clear of the marker's edge: to the right, above or below as ``below``
+    says, unless it would run into another marker or an earlier label;
+    then level with the marker, then to the left, then on the other side
+    vertically, whichever first clashes with nothing."""
+    renderer = ax.figure.canvas.get_renderer()
+    for own, (label, point, under) in enumerate(
+        zip(labels, points, below, strict=True)
+    ):
+        # a scatter size is the marker's area in points squared
+        gap = max(6, np.sqrt(ax.collections[own].get_sizes()[0]) / 2 + 2)
+        tries = [
+            (vertical, left)
+            for vertical in (under, None, not under)
+            for left in (False, True)
+        ]
+        for vertical, left in tries:
+            text = _annotate(ax, label, point, vertical, left, gap)
+            if not label_clashes(ax, own, text.get_window_extent(renderer)):
+                break
+            text.remove()
+        else:
+            _annotate(ax, label, point, under, gap=gap)
 
 
 def _room_for_labels(ax, xs, percents, log_x):
     """Axis limits that keep every marker and the label beside it (to its
     right, or below it) inside the axes: the x axis runs a third of its
-    span (on a log axis, half a decade) past the last point, the y axis
-    half a point below the lowest. Chapter 7."""
+    span (on a log axis, eight tenths of a decade, room for a label set
+    off by a large marker) past the last point, the y axis half a point
+    below the lowest. Chapter 7."""
     low, high = min(xs), max(xs)
     if log_x:
-        ax.set_xlim(low / 10**0.2, high * 10**0.5)
+        ax.set_xlim(low / 10**0.2, high * 10**0.8)
     else:
         ax.set_xlim(min(0, low), high + (high - min(0, low)) / 3)
     ax.set_ylim(min(percents) - 0.5, max(percents) + 0.4)
@@ -160,18 +222,18 @@ def accuracy_vs_macs(rows):
     (log scale), a marker per network whose area grows with its parameters;
     ``rows`` are ``(label, macs, accuracy as a fraction, parameters)``. A
     label goes below its marker where :func:`label_below` says another
-    would overlap it. Chapter 7."""
+    would overlap it, and to the left of it where on the right it would
+    run into another marker or label (:func:`label_clashes`). Chapter 7."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     biggest = max(parameters for *_, parameters in rows)
     points = [(macs, 100 * accuracy) for _, macs, accuracy, _ in rows]
-    below = label_below(points)
-    for (label, macs, _, parameters), (_, percent), under in zip(
-        rows, points, below, strict=True
+    for (_, macs, _, parameters), (_, percent) in zip(
+        rows, points, strict=True
     ):
         ax.scatter(macs, percent, s=40 + 900 * parameters / biggest, alpha=0.6)
-        _annotate(ax, label, (macs, percent), under)
     ax.set_xscale("log")
     _room_for_labels(ax, *zip(*points), log_x=True)
+    _place_labels(ax, [row[0] for row in rows], points, label_below(points))
     ax.set_xlabel("multiply-accumulates per image")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")

@@ -858,8 +858,28 @@ def _last(history, key):
 
 
 def formatted(record, field):
-    """``field`` of ``record`` as a page shows it."""
-    return _format(field, value(record, field))
+    """``field`` of ``record`` as a page shows it: a setting as it is
+    written (a learning rate of "0.001", not "0.00"), and the fields a
+    record stores rounded at that precision (:func:`_format_stored`)."""
+    number = value(record, field)
+    if field.startswith("settings.") and isinstance(number, float):
+        return f"{number:g}"
+    return _format_stored(field, number)
+
+
+# Fields that cnnbook.train rounds before it writes them: the busy share of
+# the cores to three decimals, the rates to one decimal of an image per
+# second. A page shows them at that precision, three significant figures
+# at most ("26.4%", "76.5", "296"), not with a trailing zero ("26.40%").
+_ONE_DECIMAL = ("images_per_second", "step_images_per_second")
+
+
+def _format_stored(field, number):
+    if field == "cpu_busy" and isinstance(number, float):
+        return f"{100 * number:.1f}%"
+    if field in _ONE_DECIMAL and isinstance(number, float) and number < 100:
+        return f"{number:.1f}"
+    return _format(field, number)
 
 
 def _format(field, number):
@@ -899,7 +919,7 @@ def aggregate(found, field, how):
         return str(result)
     if how == "spread" and field in _PERCENT:
         return f"{100 * result:.2f}"
-    return _format(field, result)
+    return _format_stored(field, result)
 
 
 def gap(first, second):

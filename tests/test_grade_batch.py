@@ -14,7 +14,7 @@ from conftest import ROOT, run_cli
 from nbformat.v4 import new_code_cell
 
 from cnnbook import notebooks
-from cnnbook.grading import batch, chapters
+from cnnbook.grading import batch, chapters, folder
 from cnnbook.grading import report as reports
 from cnnbook.grading.names import one_line, printable
 
@@ -149,7 +149,7 @@ def test_submissions_are_named_by_their_path(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for p in ("x.ipynb", "a/x.ipynb", "a/b/y.ipynb"):
         (tmp_path / p).write_text("{}")
-    names = [n for n, _ in batch.submissions(tmp_path)]
+    names = [n for n, _ in folder.submissions(tmp_path)]
     assert names == ["a__b__y", "a__x", "x"]
 
 
@@ -163,7 +163,7 @@ def test_the_scan_follows_no_link_and_reads_only_regular_files(tmp_path):
     (subs / "dave").symlink_to(SOLUTION.parent)  # a folder of them
     (subs / "dave.ipynb").mkdir()  # a folder, not a notebook: searched
     os.mkfifo(subs / "eve.ipynb")  # would hang a reader
-    entries = {e.name: e for e in batch.scan(subs)}
+    entries = {e.name: e for e in folder.scan(subs)}
     assert sorted(entries) == [
         "alice",
         "bob",
@@ -179,11 +179,11 @@ def test_the_scan_follows_no_link_and_reads_only_regular_files(tmp_path):
     assert "not a regular file" in entries["eve"].problem
     assert entries["alice"].problem is None
     assert entries["alice"].sha256 == entries["carol__ch01"].sha256
-    assert batch.same_bytes(entries.values()) == {
+    assert folder.same_bytes(entries.values()) == {
         "alice": ["carol__ch01"],
         "carol__ch01": ["alice"],
     }
-    assert [n for n, _ in batch.submissions(subs)] == ["alice", "carol__ch01"]
+    assert [n for n, _ in folder.submissions(subs)] == ["alice", "carol__ch01"]
 
 
 def test_names_are_printable_and_never_collide():
@@ -258,7 +258,7 @@ def test_the_folder_names_its_chapter(tmp_path, files, chapter):
         (tmp_path / name).write_text(text)
     (tmp_path / "sub").mkdir()  # a sub-folder's file does not count
     (tmp_path / "sub" / "cnnbook-grading.toml").write_text('chapter = "ch05"')
-    assert batch.folder_chapter(tmp_path) == chapter
+    assert folder.folder_chapter(tmp_path) == chapter
 
 
 @pytest.mark.parametrize(
@@ -280,14 +280,14 @@ def test_a_broken_folder_configuration_stops_the_batch(
     else:
         (tmp_path / name).write_text(text)
     with pytest.raises(batch.BatchError, match=words):
-        batch.folder_chapter(tmp_path)
+        folder.folder_chapter(tmp_path)
 
 
 def test_two_configurations_that_disagree_stop_the_batch(tmp_path):
     (tmp_path / "cnnbook-grading.toml").write_text('chapter = "ch01"')
     (tmp_path / "cnnbook-grading.json").write_text('{"chapter": "ch02"}')
     with pytest.raises(batch.BatchError, match="different chapters"):
-        batch.folder_chapter(tmp_path)
+        folder.folder_chapter(tmp_path)
 
 
 def test_no_chapter_from_the_instructor_no_batch(tmp_path):
@@ -312,7 +312,7 @@ def test_a_file_swapped_after_the_scan_does_not_count(tmp_path, monkeypatch):
     subs.mkdir()
     (subs / "alice.ipynb").write_bytes(SOLUTION.read_bytes())
 
-    def fake(path, json_path, options, hard_timeout):
+    def fake(path, json_path, options, hard_timeout, grader_memory_mb):
         assert options[-2:] == ["--chapter", "ch01"]
         return {"sha256": "0" * 64, "graded": True, "points": 9}, None
 

@@ -88,7 +88,7 @@ def test_grade_batch_grades_the_bytes_it_scanned(tmp_path, monkeypatch):
     _swapper(monkeypatch, {alice: canary, bob: created})
     graded = []
 
-    def in_process(path, json_path, options, _hard_timeout):
+    def in_process(path, json_path, options, _hard_timeout, _grader_mb):
         # the real grade, in this process, so that the swap can be made
         # in the middle of it
         names = [o[7:] for o in options if o.startswith("--name=")]

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 from cnnbook import arithmetic, reference
-from cnnbook.grading import api, batch, notebook, reader, wire
+from cnnbook.grading import api, folder, notebook, reader, wire
 from cnnbook.grading.chapters import exercises
 from cnnbook.grading.grade import grade
 from cnnbook.grading.runner import run_exercise
@@ -128,7 +128,7 @@ def test_grade_batch_refuses_a_file_over_the_limit_without_reading_it(
     _huge_notebook(tmp_path / "ch01-huge.ipynb", 2**40)
     read = []
     monkeypatch.setattr(notebook, "read_bounded", read.append)
-    (entry,) = batch.scan(tmp_path)
+    (entry,) = folder.scan(tmp_path)
     assert entry.sha256 is None and not read
     assert "larger than 20 MiB" in entry.problem
 

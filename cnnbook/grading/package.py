@@ -30,6 +30,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # cnnbook/
 KERNEL_SIDE = (
     "wire.py",
     "reader.py",
+    "rebuild.py",
     "server.py",
     "timeout.py",
     "tripwire.py",
