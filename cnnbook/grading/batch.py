@@ -196,25 +196,24 @@ def grade_batch(
             folder,
             outdir,
             chapter,
-            workers,
-            options,
-            hard_timeout,
-            progress,
-            grader_memory_mb,
+            workers=workers,
+            options=options,
+            hard_timeout=hard_timeout,
+            progress=progress,
+            grader_memory_mb=grader_memory_mb,
         )
 
 
-def _grade_entries(
-    entries,
-    folder,
-    outdir,
-    chapter,
-    workers,
-    options,
-    hard_timeout,
-    progress,
-    grader_memory_mb,
-):
+def _grade_entries(entries, folder, outdir, chapter, **how):
+    workers, options, progress = (
+        how["workers"],
+        how["options"],
+        how["progress"],
+    )
+    hard_timeout, grader_memory_mb = (
+        how["hard_timeout"],
+        how["grader_memory_mb"],
+    )
     graded = [e for e in entries if e.problem is None]
     same = same_bytes(graded)
     total = len(graded)
