@@ -1,7 +1,9 @@
-"""Redraw six figures of the book from what the book stores, without
+"""Redraw eight figures of the book from what the book stores, without
 re-running their labs (issue #24, the independent reviews): AlexNet's and
-VGG-16's parameters per layer (Chapters 3 and 4, from the model code,
-every bar labelled at one precision), the auxiliary-head ablation run by
+VGG-16's architecture (Chapters 3 and 4, from the model code as it is
+now, whose last layer is named `classifier`; VGG-16's in two rows, legible
+at the width of a page) and their parameters per layer (from the model
+code, every bar labelled at one precision), the auxiliary-head ablation run by
 run (Chapter 6, from the run records, with no mean: the six runs cannot
 be shown to share code), and the accuracy of each stored run against its
 multiply-accumulates and against its training time (Chapter 7, from the
@@ -12,8 +14,12 @@ against labelled images a class over the stored seeds (Chapter 8, the
 The labs' stored outputs keep the
 figures of the runs that made them; the pages show these.
 
-    .venv/bin/python scripts/redraw_figures.py
+    .venv/bin/python scripts/redraw_figures.py [NAME ...]
+
+redraws the figures named (all of them when none is named).
 """
+
+import argparse
 
 import matplotlib
 
@@ -126,33 +132,64 @@ def _save(fig, name):
     print(path)
 
 
-def main():
-    for builder, network, name in (
-        (models.alexnet, "AlexNet", "ch03-alexnet-parameters"),
-        (models.vgg16, "VGG-16", "ch04-vgg16-parameters"),
-    ):
+def architecture(builder, title, rows=1):
+    """The architecture diagram of ``builder``'s network, as the lab
+    draws it, over ``rows`` rows."""
+    return lambda: diagrams.architecture_diagram(
+        diagrams.describe(builder), title=title, rows=rows
+    )
+
+
+def parameters(builder, network):
+    """The parameters per layer of ``builder``'s network."""
+
+    def draw():
         table = diagrams.describe(builder)
-        _save(
-            diagrams.parameter_distribution(
-                table,
-                title=f"Where {network}'s {table.total_params:,} "
-                "parameters are",
-            ),
-            name,
+        return diagrams.parameter_distribution(
+            table,
+            title=f"Where {network}'s {table.total_params:,} parameters are",
         )
-    _save(ablation_figure(ablation_runs()), "ch06-aux-ablation")
+
+    return draw
+
+
+def transfer():
     full = transfer_runs("full")
-    _save(
-        transfer_figure(full if full["frozen"] else transfer_runs("cpu")),
-        "ch08-transfer",
+    return transfer_figure(full if full["frozen"] else transfer_runs("cpu"))
+
+
+FIGURES = {
+    "ch03-alexnet-architecture": architecture(
+        models.alexnet, "AlexNet (227×227×3 input)"
+    ),
+    "ch03-alexnet-parameters": parameters(models.alexnet, "AlexNet"),
+    "ch04-vgg16-architecture": architecture(
+        models.vgg16, "VGG-16 (224×224×3 input)", rows=2
+    ),
+    "ch04-vgg16-parameters": parameters(models.vgg16, "VGG-16"),
+    "ch06-aux-ablation": lambda: ablation_figure(ablation_runs()),
+    "ch08-transfer": transfer,
+    "ch07-accuracy-vs-macs": lambda: plots.accuracy_vs_macs(
+        plots.case_study_points(compare.trained())
+    ),
+    "ch07-accuracy-vs-time": lambda: plots.accuracy_vs_time(
+        plots.case_study_times(compare.trained())
+    ),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Redraw the figures named (all when none is named) "
+        "into book/figures/."
     )
-    rows = compare.trained()
-    points = plots.case_study_points(rows)
-    _save(plots.accuracy_vs_macs(points), "ch07-accuracy-vs-macs")
-    _save(
-        plots.accuracy_vs_time(plots.case_study_times(rows)),
-        "ch07-accuracy-vs-time",
-    )
+    parser.add_argument("names", nargs="*", help=", ".join(FIGURES))
+    names = parser.parse_args(argv).names
+    unknown = sorted(set(names) - set(FIGURES))
+    if unknown:
+        parser.error(f"no figure {', '.join(unknown)}")
+    for name in names or FIGURES:
+        _save(FIGURES[name](), name)
 
 
 if __name__ == "__main__":

@@ -246,6 +246,43 @@ def test_parameter_shares_one_precision_every_bar_labelled(vgg16_table):
         assert told in text, told
 
 
+def test_vgg16_architecture_two_rows_draw_every_volume_once(vgg16_table):
+    """The page's VGG-16 diagram (scripts/redraw_figures.py) spreads its
+    23 volumes over two rows on one scale, every label inside the figure,
+    so that it stays legible at the width of a page; the stored PNG is
+    that narrow, and its last layer is the builder's `classifier`."""
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    drawn = [row[0] for row in diagrams.volume_rows(vgg16_table)]
+    fig = diagrams.architecture_diagram(vgg16_table, rows=2)
+    try:
+        assert len(fig.axes) == 2
+        # each volume writes its shape, then its name (and detail)
+        per_axis = [
+            [text.get_text().split("\n")[0] for text in ax.texts[1::2]]
+            for ax in fig.axes
+        ]
+        assert [len(names) for names in per_axis] == [12, 11]
+        assert per_axis[0] + per_axis[1] == drawn
+        assert drawn[-1] == "classifier"
+        assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        width, height = fig.canvas.get_width_height()
+        for ax in fig.axes:
+            for text in [*ax.texts, ax.title]:
+                box = text.get_window_extent(renderer)
+                assert 0 <= box.x0 and box.x1 <= width, text.get_text()
+                assert 0 <= box.y0 and box.y1 <= height, text.get_text()
+    finally:
+        plt.close(fig)
+    stored = mpimg.imread(
+        ROOT / "book" / "figures" / "ch04-vgg16-architecture.png"
+    )
+    assert stored.shape[1] < 1100 and stored.shape[0] > stored.shape[1] / 2
+
+
 def test_augmented_alters_training_batches_only():
     """``augmented(net)`` shares weights and is the identity at test time."""
     from cnnbook.train import augmented

@@ -375,10 +375,13 @@ def test_index_says_which_full_records_name_their_code():
 def test_index_tells_how_long_the_transfer_labs_full_run_took():
     """index: the transfer lab's row ("the source network, then 39
     trainings on the target classes ... under a minute each on the
-    target") and "the transfer lab's ran 31 minutes, about twice the 16
-    minutes its 40 trainings add up to (the source network's [minutes]
-    among them)", 31 minutes from the start of the first training to the
-    last record, 16 the sum of the records' own times."""
+    target") and "From the start of its first training to its last record
+    it ran 31 minutes, about twice the 16 minutes its 40 trainings add up
+    to (the source network's [minutes] among them)", 31 minutes from the
+    start of the first training to the last record, 16 the sum of the
+    records' own times; a record times the training alone, and the
+    notebook splits the target data and builds new models inside its
+    loop (and compiles, times and scores in each training)."""
     page = page_text("index.md")
     found = records.load_all(lab="ch08-transfer", profile="full")
     target = [r for r in found if r["model"] != "transfer_source"]
@@ -386,12 +389,32 @@ def test_index_tells_how_long_the_transfer_labs_full_run_took():
     assert len(found) == 40 and len(target) == 39
     assert "min for the source network, under a minute each" in page
     assert max(r["seconds"] for r in target) < 60
+    told = " ".join(page.split())
     assert (
-        "the transfer lab's ran 31 minutes, about twice the 16 minutes its "
-        "40 trainings add up to (the source network's "
-        "{run}`ch08-transfer/transfer_source/full:minutes` among them)"
-        in " ".join(page.split())
+        "From the start of its first training to its last record it ran 31 "
+        "minutes, about twice the 16 minutes its 40 trainings add up to "
+        "(the source network's "
+        "{run}`ch08-transfer/transfer_source/full:minutes` among them)" in told
     )
+    assert "somewhat longer" not in told
+    import nbformat
+
+    notebook = nbformat.read(
+        records.REPO / "notebooks" / "ch08-transfer.ipynb", as_version=4
+    )
+    loop = next(
+        c.source
+        for c in notebook.cells
+        if c.cell_type == "code"
+        and "for n in cfg.labels_per_class" in c.source
+    )
+    for work in (
+        "transfer.task_split(",
+        "mobilenet_v2_small(",
+        "transfer.pretrained_base(",
+        "train(",
+    ):
+        assert work in loop, work
     first = min(found, key=_created)
     span = (
         max(map(_created, found))
@@ -1296,26 +1319,40 @@ def test_ch05_resnet18_cpu_runs_name_augmentation_from_the_third():
         assert bool(named) == (seed == 2), (seed, named)
 
 
-def _check_no_memorising(found):
-    """Runs without augmentation end a few points (one to five) higher on
-    their training images than on the test images, and below 97% there."""
+def _check_two_to_three_points(found):
+    """Runs without augmentation whose training accuracy (Keras's running
+    mean over the last epoch) ends two to three points, rounded, above
+    their test accuracy."""
     for record in found:
         settings = record["settings"]
         assert not settings.get("mirror") and not settings.get("shift")
         assert not settings.get("augment")
-        gap = record["train_accuracy"] - record["test_accuracy"]
-        assert 0.01 <= gap <= 0.05, (record["seed"], gap)
-        assert record["train_accuracy"] < 0.97, record["seed"]
+        gap = 100 * (record["train_accuracy"] - record["test_accuracy"])
+        assert 2 <= round(gap) <= 3, (record["seed"], gap)
 
 
-def test_ch04_cpu_runs_without_augmentation_do_not_memorise():
-    """ch04: without augmentation "each run ends a few points higher on
-    its training images than on the test images, far from a training set
-    learned by heart" (and the Summary: "a few points higher")."""
-    text = page_text("ch04-vgg.md")
-    assert "far from a training set learned by heart" in text
-    assert "memorises" not in text
-    _check_no_memorising(_cpu_profile_runs("ch04-vgg", "vgg_fashion"))
+def test_ch04_cpu_runs_training_accuracy_two_to_three_points_above():
+    """ch04: the `cpu` runs' training accuracy "is Keras's running mean
+    over the last epoch, in training mode (dropout on) ...; in each run it
+    ended two to three points above the test accuracy" (and the Summary
+    and the Korean summary alike); no longer "far from a training set
+    learned by heart", which that running mean cannot tell."""
+    text = " ".join(page_text("ch04-vgg.md").split())
+    for told in (
+        "That training accuracy is Keras's running mean over the last "
+        "epoch, in training mode (dropout on)",
+        "in each run it ended two to three points above the test accuracy",
+        "Keras's running training accuracy over the last epoch (training "
+        "mode, dropout on) ended two to three points above the test "
+        "accuracy",
+        "테스트 정확도보다 2~3포인트 높았다",
+    ):
+        assert told in text, told
+    assert "learned by heart" not in text and "memorises" not in text
+    found = _cpu_profile_runs("ch04-vgg", "vgg_fashion")
+    for record in found:
+        assert record["train_accuracy"] == record["history"]["accuracy"][-1]
+    _check_two_to_three_points(found)
 
 
 def test_the_cpu_run_claims_fail_on_other_records(tmp_path):
@@ -1347,12 +1384,18 @@ def test_the_cpu_run_claims_fail_on_other_records(tmp_path):
         )
     memorised = [{**r, "train_accuracy": 0.995} for r in found]
     with pytest.raises(AssertionError):
-        _check_no_memorising(memorised)
+        _check_two_to_three_points(memorised)
     augmented = [
         {**r, "settings": {**r["settings"], "shift": 0.1}} for r in found
     ]
     with pytest.raises(AssertionError):
-        _check_no_memorising(augmented)
+        _check_two_to_three_points(augmented)
+    for shift in (-0.015, 0.02):
+        moved = [
+            {**r, "train_accuracy": r["train_accuracy"] + shift} for r in found
+        ]
+        with pytest.raises(AssertionError):
+            _check_two_to_three_points(moved)
 
 
 def _lab_intro(notebook):
@@ -1421,6 +1464,75 @@ def test_ch02_lab_says_its_stored_tables_predate_the_classifier_name():
     stored = stored_output("ch02-lenet.ipynb").splitlines()
     assert any(line.split()[:1] == ["output"] for line in stored)
     assert not any(line.split()[:1] == ["classifier"] for line in stored)
+
+
+def _stored_first_words(notebook):
+    """The first word of every line of the stored text outputs (printed
+    and displayed) of ``notebooks/NOTEBOOK``: the layer names of its
+    tables."""
+    import nbformat
+
+    path = records.REPO / "notebooks" / notebook
+    words = set()
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = output.get("text", "") + data.get("text/plain", "")
+            words |= {line.split()[0] for line in text.splitlines() if line}
+    return words
+
+
+@pytest.mark.parametrize(
+    "notebook, builder, told, old",
+    [
+        (
+            "ch03-alexnet.ipynb",
+            "alexnet_fashion",
+            "so its tables and its drawing below call that layer `fc8`",
+            {"fc8"},
+        ),
+        (
+            "ch04-vgg.ipynb",
+            "vgg_fashion",
+            "so VGG-16's table and drawing below call that layer "
+            "`predictions`, and the narrow VGG's table and drawing further "
+            "down call it `fc3`",
+            {"predictions", "fc3"},
+        ),
+    ],
+    ids=["ch03", "ch04"],
+)
+def test_ch03_ch04_labs_say_their_stored_tables_predate_the_classifier_name(
+    notebook, builder, told, old
+):
+    """The AlexNet and VGG labs' note before their first layer table: "the
+    run stored here predates the rename of the last layer to `classifier`,
+    so its tables ... call that layer" by its old name; the builders name
+    it `classifier` (the canonical networks' tables are checked in
+    tests/test_ch03.py and tests/test_ch04.py). A re-run that stores the
+    new name makes the note wrong, and this test fails."""
+    import keras
+    import nbformat
+
+    from cnnbook import models
+
+    path = records.REPO / "notebooks" / notebook
+    cells = nbformat.read(path, as_version=4).cells
+    first_table = next(
+        index
+        for index, cell in enumerate(cells)
+        if cell.cell_type == "code" and "describe(" in cell.source
+    )
+    note = " ".join(cells[first_table - 1].source.split())
+    assert (
+        "the run stored here predates the rename of the last layer to "
+        "`classifier`, " + told
+    ) in note
+    assert getattr(models, builder)().layers[-1].name == "classifier"
+    keras.backend.clear_session()
+    stored = _stored_first_words(notebook)
+    assert old <= stored, old - stored
+    assert "classifier" not in stored
 
 
 def test_index_full_runs_on_two_cpu_cores_each_listed():
@@ -1512,15 +1624,13 @@ def test_ch02_modern_and_classic_curves_as_the_page_tells_them():
     assert classic_ahead == [6], (
         f"the classic form ahead after {classic_ahead}"
     )
-    # the learning rate is typed (a role shows 0.001 as "0.00"); the
-    # weight decay and the batch size are quoted from the modern form's
-    # record, and both forms share them
-    assert "a {term}`learning rate` of 0.001 that falls" in page
-    for record in (modern, classic):
-        settings = record["settings"]
-        assert settings["lr"] == 0.001
-        assert settings["batch_size"] == modern["settings"]["batch_size"]
-        assert settings["weight_decay"] == modern["settings"]["weight_decay"]
+    # the learning rate, the weight decay and the batch size are quoted
+    # from the modern form's record, and both forms share them
+    for key in ("lr", "weight_decay", "batch_size"):
+        assert f"{{run}}`{LENET}/lenet5/full:settings.{key}`" in page, key
+        assert classic["settings"][key] == modern["settings"][key], key
+    lr = sphinxext.resolve(f"{LENET}/lenet5/full:settings.lr")
+    assert float(lr) == modern["settings"]["lr"], lr
 
 
 # ------------------------------------------------- ch07: the stored bench run

@@ -168,6 +168,40 @@ def test_references_resolve_with_formats(tmp_path):
     assert mean_gap == "+16.88"
 
 
+def test_stored_precision_and_settings_as_written(tmp_path):
+    """The busy share and the rates that a record stores rounded show at
+    that precision, without a trailing zero ("26.4%", "76.5"; a rate of
+    100 or more whole), over seeds too; a setting shows as written ("a
+    learning rate of 0.001", not "0.00")."""
+    for seed, (busy, rate) in enumerate(((0.264, 76.5), (0.702, 296.0))):
+        records.write(
+            _record(
+                seed=seed,
+                cpu_busy=busy,
+                step_images_per_second=rate,
+                images_per_second=rate,
+                settings={"epochs": 2, "lr": 0.001, "weight_decay": 0.05},
+            ),
+            tmp_path,
+        )
+    ref = "ch99-demo/demo_net/cpu"
+    shown = {
+        f"{ref}:cpu_busy": "26.4%",
+        f"{ref}/cpu/1:cpu_busy": "70.2%",
+        f"{ref}:step_images_per_second": "76.5",
+        f"{ref}/cpu/1:step_images_per_second": "296",
+        f"{ref}:images_per_second.min": "76.5",
+        f"{ref}:cpu_busy.mean": "48.3%",
+        f"{ref}:settings.lr": "0.001",
+        f"{ref}:settings.weight_decay": "0.05",
+        f"{ref}:settings.epochs": "2",
+    }
+    for reference, text in shown.items():
+        assert sphinxext.resolve(reference, tmp_path) == text, reference
+    # the accuracies keep the pages' two decimals
+    assert sphinxext.resolve(f"{ref}:test_accuracy", tmp_path) == "75.12%"
+
+
 def test_a_gap_with_abs_gives_its_size_without_a_sign(tmp_path):
     """``.abs`` after the field: the size of A - B, for a sentence that
     says "below" or "above" itself; without it the sign stays."""
