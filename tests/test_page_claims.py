@@ -377,9 +377,9 @@ def test_index_tells_how_long_the_transfer_labs_full_run_took():
     trainings on the target classes ... under a minute each on the
     target") and "From the start of its first training to its last record
     it ran 31 minutes, about twice the 16 minutes its 40 trainings add up
-    to (the source network's [minutes] among them)", 31 minutes from the
-    start of the first training to the last record, 16 the sum of the
-    records' own times; a record times the training alone, and the
+    to (the source network's [minutes] minutes among them)", 31 minutes
+    from the start of the first training to the last record, 16 the sum of
+    the records' own times; a record times the training alone, and the
     notebook splits the target data and builds new models inside its
     loop (and compiles, times and scores in each training)."""
     page = page_text("index.md")
@@ -394,7 +394,8 @@ def test_index_tells_how_long_the_transfer_labs_full_run_took():
         "From the start of its first training to its last record it ran 31 "
         "minutes, about twice the 16 minutes its 40 trainings add up to "
         "(the source network's "
-        "{run}`ch08-transfer/transfer_source/full:minutes` among them)" in told
+        "{run}`ch08-transfer/transfer_source/full:minutes` minutes among "
+        "them)" in told
     )
     assert "somewhat longer" not in told
     import nbformat
