@@ -1,9 +1,11 @@
 """Chapter 7: costs from the definitions, and the exercises' feedback."""
 
 import math
+import re
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from cnnbook import arithmetic, compare, models, records
 from cnnbook.grading.api import CheckFailure
@@ -386,9 +388,19 @@ def test_the_figure_names_narrow_networks_as_the_tables_do():
         narrow = "width" in row.record["settings"]
         assert label.endswith("(narrow)") == narrow, label
     assert "ResNet-18 (narrow)" in labels
+    # the page's table of the stored runs, which the figures illustrate,
+    # names its rows with the same labels, in the same order (a third
+    # review found "LeNet-5 (MNIST)" and "AlexNet" in the table against
+    # "LeNet-5 (modern)" and "AlexNet (67×67)" in the figure)
+    page = (ROOT / "book" / "ch07-side-by-side.md").read_text()
+    full_rows = re.findall(
+        r"^\| ([^|]+?) \| \{run\}`[^`]+/full:test_accuracy`", page, re.M
+    )
+    assert full_rows == labels
     fig = plots.accuracy_vs_macs(points)
     texts = [text.get_text() for text in fig.axes[0].texts]
     assert texts == labels
+    _assert_labels_clear(fig)
     # the accuracy-against-time figure names them alike (second review,
     # finding 8), each at its record's training time
     times = plots.case_study_times(rows)
@@ -400,6 +412,45 @@ def test_the_figure_names_narrow_networks_as_the_tables_do():
     [ax] = fig.axes
     assert [text.get_text() for text in ax.texts] == labels
     assert ax.get_xlabel() == "training time (minutes)"
+
+
+def _assert_labels_clear(fig):
+    """No label of the accuracy-against-MACs figure covers another marker
+    or label, and each lies inside the axes (a third review found the
+    narrow MobileNet v2's label under AlexNet's marker)."""
+    from cnnbook import plots
+
+    [ax] = fig.axes
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    for own, text in enumerate(ax.texts):
+        box = text.get_window_extent(renderer)
+        assert plots.label_clashes(ax, own, box) == [], text.get_text()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, text.get_text()
+
+
+def test_a_label_moves_off_a_large_marker_beside_it():
+    """A small network's label that would run, below and to the right,
+    into the marker of a large network moves elsewhere; the check above
+    sees the clash where it stays."""
+    from cnnbook import plots
+
+    rows = [
+        ("far", 4.2e5, 0.992, 6e4),  # stretches the axes as LeNet-5 does
+        ("the upper network", 2.3e7, 0.931, 4e5),
+        ("the small network (narrow)", 1.8e7, 0.9265, 6e5),
+        ("the large one", 8.0e7, 0.9215, 2.2e7),
+    ]
+    fig = plots.accuracy_vs_macs(rows)
+    [ax] = fig.axes
+    small = ax.texts[2]
+    assert (small.get_ha(), small.get_va()) != ("left", "top")
+    _assert_labels_clear(fig)
+    renderer = fig.canvas.get_renderer()
+    small.set_ha("left")
+    small.set_va("top")
+    small.xyann = (6, -8)
+    assert 3 in plots.label_clashes(ax, 2, small.get_window_extent(renderer))
 
 
 def test_the_time_figure_labels_two_runs_at_the_same_minutes_apart():

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import page_text, stored_output
+from conftest import ROOT, page_text, stored_output
 
 from cnnbook import compare
 
@@ -62,6 +62,64 @@ def test_the_inverted_block_trained_slower_except_at_the_smallest_map():
     )
     assert int(slower[1]) == 9
     assert "7×7" not in slower[2]
+
+
+def _block_ratios():
+    """The cost lab's stored ratio table of the inverted residual block
+    against the basic block: (MAC ratio, byte ratio) of every setting."""
+    import nbformat
+
+    notebook = nbformat.read(
+        ROOT / "notebooks" / "ch08-separable-cost.ipynb", as_version=4
+    )
+    tables = [
+        output["data"]["text/plain"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "MACs    bytes" in output.get("data", {}).get("text/plain", "")
+    ]
+    assert len(tables) == 2, "the two stored ratio tables"
+    rows = [
+        [
+            (float(macs), float(moved))
+            for macs, moved in re.findall(
+                r"^\S+ +\d+ +([\d.]+) +([\d.]+) ", table, re.M
+            )
+        ]
+        for table in tables
+    ]
+    # the block's MAC ratio is about two thirds, the convolution's a ninth
+    [block] = [found for found in rows if found[0][0] > 0.5]
+    assert len(block) == 12
+    return block
+
+
+def test_the_inverted_block_moves_more_bytes_than_its_macs_say():
+    """ch08: the block's "ratio of bytes moved is above its ratio of
+    multiplications at every setting, and at least three times it at ten
+    of the twelve"; its training step "followed the ratio of
+    multiplications only at the three settings of the smallest map, and of
+    the other nine it lay nearer the ratio of bytes moved at only two"."""
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "its ratio of bytes moved is above its ratio of multiplications at "
+        "every setting, and at least three times it at ten of the twelve"
+    ) in page
+    block = _block_ratios()
+    assert all(moved > macs for macs, moved in block)
+    assert sum(moved >= 3 * macs for macs, moved in block) == 10
+    assert (
+        "it followed the ratio of multiplications only at the three "
+        "settings of the smallest map, and of the other nine it lay nearer "
+        "the ratio of bytes moved at only two"
+    ) in page
+    sentence = _verdicts()[("inverted residual block", "Training step")]
+    assert _followed(sentence) == (3, 12)
+    assert "(7×7×512 at batches 1, 4 and 16)" in sentence
+    nearer = int(re.search(r"and (\d+) of them lay nearer", sentence)[1])
+    assert nearer == 2
+    assert "several times its ratio of multiplications" not in page
 
 
 def _transfer(arm, n, profile="full", field="test_accuracy"):
@@ -310,7 +368,10 @@ def test_the_transfer_sentences_hold_for_the_stored_cpu_runs():
         )
         assert len(tuned) == len(frozen) == 3
         assert min(tuned) > max(frozen), n
-    assert "there the scratch network stayed at chance" in page
+    assert (
+        "there, at 10 labels a class, the scratch network stayed at chance"
+        in page
+    )
     scratch = _transfer("scratch", 10, "cpu")
     # chance on 1,000 test images a class: 20%
     assert len(scratch) == 3 and all(0.2 <= a < 0.201 for a in scratch)

@@ -1086,6 +1086,22 @@ def test_ch06_bottleneck_timing_as_the_page_tells_it():
     told = f"{min(speedups):.1f} to {max(speedups):.1f} times"
     assert page.count(told) == 2, f"the text and the Summary: {told}"
     assert f"the bottleneck was {told}" in _cost_lab_markdown()
+    # "across the four batch sizes"; "The spread does not follow the batch
+    # size (the largest speed-up is at 16, not at 64)"
+    assert "across the four batch sizes" in page
+    assert "across the four batch sizes" in _cost_lab_markdown()
+    assert sorted(branch) == [1, 4, 16, 64]
+    by_batch = {
+        n: direct / bottleneck for n, (direct, bottleneck) in branch.items()
+    }
+    assert max(by_batch, key=by_batch.get) == 16
+    assert "the largest speed-up is at 16, not at 64" in page
+    # the lab does not measure the memory's bandwidth, so neither the page
+    # (its Korean summary included) nor the lab says the layer was or was
+    # not waiting on memory
+    assert "it was not waiting on memory" not in _cost_lab_markdown()
+    assert "메모리 대역폭에 한참 못 미쳤" not in page
+    assert "실습은 이 기계의 메모리 대역폭을 재지 않으므로" in page
     direct = arithmetic.conv_multiplications(28, 28, 32, 5, 192)
     squeeze = arithmetic.conv_multiplications(28, 28, 16, 1, 192)
     expand = arithmetic.conv_multiplications(28, 28, 32, 5, 16)
@@ -1728,6 +1744,83 @@ def test_the_ch07_bench_claim_fails_on_another_run(tmp_path):
     _record, changed = _bench_by_name(tmp_path)
     with pytest.raises(AssertionError, match="in every round"):
         _check_mobilenet_against_resnet18(changed)
+
+
+def _check_mobilenet_bench_rate_as_told(bench_networks, full):
+    """ch07 on the bench's rate for MobileNet v2 and the `full` run of that
+    network (see the test below), checked against a bench record's
+    networks and a run record."""
+    from statistics import median
+
+    mobilenet = bench_networks["mobilenet_v2"]
+    assert mobilenet["batch_size"] == full["batch_size"], "same batch size"
+    bare = median(mobilenet["images_per_second"])
+    images = full["data"]["train_images"]
+    epochs = [images / seconds for seconds in full["epoch_seconds"]]
+    assert all(bare < 2 / 3 * rate for rate in epochs), "two thirds"
+    assert 0.4 <= bare / full["images_per_second"] <= 0.6, "about half"
+    # "The bare rate that run timed at its own start ... is as low as the
+    # bench's"; in the last section, "every epoch of that run trained
+    # faster than its bare rate, and the bench ... found about the same"
+    own = full["step_images_per_second"]
+    assert abs(own - bare) <= 0.05 * bare, "about the same bare rate"
+    assert min(epochs) > own, "every epoch faster than its bare rate"
+    # "ResNet-18's slowest round ... was faster than MobileNet v2's
+    # fastest epoch in its `full` run"
+    slowest = min(bench_networks["resnet18"]["images_per_second"])
+    assert slowest > max(epochs), "ResNet-18's slowest round"
+
+
+def test_ch07_bench_rate_of_mobilenet_v2_is_under_suspicion():
+    """ch07 "Speed in one sitting": the bench's median for MobileNet v2 "is
+    less than two thirds of the rate at which the network's own `full` run
+    trained in every epoch, at the same batch size ... and about half the
+    rate of that whole run end to end"; its full run's own bare rate "is as
+    low as the bench's"; "ResNet-18's slowest round ... was faster than
+    MobileNet v2's fastest epoch in its `full` run"; and the cost lab's
+    block "took longer to train than a ResNet basic block at most of its
+    settings" (nine of twelve, held by tests/test_ch08_claims.py)."""
+    page = " ".join(page_text(CH07).split())
+    for told in (
+        "its rate for MobileNet v2 is under suspicion",
+        "is less than two thirds of the rate at which the network's own "
+        "`full` run trained in every epoch, at the same batch size",
+        "and about half the rate of that whole run end to end",
+        "is as low as the bench's",
+        "was faster than MobileNet v2's fastest epoch in its `full` run",
+        "every epoch of that run trained faster than its bare rate, and "
+        "the bench, timing it apart from any training, found about the "
+        "same bare rate",
+        "whose MobileNet v2 block took longer to train than a ResNet basic "
+        "block at most of its settings",
+    ):
+        assert told in page, told
+    assert "That fits what the cost lab" not in page
+    full = _full("ch08-mobilenet", "mobilenet_v2_small_w0.5")
+    quoted = "{run}`ch08-mobilenet/mobilenet_v2_small_w0.5/full:"
+    for field in ("epoch_seconds_min", "epoch_seconds_max", "train_images"):
+        assert quoted + field + "`" in page, field
+    _record, networks = _bench_by_name()
+    _check_mobilenet_bench_rate_as_told(networks, full)
+
+
+def test_the_ch07_bench_rate_sentences_fail_on_other_records():
+    """A bench whose MobileNet v2 rate matches its epochs, or a full run
+    with one slow epoch, breaks the sentences."""
+    import copy
+
+    full = _full("ch08-mobilenet", "mobilenet_v2_small_w0.5")
+    _record, networks = _bench_by_name()
+    honest = copy.deepcopy(networks)
+    honest["mobilenet_v2"]["images_per_second"] = [230.0, 235.0, 240.0]
+    with pytest.raises(AssertionError, match="two thirds"):
+        _check_mobilenet_bench_rate_as_told(honest, full)
+    slow = dict(full, epoch_seconds=[*full["epoch_seconds"][:-1], 600.0])
+    with pytest.raises(AssertionError, match="two thirds|every epoch"):
+        _check_mobilenet_bench_rate_as_told(networks, slow)
+    fast = dict(full, epoch_seconds=[100.0] * len(full["epoch_seconds"]))
+    with pytest.raises(AssertionError, match="slowest round"):
+        _check_mobilenet_bench_rate_as_told(networks, fast)
 
 
 def _commit_sentence(record):
