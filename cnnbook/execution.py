@@ -31,9 +31,40 @@ def output_size(msg):
     )
 
 
+# with an output limit: the errors of one cell kept, and their parts
+MAX_ERRORS_KEPT = 3
+MAX_ERROR_CHARS = 2000  # of an error's name and of its value
+MAX_TRACEBACK_LINES = 60  # the last ones, each cut to MAX_ERROR_CHARS
+
+
+def bounded_error(content):
+    """An error message's content with its name, value and traceback cut
+    to a bounded size (what a cell's error is read for stays: the name,
+    the start of the value, the last frames)."""
+
+    def cut(text):
+        text = str(text)
+        return (
+            text
+            if len(text) <= MAX_ERROR_CHARS
+            else text[:MAX_ERROR_CHARS] + " [cut]"
+        )
+
+    traceback = content.get("traceback") or []
+    if not isinstance(traceback, list):
+        traceback = [traceback]
+    return {
+        **content,
+        "ename": cut(content.get("ename", "")),
+        "evalue": cut(content.get("evalue", "")),
+        "traceback": [cut(line) for line in traceback[-MAX_TRACEBACK_LINES:]],
+    }
+
+
 class Executor(NotebookClient):
     """nbclient's client that keeps at most ``output_limit`` characters of
-    output per cell (None: all of it; errors are always kept).
+    output per cell (None: all of it); with a limit, errors are kept, but
+    at most :data:`MAX_ERRORS_KEPT` of a cell, each cut to a bounded size.
 
     The grader reads only errors, so a cell printing megabytes (or
     displaying huge images) costs transfer time but no memory.
@@ -43,18 +74,28 @@ class Executor(NotebookClient):
         super().__init__(nb, **options)
         self.output_limit = output_limit
         self.output_used = {}
+        self.errors_kept = {}
 
     def reset_output_budget(self):
         self.output_used = {}
+        self.errors_kept = {}
 
     def output(self, outs, msg, display_id, cell_index):
-        if self.output_limit is not None and (
-            msg["header"]["msg_type"] != "error"
-        ):
-            used = self.output_used.get(cell_index, 0) + output_size(msg)
-            self.output_used[cell_index] = used
-            if used > self.output_limit:
-                return None
+        if self.output_limit is not None:
+            if msg["header"]["msg_type"] == "error":
+                # kept, but bounded: the kernel may send any number of
+                # errors of any size (red team 6 sent ten of 100 MB)
+                if self.errors_kept.get(cell_index, 0) >= MAX_ERRORS_KEPT:
+                    return None
+                self.errors_kept[cell_index] = (
+                    self.errors_kept.get(cell_index, 0) + 1
+                )
+                msg = {**msg, "content": bounded_error(msg["content"])}
+            else:
+                used = self.output_used.get(cell_index, 0) + output_size(msg)
+                self.output_used[cell_index] = used
+                if used > self.output_limit:
+                    return None
         return super().output(outs, msg, display_id, cell_index)
 
 

@@ -23,6 +23,7 @@ of its exercises; the sandbox leaves them out
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -353,6 +354,96 @@ def expect_same_layers(model, reference, what="your model"):
         raise CheckFailure(
             f"{what} has {total:,} parameters, expected {expected:,}"
         )
+    mine = [x for x in model.layers if not is_layer(x, "InputLayer")]
+    ref = [x for x in reference.layers if not is_layer(x, "InputLayer")]
+    mine_settings, ref_settings = layer_settings(mine), layer_settings(ref)
+    # in any order: the structure above is compared in order already
+    same = collections.Counter(mine_settings) == collections.Counter(
+        ref_settings
+    )
+    for i, (a, b) in enumerate(zip(mine_settings, ref_settings)):
+        if a != b and not same:
+            differ = ", ".join(
+                f"{k}={v!r}" for (k, v) in a[2] if (k, v) not in b[2]
+            )
+            wanted = ", ".join(
+                f"{k}={v!r}" for (k, v) in b[2] if (k, v) not in a[2]
+            )
+            raise CheckFailure(
+                f"{what}: layer {i + 1} ('{mine[i].name}') has "
+                f"{differ or 'other settings'}, the specification has "
+                f"{wanted or 'other settings'}"
+            )
+
+
+# what a layer computes beyond its class, output shape and parameter count:
+# two networks alike in those three can still differ here (a 1x9 kernel
+# with dilation where the specification has 3x3, no activation where it
+# has ReLU: red team 6)
+SETTINGS = (
+    "kernel_size",
+    "strides",
+    "padding",
+    "dilation_rate",
+    "activation",
+    "pool_size",
+    "groups",
+    "depth_multiplier",
+)
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("config", value))
+    return value
+
+
+def layer_settings(layers):
+    """(class, output shape, settings) of every layer in ``layers``, inputs
+    left out; the settings are those of :data:`SETTINGS` the layer has."""
+    out = []
+    for layer in layers:
+        if is_layer(layer, "InputLayer"):
+            continue
+        config = layer.get_config()
+        settings = tuple(
+            (key, _plain(config[key])) for key in SETTINGS if key in config
+        )
+        shape = (
+            tuple(tuple(o.shape) for o in layer.output)
+            if isinstance(layer.output, (list, tuple))
+            else tuple(layer.output.shape)
+        )
+        out.append((type(layer).__name__, shape, settings))
+    return out
+
+
+def expect_same_settings(layers, reference_layers, what="your model"):
+    """The same layers, with the same settings, as the reference, in any
+    order (a module's branches may be built in another order); name the
+    first difference."""
+    mine = collections.Counter(layer_settings(layers))
+    ref = collections.Counter(layer_settings(reference_layers))
+    missing, extra = (
+        list((ref - mine).elements()),
+        list((mine - ref).elements()),
+    )
+    if not (missing or extra):
+        return
+    parts = []
+    if missing:
+        kind, shape, settings = missing[0]
+        told = ", ".join(f"{k}={v!r}" for k, v in settings) or "no settings"
+        parts.append(
+            f"the specification has a {kind} with output {shape} and {told}"
+        )
+    if extra:
+        kind, shape, settings = extra[0]
+        told = ", ".join(f"{k}={v!r}" for k, v in settings) or "no settings"
+        parts.append(f"yours has a {kind} with output {shape} and {told}")
+    raise CheckFailure(f"{what}: " + "; ".join(parts))
 
 
 def with_options(func, weights=None, seed=None):

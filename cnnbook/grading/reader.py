@@ -249,6 +249,11 @@ def decode(tree, arrays, inputs=None, depth=0, budget=None):
         )
         return Opaque(text, type_name)
     if kind == "input":
+        # only the grader's requests carry them (the kernel collects them
+        # in ``inputs``); an answer that holds one is refused, since each
+        # would make the grader build a Keras tensor (red team 6)
+        if inputs is None:
+            raise WireError("it holds Keras inputs: an answer cannot")
         import keras  # delays keras
 
         tensor = keras.Input(tuple(tree["shape"]), name=tree.get("name"))

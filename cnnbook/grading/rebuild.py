@@ -86,6 +86,36 @@ PREPROCESSING_LAYERS = frozenset(
 )
 
 
+# layers of those packages whose weights grow with a number of their
+# configuration and no check needs (an embedding's table, an einsum's
+# output shape, a wrapper of another layer)
+UNCHECKED_LAYERS = frozenset(
+    {"Embedding", "ReversibleEmbedding", "EinsumDense", "Wrapper"}
+)
+# The largest sizes a layer may name, twice the largest the book's
+# networks use (4096 units in VGG's and AlexNet's dense layers, 2048
+# filters in ResNet-50, 11x11 kernels in AlexNet, depth multiplier 1): a
+# layer that comes back unbuilt takes its weights only when a check
+# builds it on its input, so its sizes are bounded here, before.
+MAX_LAYER_SIZES = {
+    "units": 8192,
+    "filters": 4096,
+    "kernel_size": 22,
+    "depth_multiplier": 8,
+}
+
+
+def _too_large(inner):
+    """The first size of a layer's configuration over its bound, or None."""
+    for key, most in MAX_LAYER_SIZES.items():
+        value = inner.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, (int, float)) and not v <= most:
+                return f"{key}={v!r} (at most {most} can be checked)"
+    return None
+
+
 def _refuse_layer(config):
     """Why the layer ``config`` describes (module ``keras.layers``) cannot
     be rebuilt, or None."""
@@ -95,9 +125,16 @@ def _refuse_layer(config):
     cls = getattr(keras.layers, name, None)
     if not isinstance(cls, type):
         return None  # Keras itself refuses it
-    if cls.__module__.startswith(LAYER_PACKAGES):
-        return None
     inner = config.get("config")
+    if isinstance(inner, dict):
+        size = _too_large(inner)
+        if size:
+            return f"its {name[:80]} layer has {size}"
+    if (
+        cls.__module__.startswith(LAYER_PACKAGES)
+        and name not in UNCHECKED_LAYERS
+    ):
+        return None
     if name in PREPROCESSING_LAYERS and not (
         name == "Normalization"
         and isinstance(inner, dict)
@@ -260,6 +297,11 @@ def decode_keras(tree, arrays, budget):
     # memory again): it is dropped before anything is looked at.
     if isinstance(config, dict) and "compile_config" in config:
         config = {k: v for k, v in config.items() if k != "compile_config"}
+    # A layer comes back unbuilt: built from the learner's build
+    # configuration, its initializers would draw every weight (twice its
+    # size while they do, red team 6); a check builds it on its own input.
+    if tree["t"] == "layer" and isinstance(config, dict):
+        config = {k: v for k, v in config.items() if k != "build_config"}
     _check_config(config)
     budget.count(_count_objects(config))
     keys = tree.get("weights") if tree["t"] == "model" else None

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import sys
 import traceback
+import zlib
 
 import numpy as np
 
@@ -112,6 +113,15 @@ def _run_phase(check, ns, timeout, *args):
     return call_with_timeout(check, timeout, ns, *args)
 
 
+def exercise_rng(seed, key):
+    """The hidden checks' random stream of exercise ``key`` in a grade of
+    ``seed``: one stream per exercise, so that what one exercise's inputs
+    show says nothing of another's (red team 6)."""
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), zlib.crc32(str(key).encode())])
+    )
+
+
 def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
     """Grade one exercise against the namespace ``ns``; never raises."""
     missing = [n for n in ex.names if n not in ns]
@@ -139,7 +149,7 @@ def run_exercise(ex, ns, hidden=False, seed=0, timeout=60):
             "correct",
             visible_passed=True,
         )
-    rng = np.random.default_rng(seed)
+    rng = exercise_rng(seed, ex.key)
     try:
         _run_phase(ex.hidden, ns, timeout, rng)
     except BaseException as exc:  # noqa: BLE001

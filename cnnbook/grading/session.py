@@ -31,6 +31,7 @@ import tempfile
 
 import matplotlib
 import nbformat
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -39,6 +40,9 @@ from cnnbook.data import cache_dir
 from cnnbook.grading import confinement, sandbox
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell (errors always)
+# the largest message the grader takes from the kernel: cell outputs and
+# errors are small (the grader's requests and answers go through files)
+MAX_MESSAGE_BYTES = 32 * 2**20
 
 
 # the only variables of the grader's environment the kernel sees (the
@@ -114,6 +118,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         super().write_connection_file(**kwargs)
         if self.cnnbook_uid is not None:  # the kernel must read it
             os.chown(self.connection_file, self.cnnbook_uid, -1)
+
+    def client(self, **kwargs):
+        """The grader's client of the kernel, whose sockets refuse a
+        message over :data:`MAX_MESSAGE_BYTES`: zmq drops such a message
+        (and its sender) before it is read, so no message of the kernel
+        can make the grader hold more than that at once."""
+        kc = super().client(**kwargs)
+        kc.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        return kc
 
     def format_kernel_cmd(self, extra_arguments=None):
         return [

@@ -35,6 +35,7 @@ own serving code in its kernel) is written in the grading reference.
 from __future__ import annotations
 
 import _thread
+import importlib
 import os
 import sys
 
@@ -52,7 +53,11 @@ WHOLE_LIBRARIES = (
     ("/jaxlib/", "*", "JAX"),
     ("/torch/", "*", "PyTorch"),
     ("/cv2/", "*", "OpenCV"),
+    ("/PIL/", "*", "Pillow"),
+    ("/skimage/", "*", "scikit-image"),
 )
+# A fragment "c:MODULE" names a function written in C (no Python frame of
+# it ever runs): the watch compares every C call with it by identity.
 PAD = (
     ("numpy/lib/_arraypad_impl.py", "pad", "numpy.pad"),
     ("keras/src/ops/numpy.py", "pad", "keras.ops.pad"),
@@ -90,6 +95,8 @@ CONV = (
     ("scipy/ndimage/_filters.py", "convolve", "scipy.ndimage.convolve"),
     ("numpy/_core/numeric.py", "convolve", "numpy.convolve"),
     ("numpy/_core/numeric.py", "correlate", "numpy.correlate"),
+    ("c:numpy._core.multiarray", "correlate", "NumPy's C correlate"),
+    ("c:numpy._core.multiarray", "correlate2", "NumPy's C correlate"),
     ("jax/_src/lax/convolution.py", "conv_general_dilated", "jax.lax.conv"),
     *WHOLE_LIBRARIES,
 )
@@ -174,10 +181,20 @@ def install(forbidden):
 
     specs = {}
     for name, (key, asks, functions) in forbidden.items():
-        by_code = {}
+        by_code, in_c = {}, []
         for fragment, func, label in functions:
+            if fragment.startswith("c:"):
+                module = sys.modules.get(fragment[2:])
+                if module is None:
+                    try:
+                        module = importlib.import_module(fragment[2:])
+                    except ImportError:  # not installed: nothing to call
+                        continue
+                if hasattr(module, func):
+                    in_c.append((getattr(module, func), label))
+                continue
             by_code.setdefault(func, []).append((fragment, label))
-        specs[name] = (key, asks, by_code)
+        specs[name] = (key, asks, by_code, tuple(in_c))
     setprofile = sys.setprofile
     get_ident = _thread.get_ident
     # the sandbox's cnnbook (this file is cnnbook/grading/tripwire.py)
@@ -235,6 +252,7 @@ def install(forbidden):
         its closure, so each event costs as little as it can)."""
         lookup = watch["by_code"].get
         anywhere = watch["by_code"].get("*", ())
+        in_c = watch["in_c"]
 
         def profile(frame, event, arg):
             if event == "call":
@@ -247,11 +265,13 @@ def install(forbidden):
                 for fragment, label in anywhere:
                     if fragment in code.co_filename:
                         note(watch, f"{label} did the work")
-            elif event == "c_call" and (
+            elif event == "c_call":
                 # compared by identity: hashing a bound method may run code
-                arg is start_thread or arg is start_new
-            ):
-                note(watch, "it started a thread the grader cannot watch")
+                if arg is start_thread or arg is start_new:
+                    note(watch, "it started a thread the grader cannot watch")
+                for func, label in in_c:
+                    if arg is func:
+                        note(watch, f"{label} did the work")
 
         return profile
 
@@ -268,7 +288,7 @@ def install(forbidden):
             return
         if name not in specs:
             return
-        key, asks, by_code = specs[name]
+        key, asks, by_code, in_c = specs[name]
         token = object()
         watch = {
             "token": token,
@@ -276,6 +296,7 @@ def install(forbidden):
             "key": key,
             "asks": asks,
             "by_code": by_code,
+            "in_c": in_c,
             "problems": [],
             "threads": own(threads),
         }

@@ -10,6 +10,7 @@ from cnnbook.grading.api import (
     call_learner,
     exercise,
     expect_equal,
+    expect_same_settings,
     layer_signature,
     with_options,
 )
@@ -132,6 +133,7 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
             ),
             hint,
         )
+    expect_same_settings(head, reference.layers, f"{what}: the auxiliary head")
     rates = sorted(
         getattr(layer, "rate", None)
         for layer in head

@@ -14,6 +14,7 @@ from cnnbook.grading.api import (
     exercise,
     expect_equal,
     expect_equal_or_mistake,
+    expect_same_settings,
     layer_signature,
     mistake,
     type_name,
@@ -92,6 +93,7 @@ def _expect_same_branches(model, reference, what):
         reference.count_params(),
         f"{what}: number of parameters",
     )
+    expect_same_settings(model.layers, reference.layers, what)
 
 
 def _is_conv(layer):
