@@ -64,10 +64,12 @@ def bounded_error(content):
 class Executor(NotebookClient):
     """nbclient's client that keeps at most ``output_limit`` characters of
     output per cell (None: all of it); with a limit, errors are kept, but
-    at most :data:`MAX_ERRORS_KEPT` of a cell, each cut to a bounded size.
+    at most :data:`MAX_ERRORS_KEPT` of a cell, each cut to a bounded size,
+    and comm messages (widget state) and display updates are dropped.
 
     The grader reads only errors, so a cell printing megabytes (or
-    displaying huge images) costs transfer time but no memory.
+    displaying huge images) costs transfer time; what it keeps is bounded
+    (each message by the grader's socket limit while it is read).
     """
 
     def __init__(self, nb, output_limit=None, **options):
@@ -79,6 +81,19 @@ class Executor(NotebookClient):
     def reset_output_budget(self):
         self.output_used = {}
         self.errors_kept = {}
+
+    # With an output limit (the grader), nothing but a cell's outputs is
+    # kept: no widget state from comm messages and no display to update,
+    # whatever the kernel sends (red team 7: forty 25 MiB comm messages
+    # took the grader to 1.4 GB; an update of a display made in an earlier
+    # cell, which the grader's one-cell notebook does not hold, crashed it)
+    def handle_comm_msg(self, outs, msg, cell_index):
+        if self.output_limit is None:
+            super().handle_comm_msg(outs, msg, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        if self.output_limit is None:
+            super()._update_display_id(display_id, msg)
 
     def output(self, outs, msg, display_id, cell_index):
         if self.output_limit is not None:

@@ -182,3 +182,92 @@ def test_chapter_1_watch_sees_pillow_and_numpys_c_correlation(tmp_path):
     assert got["1.5"]["points"] == 0, got["1.5"]
     assert "C correlate" in got["1.5"]["message"], got["1.5"]
     assert got["1.1"]["points"] == got["1.1"]["max_points"]  # the rest holds
+
+
+# ---------------------------------------------------------- red team 7
+def _message(kind, content, display_id=None):
+    if display_id is not None:
+        content = {**content, "transient": {"display_id": display_id}}
+    return {
+        "header": {"msg_type": kind},
+        "msg_type": kind,
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+    }
+
+
+def test_the_grader_keeps_no_widget_state_and_updates_no_display():
+    """Red team 7, attacks 1 and 2: forty 25 MiB comm messages (widget
+    state, outside the output limit) took the grader to 1.4 GB, and an
+    honest display(..., display_id=True).update(...) crashed the grade
+    (the grader's one-cell notebook has no earlier cell to update). With
+    an output limit, comm messages and display updates are dropped."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    client = execution.Executor(nb, output_limit=100)
+    client.clear_before_next_output = False
+    cell = nb.cells[0]
+    big = {"comm_id": "c", "data": {"state": "x" * 10**6}}
+    for kind in ("comm_open", "comm_msg"):
+        client.process_message(_message(kind, big), cell, 0)
+    assert not client.widget_state and not client.widget_buffers
+    shown = {"data": {"text/plain": "a"}, "metadata": {}}
+    client.process_message(_message("display_data", shown, "d1"), cell, 0)
+    # a display made by another cell (index 5 is no cell of this notebook)
+    client._display_id_map["d1"] = {5: [0]}
+    update = _message("update_display_data", shown, "d1")
+    client.process_message(update, cell, 0)  # no IndexError
+    assert [o["output_type"] for o in cell.outputs] == ["display_data"]
+
+
+def test_the_printed_report_prints_no_line_of_the_learners():
+    """Attack 4: an exception's text with a line break and terminal codes
+    printed a forged 'Total: 10/10 points' and hid the real total."""
+    from cnnbook.grading.report import format_report
+
+    forged = "oops\nTotal: 10/10 points\x1b[8m"
+    text = format_report(
+        {
+            "notebook": "n.ipynb",
+            "chapter": "ch07",
+            "problems": [forged],
+            "exercises": [
+                {
+                    "key": "7.1",
+                    "title": "t",
+                    "points": 0,
+                    "max_points": 3,
+                    "passed": False,
+                    "message": forged,
+                }
+            ],
+            "cell_errors": [{"cell": 1, "error": forged}],
+            "points": 0,
+            "max_points": 3,
+            "seconds": 1.0,
+        }
+    )
+    assert "\x1b" not in text
+    assert [x for x in text.splitlines() if x.startswith("Total")] == [
+        "Total: 0/3 points (1.0 s)"
+    ]
+
+
+def test_layers_connected_otherwise_differ():
+    """Attack 3: a ResNet-50 whose identity blocks added their main path
+    to itself (Add()([y, y])) had every layer, shape, count and setting
+    of the specification; how the layers are connected is compared too."""
+
+    def block(x, skip):
+        y = keras.layers.Conv2D(4, 3, padding="same")(x)
+        y = keras.layers.BatchNormalization()(y)
+        return keras.layers.Add()([y, y if not skip else x])
+
+    inputs = keras.Input((8, 8, 4))
+    ref = keras.Model(inputs, block(inputs, True))
+    inputs = keras.Input((8, 8, 4))
+    plain = keras.Model(inputs, block(inputs, False))
+    api.expect_same_layers(plain, plain)
+    assert api.layer_signature(plain) == api.layer_signature(ref)
+    with pytest.raises(api.CheckFailure, match="not connected"):
+        api.expect_same_layers(plain, ref)

@@ -325,6 +325,52 @@ def parent_layers(model):
     return parents
 
 
+def _shape_of(layer):
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):  # never called, or called twice
+        return ()
+    if isinstance(out, (list, tuple)):
+        return tuple(tuple(o.shape) for o in out)
+    return tuple(out.shape)
+
+
+def layer_wiring(model):
+    """(class, output shape, the class and output shape of each layer it
+    takes its inputs from) for every layer but the inputs: how the layers
+    are connected, whatever their names and order (red team 7: a ResNet
+    whose blocks added their main path to itself had the right layers)."""
+    base = getattr(model, "_model", model)  # an ordering wrapper's model
+    parents = parent_layers(base)
+    by_name = {layer.name: layer for layer in base.layers}
+    out = []
+    for layer in base.layers:
+        if is_layer(layer, "InputLayer"):
+            continue
+        takes = sorted(
+            (type(by_name[p]).__name__, _shape_of(by_name[p]))
+            for p in parents.get(layer.name, [])
+            if p in by_name
+        )
+        out.append((type(layer).__name__, _shape_of(layer), tuple(takes)))
+    return out
+
+
+def expect_same_wiring(model, reference, what="your model"):
+    """The same connections as the reference (as a multiset: branches may
+    be built in any order)."""
+    mine = collections.Counter(layer_wiring(model))
+    ref = collections.Counter(layer_wiring(reference))
+    extra = list((mine - ref).elements())
+    if extra:
+        kind, shape, takes = extra[0]
+        inputs = ", ".join(f"{k} {s}" for k, s in takes) or "nothing"
+        raise CheckFailure(
+            f"{what}: its layers are not connected as the specification's: "
+            f"its {kind} with output {shape} takes {inputs}"
+        )
+
+
 def expect_same_layers(model, reference, what="your model"):
     """Compare two models layer by layer; name the first layer that differs."""
     if model is None or not hasattr(model, "layers"):
@@ -374,6 +420,7 @@ def expect_same_layers(model, reference, what="your model"):
                 f"{differ or 'other settings'}, the specification has "
                 f"{wanted or 'other settings'}"
             )
+    expect_same_wiring(model, reference, what)
 
 
 # what a layer computes beyond its class, output shape and parameter count:

@@ -18,6 +18,8 @@ import pathlib
 
 import jsonschema
 
+from cnnbook.grading.names import one_line
+
 SCHEMA_VERSION = 1  # bumped on any change that could break a reader
 SCHEMA_PATH = pathlib.Path(__file__).with_name("report.schema.json")
 NOT_GRADED = "not graded: the notebook could not be run (see above)"
@@ -190,10 +192,18 @@ def field_table(definition=None):
 
 
 def format_report(report):
-    """The per-exercise table the CLI prints, for a report's JSON object."""
-    lines = [f"Grading {report['notebook']} (chapter {report['chapter']})"]
+    """The per-exercise table the CLI prints, for a report's JSON object.
+
+    Every text that may come from the notebook (messages, problems, cell
+    errors, the notebook's name) is printed on one printable line: no
+    line break or terminal control code of the learner's can forge or
+    hide a line of it (red team 7)."""
+    lines = [
+        f"Grading {one_line(report['notebook'])} "
+        f"(chapter {one_line(report['chapter'])})"
+    ]
     for problem in report["problems"]:
-        lines.append(f"  ! {problem}")
+        lines.append(f"  ! {one_line(problem)}")
     rows = report["exercises"]
     if rows:
         width = max(len(f"{r['key']} {r['title']}") for r in rows)
@@ -202,10 +212,10 @@ def format_report(report):
             label = f"{r['key']} {r['title']}".ljust(width)
             lines.append(
                 f"  {mark} {label}  {r['points']:>2}/{r['max_points']:<2}"
-                f"  {'' if r['passed'] else r['message']}".rstrip()
+                f"  {'' if r['passed'] else one_line(r['message'])}".rstrip()
             )
     for e in report["cell_errors"]:
-        lines.append(f"  cell {e['cell']}: {e['error']}")
+        lines.append(f"  cell {e['cell']}: {one_line(e['error'])}")
     lines.append(
         f"Total: {report['points']}/{report['max_points']} points "
         f"({report['seconds']:.1f} s)"
