@@ -102,7 +102,7 @@ def test_grade_batch_cli(tmp_path):
     assert "alice: 9/9 points" in err and "bob: 0/9 points" in err, err
     assert f"{WEIRD}: 0/9 points" in err, err
     assert "5 graded, 2 not graded" in err, err
-    assert "warning: 1 entries are links and were not graded: linked" in err
+    assert "warning: 1 entry is a link and was not graded: linked" in err
     assert f"2 submissions have the same bytes: bob, {WEIRD}" in err, err
     assert all(line.isprintable() for line in err.splitlines()), err
 

@@ -307,7 +307,9 @@ def _grade_entries(entries, folder, outdir, chapter, **how):
     ]
     if links:
         say(
-            f"warning: {len(links)} entries are links and were not graded: "
+            f"warning: {len(links)} "
+            f"{'entry is a link' if len(links) == 1 else 'entries are links'}"
+            f" and {'was' if len(links) == 1 else 'were'} not graded: "
             f"{', '.join(links)}"
         )
     groups = {tuple(sorted([n, *others])) for n, others in same.items()}

@@ -92,9 +92,10 @@ PREPROCESSING_LAYERS = frozenset(
 UNCHECKED_LAYERS = frozenset(
     {"Embedding", "ReversibleEmbedding", "EinsumDense", "Wrapper"}
 )
-# The largest sizes a layer may name, twice the largest the book's
+# The largest sizes a layer may name: twice the largest the book's
 # networks use (4096 units in VGG's and AlexNet's dense layers, 2048
-# filters in ResNet-50, 11x11 kernels in AlexNet, depth multiplier 1): a
+# filters in ResNet-50, 11x11 kernels in AlexNet), and a depth multiplier
+# of 8 where the book's networks use 1: a
 # layer that comes back unbuilt takes its weights only when a check
 # builds it on its input, so its sizes are bounded here, before.
 MAX_LAYER_SIZES = {
