@@ -155,12 +155,24 @@ def label_clashes(ax, own, box):
     return clashes
 
 
+def _inside(ax, box, renderer):
+    """Whether the display-space ``box`` lies wholly inside ``ax``'s
+    frame. Chapter 7."""
+    frame = ax.get_window_extent(renderer)
+    return (
+        frame.x0 <= box.x0
+        and box.x1 <= frame.x1
+        and frame.y0 <= box.y0
+        and box.y1 <= frame.y1
+    )
+
+
 def _place_labels(ax, labels, points, below):
     """Each label beside its marker (drawn already, the axes' limits set),
     clear of the marker's edge: to the right, above or below as ``below``
-    says, unless it would run into another marker or an earlier label;
-    then level with the marker, then to the left, then on the other side
-    vertically, whichever first clashes with nothing."""
+    says, unless it would run into another marker or an earlier label or
+    out of the axes; then level with the marker, then to the left, then
+    on the other side vertically, whichever first clashes with nothing."""
     renderer = ax.figure.canvas.get_renderer()
     for own, (label, point, under) in enumerate(
         zip(labels, points, below, strict=True)
@@ -174,7 +186,8 @@ def _place_labels(ax, labels, points, below):
         ]
         for vertical, left in tries:
             text = _annotate(ax, label, point, vertical, left, gap)
-            if not label_clashes(ax, own, text.get_window_extent(renderer)):
+            box = text.get_window_extent(renderer)
+            if _inside(ax, box, renderer) and not label_clashes(ax, own, box):
                 break
             text.remove()
         else:
@@ -185,32 +198,33 @@ def _room_for_labels(ax, xs, percents, log_x):
     """Axis limits that keep every marker and the label beside it (to its
     right, or below it) inside the axes: the x axis runs a third of its
     span (on a log axis, eight tenths of a decade, room for a label set
-    off by a large marker) past the last point, the y axis half a point
-    below the lowest. Chapter 7."""
+    off by a large marker) past the last point, the y axis a tenth of its
+    span below the lowest and above the highest, room for a label set
+    above or below its marker. Chapter 7."""
     low, high = min(xs), max(xs)
     if log_x:
         ax.set_xlim(low / 10**0.2, high * 10**0.8)
     else:
         ax.set_xlim(min(0, low), high + (high - min(0, low)) / 3)
-    ax.set_ylim(min(percents) - 0.5, max(percents) + 0.4)
+    margin = max(0.5, (max(percents) - min(percents)) / 10)
+    ax.set_ylim(min(percents) - margin, max(percents) + margin)
 
 
 def accuracy_vs_time(rows):
     """Test accuracy against wall-clock training time in minutes, one
     marker per run; ``rows`` are ``(label, minutes, accuracy as a
-    fraction)``, labelled as :func:`accuracy_vs_macs` labels them. Chapter
-    7."""
+    fraction)``, labelled as :func:`accuracy_vs_macs` labels them: each
+    label clear of the other markers and labels and inside the axes.
+    Chapter 7."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     points = [(minutes, 100 * accuracy) for _, minutes, accuracy in rows]
     # minutes run on a linear axis: only runs within about a tenth of each
     # other's time sit side by side, where labels half a point apart touch
     below = label_below(points, decades=0.05, points_apart=0.6)
-    for (label, _, _), (minutes, percent), under in zip(
-        rows, points, below, strict=True
-    ):
+    for minutes, percent in points:
         ax.scatter(minutes, percent, s=60)
-        _annotate(ax, label, (minutes, percent), under)
     _room_for_labels(ax, *zip(*points), log_x=False)
+    _place_labels(ax, [row[0] for row in rows], points, below)
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)

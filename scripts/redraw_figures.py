@@ -1,16 +1,19 @@
-"""Redraw eight figures of the book from what the book stores, without
-re-running their labs (issue #24, the independent reviews): AlexNet's and
-VGG-16's architecture (Chapters 3 and 4, from the model code as it is
-now, whose last layer is named `classifier`; VGG-16's in two rows, legible
-at the width of a page) and their parameters per layer (from the model
-code, every bar labelled at one precision), the auxiliary-head ablation run by
-run (Chapter 6, from the run records, with no mean: the six runs cannot
-be shown to share code), and the accuracy of each stored run against its
-multiply-accumulates and against its training time (Chapter 7, from the
-run records and the networks' costs, networks of reduced width labelled
-"(narrow)" as in the chapter's tables), and the transfer lab's accuracy
-against labelled images a class over the stored seeds (Chapter 8, the
-`full` run's records, or the `cpu` runs' while no `full` run is stored).
+"""Redraw nine figures of the book from what the book stores, without
+re-running their labs (issue #24, the independent reviews): AlexNet's
+and VGG-16's architecture (Chapters 3 and 4, from the model code as it
+is now, whose last layer is named `classifier`; VGG-16's in two rows,
+legible at the width of a page) and their parameters per layer (from the
+model code, every bar labelled at one precision), the auxiliary-head
+ablation run by run (Chapter 6, from the run records, with no mean: the
+six runs cannot be shown to share code), the time ratio of the 5×5
+branch with and without its bottleneck (Chapter 6, from the ratios the
+cost lab printed in its stored run, with room above the highest), and
+the accuracy of each stored run against its multiply-accumulates and
+against its training time (Chapter 7, from the run records and the
+networks' costs, networks of reduced width labelled "(narrow)" as in the
+chapter's tables), and the transfer lab's accuracy against labelled
+images a class over the stored seeds (Chapter 8, the `full` run's
+records, or the `cpu` runs' while no `full` run is stored).
 The labs' stored outputs keep the
 figures of the runs that made them; the pages show these.
 
@@ -20,6 +23,8 @@ redraws the figures named (all of them when none is named).
 """
 
 import argparse
+import json
+import re
 
 import matplotlib
 
@@ -27,7 +32,14 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnnbook import compare, diagrams, models, plots, records  # noqa: E402
+from cnnbook import (  # noqa: E402
+    arithmetic,
+    compare,
+    diagrams,
+    models,
+    plots,
+    records,
+)
 
 ABLATION = ("ch06-googlenet", "ablation_aux", "ablation_plain")
 
@@ -69,6 +81,63 @@ def ablation_figure(runs):
     ax.set_xlim(-0.4, 1.6)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+COST_LAB = records.REPO / "notebooks" / "ch06-inception-cost.ipynb"
+
+
+def cost_ratios(notebook=COST_LAB):
+    """``{batch size: measured time ratio}`` (bottleneck over direct) as
+    the stored run of Chapter 6's cost lab printed them."""
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "".join(
+        "".join(output.get("text", ""))
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    )
+    return {
+        int(batch): float(ratio)
+        for batch, ratio in re.findall(
+            r"batch +(\d+): .*?measured ratio ([\d.]+)", text
+        )
+    }
+
+
+def predicted_ratio():
+    """The ratio of multiplications of the 5×5 branch with a 16-channel
+    bottleneck to the branch without it, counted as the lab counts it."""
+    direct = arithmetic.conv_multiplications(28, 28, 32, 5, 192)
+    squeeze = arithmetic.conv_multiplications(28, 28, 16, 1, 192)
+    expand = arithmetic.conv_multiplications(28, 28, 32, 5, 16)
+    return (squeeze + expand) / direct
+
+
+def cost_ratio_figure(ratios, predicted):
+    """The measured ratio at each batch size, and the predicted one as a
+    dashed line, as the lab draws them, the y axis running a tenth past
+    the highest ratio so that no marker sits on the edge."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    sizes = list(ratios)
+    ax.plot(
+        range(len(sizes)),
+        [ratios[n] for n in sizes],
+        "o-",
+        label="measured time ratio",
+    )
+    ax.axhline(
+        predicted,
+        ls="--",
+        color="gray",
+        label=f"multiplication ratio {predicted:.3f}",
+    )
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("bottleneck / direct")
+    ax.set_ylim(0, 1.1 * max(0.5, *ratios.values()))
+    ax.legend()
+    ax.grid(alpha=0.3)
     return fig
 
 
@@ -168,6 +237,9 @@ FIGURES = {
     ),
     "ch04-vgg16-parameters": parameters(models.vgg16, "VGG-16"),
     "ch06-aux-ablation": lambda: ablation_figure(ablation_runs()),
+    "ch06-cost-ratio": lambda: cost_ratio_figure(
+        cost_ratios(), predicted_ratio()
+    ),
     "ch08-transfer": transfer,
     "ch07-accuracy-vs-macs": lambda: plots.accuracy_vs_macs(
         plots.case_study_points(compare.trained())

@@ -101,6 +101,24 @@ def test_mobilenet_v2_as_the_page_tells_it():
     assert {row.expansion for row in blocks[1:]} == {6}
 
 
+def test_the_small_mobilenet_v2_thins_its_last_convolution():
+    """ch08: "unlike the paper's network, which keeps its last 1×1
+    convolution at 1,280 channels for widths below 1, it thins that
+    convolution too (640 channels at width 0.5)"."""
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "unlike the paper's network, which keeps its last 1×1 convolution "
+        "at 1,280 channels for widths below 1"
+    ) in page
+    assert "it thins that convolution too (640 channels at width 0.5)" in page
+    for build, channels in (
+        (models.mobilenet_v2_small, 640),
+        (models.mobilenet_v2, 1280),
+    ):
+        net = build(width=0.5)
+        assert net.get_layer("conv_last").filters == channels, build
+
+
 def test_the_canonical_counts_are_quoted_not_typed(costs):
     text = (compare.costs_path().parent.parent / "book" / PAGE).read_text()
     for name in MOBILE:

@@ -1033,6 +1033,36 @@ def test_the_ch06_ablation_figure_draws_the_runs_and_no_mean():
     assert len(ax.lines) == len(runs) and not ax.collections
 
 
+def test_the_ch06_cost_ratio_figure_draws_the_printed_ratios_in_view():
+    """ch06's cost-ratio figure, "redrawn by `scripts/redraw_figures.py`
+    from the ratios the lab printed": one marker per batch size the lab
+    timed, at the ratio it printed, the highest below the top of the axes
+    (a fresh review found batch 1's marker cut in half by the edge)."""
+    import importlib.util
+
+    path = records.REPO / "scripts" / "redraw_figures.py"
+    spec = importlib.util.spec_from_file_location("redraw_figures", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = " ".join(page_text(CH06).split())
+    assert (
+        "redrawn by `scripts/redraw_figures.py` from the ratios the lab "
+        "printed" in page
+    )
+    ratios = script.cost_ratios()
+    assert list(ratios) == [1, 4, 16, 64]
+    printed = stored_output("ch06-inception-cost.ipynb")
+    for n, ratio in ratios.items():
+        assert f"measured ratio {ratio:.3f}" in printed, n
+    assert f"{script.predicted_ratio():.3f}" == "0.103"
+    fig = script.cost_ratio_figure(ratios, script.predicted_ratio())
+    [ax] = fig.axes
+    [measured, _] = ax.lines
+    assert list(measured.get_ydata()) == list(ratios.values())
+    low, high = ax.get_ylim()
+    assert low <= 0 and max(ratios.values()) < 0.95 * high
+
+
 def test_the_ch06_ablation_claims_fail_on_other_records(tmp_path):
     """Heads ahead for every seed, or six runs of one recorded code (which
     the book would pool), make the check above fail."""
