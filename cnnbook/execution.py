@@ -16,19 +16,21 @@ from nbclient import NotebookClient
 
 
 def output_size(msg):
-    """Characters of output one kernel message carries."""
+    """Characters of output one kernel message carries: its text, its data
+    and its metadata (red team 8 sent displays of tiny data and 25 MiB of
+    metadata each)."""
     content = msg.get("content", {})
     if msg["header"]["msg_type"] == "stream":
         return len(content.get("text", ""))
-    data = content.get("data", {})
-    return (
-        sum(
-            len(v) if isinstance(v, str) else len(json.dumps(v))
-            for v in data.values()
-        )
-        if isinstance(data, dict)
-        else 0
-    )
+    size = 0
+    for part in ("data", "metadata"):
+        value = content.get(part, {})
+        if isinstance(value, dict):
+            size += sum(
+                len(v) if isinstance(v, str) else len(json.dumps(v))
+                for v in value.values()
+            )
+    return size
 
 
 # with an output limit: the errors of one cell kept, and their parts

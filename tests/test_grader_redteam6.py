@@ -271,3 +271,47 @@ def test_layers_connected_otherwise_differ():
     assert api.layer_signature(plain) == api.layer_signature(ref)
     with pytest.raises(api.CheckFailure, match="not connected"):
         api.expect_same_layers(plain, ref)
+
+
+# ---------------------------------------------------------- red team 8
+def test_an_outputs_metadata_counts_against_the_output_limit():
+    """Attack 1 of 8: displays of tiny data and 25 MiB of metadata each
+    passed the output limit (2.5 GB in the grader)."""
+    msg = _message(
+        "display_data",
+        {"data": {"text/plain": "x"}, "metadata": {"m": "y" * 10**6}},
+    )
+    assert execution.output_size(msg) > 10**6
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    client = execution.Executor(nb, output_limit=100)
+    client.clear_before_next_output = False
+    for _ in range(5):
+        client.process_message(msg, nb.cells[0], 0)
+    assert nb.cells[0].outputs == []
+
+
+def test_colliding_names_stay_short_and_unique():
+    """Attack 2 of 8: 64 links whose paths made the same 200-byte name
+    were made unique by ever more '_', past a file name's 255 bytes: the
+    batch stopped with no summary."""
+    from cnnbook.grading import folder
+
+    taken, names = set(), []
+    for _ in range(64):
+        names.append(folder._short("a" * 300, taken))
+    assert len(set(names)) == 64
+    assert max(len(f"{n}.json".encode()) for n in names) <= 255
+
+
+def test_no_helper_of_an_answer_is_left_in_the_sandbox(tmp_path):
+    """Attack 4 of 8: 7.1 answered by summing the private helper
+    _layer_multiplications of the sandbox's cnnbook.arithmetic, left when
+    layer_table was taken out."""
+    from cnnbook.grading import chapters, package
+
+    built = package.build_package(
+        chapters.resolve("ch07").answers, tmp_path / "p"
+    )
+    source = (built / "cnnbook" / "arithmetic.py").read_text()
+    for name in ("layer_table", "_layer_multiplications", "_output_shape"):
+        assert f"def {name}(" not in source, name

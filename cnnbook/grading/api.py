@@ -339,7 +339,9 @@ def layer_wiring(model):
     """(class, output shape, the class and output shape of each layer it
     takes its inputs from) for every layer but the inputs: how the layers
     are connected, whatever their names and order (red team 7: a ResNet
-    whose blocks added their main path to itself had the right layers)."""
+    whose blocks added their main path to itself had the right layers).
+    A concatenation's inputs count in their order (red team 8: a module
+    that concatenated its branches in reverse), others' in any order."""
     base = getattr(model, "_model", model)  # an ordering wrapper's model
     parents = parent_layers(base)
     by_name = {layer.name: layer for layer in base.layers}
@@ -347,11 +349,13 @@ def layer_wiring(model):
     for layer in base.layers:
         if is_layer(layer, "InputLayer"):
             continue
-        takes = sorted(
+        takes = [
             (type(by_name[p]).__name__, _shape_of(by_name[p]))
             for p in parents.get(layer.name, [])
             if p in by_name
-        )
+        ]
+        if not is_layer(layer, "Concatenate"):  # order matters only there
+            takes = sorted(takes)
         out.append((type(layer).__name__, _shape_of(layer), tuple(takes)))
     return out
 

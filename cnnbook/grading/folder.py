@@ -105,8 +105,14 @@ def _short(name, taken):
     if len(name.encode()) > MAX_NAME_BYTES:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
         name = name.encode()[:150].decode(errors="ignore") + "~" + digest
-    while name in taken:  # only possible with odd folder layouts
-        name += "_"
+    if name in taken:  # only possible with odd folder layouts
+        # a number, not ever more "_" (64 colliding links made a name too
+        # long for a file and stopped the batch: red team 8)
+        stem = name.encode()[:180].decode(errors="ignore")
+        number = 2
+        while f"{stem}_{number}" in taken:
+            number += 1
+        name = f"{stem}_{number}"
     taken.add(name)
     return name
 

@@ -27,7 +27,17 @@ CHAPTER = "ch07"
 # What answers an exercise of this chapter; left out of the grading sandbox.
 ANSWERS = {
     "cnnbook.compare": (["7.1", "7.2", "7.3"], ["cost", "Cost"]),
-    "cnnbook.arithmetic": (["7.1"], ["layer_table", "LayerTable"]),
+    # and the private helpers that compute a row (red team 8: 7.1 answered
+    # by summing _layer_multiplications over the layers)
+    "cnnbook.arithmetic": (
+        ["7.1"],
+        [
+            "layer_table",
+            "LayerTable",
+            "_layer_multiplications",
+            "_output_shape",
+        ],
+    ),
     "cnnbook.records": (["7.4"], ["Range", "expected_range"]),
 }
 

@@ -12,6 +12,7 @@ from cnnbook.grading.api import (
     expect_equal,
     expect_same_settings,
     layer_signature,
+    parent_layers,
     with_options,
 )
 from cnnbook.grading.checks.ch06.modules import (
@@ -100,6 +101,21 @@ def _check_auxiliary(func, input_shape, num_classes, rng):
             )
     trunk_names = {layer.name for layer in trunk.layers}
     head = [layer for layer in model.layers if layer.name not in trunk_names]
+    # the head starts from the layer it is asked for, not another of the
+    # same shape (red team 8: a head on module 4b's output instead of 4a's)
+    parents = parent_layers(model)
+    head_names = {layer.name for layer in head}
+    outside = {
+        p
+        for layer in head
+        for p in parents.get(layer.name, [])
+        if p not in head_names
+    }
+    if outside != {branch}:
+        raise CheckFailure(
+            f"{what}: the auxiliary head should take the output of "
+            f"'{branch}', it takes {', '.join(sorted(outside)) or 'nothing'}"
+        )
     feature_shape = tensor_shape(trunk.get_layer(branch).output)[1:]
     reference = _head_reference(feature_shape, num_classes)
     mine = [

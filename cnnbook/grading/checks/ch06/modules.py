@@ -15,6 +15,7 @@ from cnnbook.grading.api import (
     expect_equal,
     expect_equal_or_mistake,
     expect_same_settings,
+    expect_same_wiring,
     layer_signature,
     mistake,
     type_name,
@@ -94,6 +95,14 @@ def _expect_same_branches(model, reference, what):
         f"{what}: number of parameters",
     )
     expect_same_settings(model.layers, reference.layers, what)
+    try:
+        expect_same_wiring(model, reference, what)
+    except CheckFailure as exc:
+        raise add_hint(
+            exc,
+            "the branches are concatenated in the order the exercise "
+            "lists them, each on the module's input",
+        ) from None
 
 
 def _is_conv(layer):
