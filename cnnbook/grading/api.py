@@ -354,6 +354,8 @@ def layer_wiring(model):
             for p in parents.get(layer.name, [])
             if p in by_name
         ]
+        if not takes:  # a Sequential model's first layer: its input
+            takes = [("InputLayer", tuple(base.inputs[0].shape))]
         if not is_layer(layer, "Concatenate"):  # order matters only there
             takes = sorted(takes)
         out.append((type(layer).__name__, _shape_of(layer), tuple(takes)))
