@@ -14,10 +14,10 @@ from conftest import (
 )
 
 from cnnbook import arithmetic, diagrams, models
-from cnnbook.grading.api import layer_signature
 from cnnbook.grading.chapters import exercises
 from cnnbook.grading.checks import ch04
 from cnnbook.grading.runner import run_exercise
+from cnnbook.grading.structure import layer_signature
 
 PAGE = ROOT / "book" / "ch04-vgg.md"
 VGG16_PARAMS = 138_357_544  # the figure of the issue and of the page

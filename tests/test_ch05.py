@@ -7,11 +7,11 @@ from conftest import ROOT, page_text, stored_output
 from keras import layers
 
 from cnnbook import arithmetic
-from cnnbook.grading.api import expect_same_layers
 from cnnbook.grading.chapters import exercises
 from cnnbook.grading.checks.ch05.curves import degradation_gaps_reference
 from cnnbook.grading.checks.ch05.identity import residual_forward_reference
 from cnnbook.grading.runner import run_exercise
+from cnnbook.grading.structure import expect_same_layers
 from cnnbook.models import resnet
 
 
@@ -475,7 +475,7 @@ def test_exercise_curves_are_the_stored_run():
 
 
 def test_parent_layers_reads_the_graph_from_the_public_config():
-    from cnnbook.grading.api import parent_layers
+    from cnnbook.grading.structure import parent_layers
 
     x = keras.Input((8, 8, 4), name="image")
     block = keras.Model(x, resnet.basic_block(x, 8, strides=2, name="b"))

@@ -16,7 +16,7 @@ import zmq
 from conftest import ROOT
 
 from cnnbook import execution, notebooks
-from cnnbook.grading import api, reader, rebuild, session, wire
+from cnnbook.grading import api, reader, rebuild, session, structure, wire
 from cnnbook.grading.grade import grade
 from cnnbook.grading.runner import exercise_rng
 from cnnbook.grading.session import Limits
@@ -120,16 +120,18 @@ def test_layers_alike_in_shape_and_count_but_not_in_settings_differ():
     parameter counts; the comparison now also holds each layer's
     settings (kernel, strides, padding, dilation, activation, pool)."""
     ref = _sequential(_relu_conv(3))
-    api.expect_same_layers(_sequential(_relu_conv(3)), ref)
+    structure.expect_same_layers(_sequential(_relu_conv(3)), ref)
     for wrong in (
         _relu_conv((1, 9), dilation_rate=(1, 3)),
         _relu_conv((9, 1)),
         keras.layers.Conv2D(8, 3, padding="same"),
     ):
         mine = _sequential(wrong)
-        assert api.layer_signature(mine) == api.layer_signature(ref)
+        assert structure.layer_signature(mine) == structure.layer_signature(
+            ref
+        )
         with pytest.raises(api.CheckFailure, match="the specification has"):
-            api.expect_same_layers(mine, ref)
+            structure.expect_same_layers(mine, ref)
 
 
 # ------------------------------------------ one stream each (finding 7)
@@ -267,10 +269,10 @@ def test_layers_connected_otherwise_differ():
     ref = keras.Model(inputs, block(inputs, True))
     inputs = keras.Input((8, 8, 4))
     plain = keras.Model(inputs, block(inputs, False))
-    api.expect_same_layers(plain, plain)
-    assert api.layer_signature(plain) == api.layer_signature(ref)
+    structure.expect_same_layers(plain, plain)
+    assert structure.layer_signature(plain) == structure.layer_signature(ref)
     with pytest.raises(api.CheckFailure, match="not connected"):
-        api.expect_same_layers(plain, ref)
+        structure.expect_same_layers(plain, ref)
 
 
 # ---------------------------------------------------------- red team 8

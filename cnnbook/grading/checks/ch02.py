@@ -25,10 +25,12 @@ from cnnbook.grading.api import (
     exact_int,
     exercise,
     expect_equal,
-    expect_same_layers,
     match_mistake,
     mistake,
     with_options,
+)
+from cnnbook.grading.structure import (
+    expect_same_layers,
 )
 from cnnbook.kinds import is_layer
 

@@ -12,8 +12,10 @@ from cnnbook.grading.api import (
     call_learner,
     exercise,
     expect_equal_or_mistake,
-    expect_same_layers,
     type_name,
+)
+from cnnbook.grading.structure import (
+    expect_same_layers,
 )
 from cnnbook.kinds import is_layer
 

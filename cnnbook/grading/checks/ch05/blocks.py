@@ -14,9 +14,11 @@ from cnnbook.grading.api import (
     block_model,
     exercise,
     expect_array,
-    expect_same_layers,
     match_mistake,
     mistake,
+)
+from cnnbook.grading.structure import (
+    expect_same_layers,
     parent_layers,
 )
 from cnnbook.kinds import is_layer

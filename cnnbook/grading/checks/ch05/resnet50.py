@@ -8,9 +8,11 @@ from cnnbook.grading.api import (
     CheckFailure,
     add_hint,
     exercise,
-    expect_same_layers,
 )
 from cnnbook.grading.checks.ch05.blocks import InputOrder
+from cnnbook.grading.structure import (
+    expect_same_layers,
+)
 from cnnbook.kinds import is_layer
 
 CHAPTER = __package__.rsplit(".", 1)[-1]  # 'ch05', the folder's name

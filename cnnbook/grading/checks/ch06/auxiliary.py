@@ -10,9 +10,6 @@ from cnnbook.grading.api import (
     call_learner,
     exercise,
     expect_equal,
-    expect_same_settings,
-    layer_signature,
-    parent_layers,
     with_options,
 )
 from cnnbook.grading.checks.ch06.modules import (
@@ -21,6 +18,11 @@ from cnnbook.grading.checks.ch06.modules import (
     expect_outputs,
     layer_differences,
     tensor_shape,
+)
+from cnnbook.grading.structure import (
+    expect_same_settings,
+    layer_signature,
+    parent_layers,
 )
 from cnnbook.kinds import is_layer
 

@@ -14,11 +14,13 @@ from cnnbook.grading.api import (
     exercise,
     expect_equal,
     expect_equal_or_mistake,
+    mistake,
+    type_name,
+)
+from cnnbook.grading.structure import (
     expect_same_settings,
     expect_same_wiring,
     layer_signature,
-    mistake,
-    type_name,
 )
 from cnnbook.kinds import is_layer
 
