@@ -100,7 +100,9 @@ def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
     million against ResNet-18's [...] million, and holds the most
     activation memory of the five: ... against the narrow GoogLeNet's
     [...] MB, the next largest. At 224×224 too, MobileNetV2's layers
-    output more than VGG-16's"."""
+    output more than VGG-16's, counted at every Keras layer; counted at
+    the convolutions and fully connected layers alone, they output
+    less"."""
     page = page_text(CH07)
     for told in (
         "The narrow MobileNet v2 needs the fewest of all, "
@@ -108,7 +110,9 @@ def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
         "and holds the most activation memory of the five",
         "against the narrow GoogLeNet's {cost}`GoogLeNet "
         "(narrow):activation_bytes_millions` MB, the next largest.",
-        "At 224×224 too, MobileNetV2's layers output more than VGG-16's.",
+        "At 224×224 too, MobileNetV2's layers output more than VGG-16's, "
+        "counted at every Keras layer; counted at the convolutions and "
+        "fully connected layers alone, they output less.",
     ):
         assert told in page, told
     m = "MobileNet v2"
@@ -122,6 +126,10 @@ def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
     assert (
         costs["MobileNetV2"]["activation_bytes"]
         > costs["VGG-16"]["activation_bytes"]
+    )
+    assert (
+        costs["MobileNetV2"]["weighted_activation_bytes"]
+        < costs["VGG-16"]["weighted_activation_bytes"]
     )
 
 
@@ -2012,3 +2020,20 @@ def test_ch07_bare_rate_can_be_lower_than_end_to_end():
         "ch08-mobilenet", "mobilenet_v2_small_w0.5", profile="full"
     )
     assert _bare_below_end_to_end([full]) == [full]
+
+
+def test_ch04_cpu_runs_resized_before_the_model():
+    """ch04: "the records of the three `cpu` runs give the images as 32×32,
+    resized before the model, where the `full` run's record gives 28×28,
+    enlarged by the `Resizing` layer inside the model"."""
+    told = (
+        "the records of the three `cpu` runs give the images as 32×32, "
+        "resized before the model, where the `full` run's record gives "
+        "28×28, enlarged by the `Resizing` layer inside the model."
+    )
+    assert told in page_text("ch04-vgg.md")
+    cpu = records.load_all(lab="ch04-vgg", model="vgg_fashion", profile="cpu")
+    assert len(cpu) == 3
+    assert all(r["data"]["image_shape"] == [32, 32, 1] for r in cpu)
+    full = _full("ch04-vgg", "vgg_fashion")
+    assert full["data"]["image_shape"] == [28, 28, 1]
