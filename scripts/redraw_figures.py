@@ -13,7 +13,10 @@ against its training time (Chapter 7, from the run records and the
 networks' costs, networks of reduced width labelled "(narrow)" as in the
 chapter's tables), and the transfer lab's accuracy against labelled
 images a class over the stored seeds (Chapter 8, the `full` run's
-records, or the `cpu` runs' while no `full` run is stored).
+records, or the `cpu` runs' while no `full` run is stored), and the
+ratios of the separable-cost lab (Chapter 8, from the two ratio tables
+its stored run printed, the batch under each tick and each map named
+once under its batches).
 The labs' stored outputs keep the
 figures of the runs that made them; the pages show these.
 
@@ -194,6 +197,77 @@ def transfer_figure(runs):
     return fig
 
 
+SEPARABLE_LAB = records.REPO / "notebooks" / "ch08-separable-cost.ipynb"
+RATIO_HEADER = ("map", "batch", "MACs", "bytes", "fwd time", "train time")
+
+
+def separable_ratios(notebook=SEPARABLE_LAB):
+    """The two ratio tables the stored run of Chapter 8's cost lab
+    printed, separable over standard convolution and inverted residual
+    over basic block, each a list of ``(map, batch, MACs, bytes, forward
+    time, training time)`` rows as printed."""
+    cells = json.loads(notebook.read_text())["cells"]
+    tables = []
+    for cell in cells:
+        for output in (
+            cell.get("outputs", []) if cell["cell_type"] == "code" else []
+        ):
+            text = "".join(output.get("data", {}).get("text/plain", ""))
+            lines = text.splitlines()
+            if not lines or tuple(re.split(r"\s{2,}", lines[0].strip())) != (
+                RATIO_HEADER
+            ):
+                continue
+            rows = []
+            for line in lines[2:]:
+                size, batch, *ratios = line.split()
+                rows.append((size, int(batch), *map(float, ratios)))
+            tables.append(rows)
+    return tables
+
+
+def separable_cost_figure(tables):
+    """The lab's figure of the ratios, drawn from the printed tables with
+    the batch under each tick and the map once under its group of
+    batches."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), sharey=True)
+    titles = (
+        "separable / standard convolution",
+        "inverted residual / basic block",
+    )
+    for ax, rows, title in zip(axes, tables, titles, strict=True):
+        where = list(range(len(rows)))
+        columns = list(zip(*rows, strict=True))
+        ax.plot(where, columns[2], "k_", ms=14, label="MACs")
+        ax.plot(where, columns[3], "^", color="gray", label="bytes moved")
+        ax.plot(where, columns[4], "o", label="forward time")
+        ax.plot(where, columns[5], "s", mfc="none", label="training time")
+        ax.axhline(1, color="gray", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(where, [f"b{batch}" for batch in columns[1]], fontsize=7)
+        groups = {}
+        for i, size in enumerate(columns[0]):
+            groups.setdefault(size, []).append(i)
+        for size, places in groups.items():
+            ax.annotate(
+                size,
+                ((places[0] + places[-1]) / 2, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -22),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=8,
+            )
+            if places[0]:
+                ax.axvline(places[0] - 0.5, color="gray", lw=0.5, alpha=0.5)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both", axis="y")
+    axes[0].set_ylabel("candidate / baseline")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
 def _save(fig, name):
     path = plots.FIGURES / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -241,6 +315,7 @@ FIGURES = {
         cost_ratios(), predicted_ratio()
     ),
     "ch08-transfer": transfer,
+    "ch08-separable-cost": lambda: separable_cost_figure(separable_ratios()),
     "ch07-accuracy-vs-macs": lambda: plots.accuracy_vs_macs(
         plots.case_study_points(compare.trained())
     ),

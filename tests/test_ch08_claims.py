@@ -743,3 +743,50 @@ def test_the_mobilenet_full_run_overlaps_no_other_stored_training():
         and _span(r)[1] > start
     ]
     assert len(others) > 1 and overlapping == []
+
+
+def test_the_separable_cost_figure_draws_the_printed_ratio_tables():
+    """ch08's separable-cost figure, "redrawn by `scripts/redraw_figures.py`
+    from the ratio tables the lab printed": the two tables of twelve
+    settings each, every ratio at the value printed, and each map named
+    once under its batches (a fresh review found the map-and-batch tick
+    labels overlapping)."""
+    import importlib.util
+
+    import nbformat
+
+    path = ROOT / "scripts" / "redraw_figures.py"
+    spec = importlib.util.spec_from_file_location("redraw_figures", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "redrawn by `scripts/redraw_figures.py` from the ratio tables the "
+        "lab printed" in page
+    )
+    tables = script.separable_ratios()
+    assert [len(rows) for rows in tables] == [12, 12]
+    lab = nbformat.read(
+        ROOT / "notebooks" / "ch08-separable-cost.ipynb", as_version=4
+    )
+    printed = "".join(
+        o.get("data", {}).get("text/plain", "")
+        for c in lab.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    for rows in tables:
+        for size, batch, *ratios in rows:
+            line = f"{size:<9}  {batch:>7}  " + "  ".join(
+                f"{r:>{w}.3f}"
+                for r, w in zip(ratios, (6, 7, 10, 12), strict=True)
+            )
+            assert line in printed, line
+    fig = script.separable_cost_figure(tables)
+    for ax, rows in zip(fig.axes, tables, strict=True):
+        drawn = [list(line.get_ydata()) for line in ax.lines[:4]]
+        assert drawn == [list(column) for column in list(zip(*rows))[2:]]
+        ticks = [label.get_text() for label in ax.get_xticklabels()]
+        assert ticks == [f"b{row[1]}" for row in rows]
+        names = [text.get_text() for text in ax.texts]
+        assert names == list(dict.fromkeys(row[0] for row in rows))
