@@ -2037,3 +2037,32 @@ def test_ch04_cpu_runs_resized_before_the_model():
     assert all(r["data"]["image_shape"] == [32, 32, 1] for r in cpu)
     full = _full("ch04-vgg", "vgg_fashion")
     assert full["data"]["image_shape"] == [28, 28, 1]
+
+
+def test_the_ch05_solution_copies_the_depth_runs_training_errors():
+    """solutions/ch05-resnet.ipynb types the depth experiment's training
+    errors as the notebook printed them (``stored_run``); a re-run of the
+    experiment that changes the records makes this fail, so the solution
+    is updated with it."""
+    import ast
+
+    solution = json.loads(
+        (ROOT / "solutions" / "ch05-resnet.ipynb").read_text()
+    )
+    [source] = [
+        "".join(cell["source"])
+        for cell in solution["cells"]
+        if cell["cell_type"] == "code"
+        and "".join(cell["source"]).startswith("stored_run = {")
+    ]
+    typed = ast.literal_eval(source.partition("=")[2].strip())
+    assert sorted(typed) == [
+        ("plain", 20),
+        ("plain", 56),
+        ("residual", 20),
+        ("residual", 56),
+    ]
+    for (kind, depth), errors in typed.items():
+        record = _full("ch05-resnet-depth", f"{kind}{depth}")
+        recorded = [round(1 - a, 4) for a in record["history"]["accuracy"]]
+        assert errors == recorded, (kind, depth)
