@@ -166,15 +166,19 @@ def test_small_googlenet_runs_on_fashion_mnist_shapes(aux):
 
 
 def test_small_googlenet_stem_as_the_page_tells_it():
-    """ch06: googlenet_small "uses a stem of 3×3 convolutions at stride 1
-    that ends in a 3×3 max pool of stride 2, so the modules see 14×14,
-    7×7 and 4×4 maps"."""
+    """ch06: googlenet_small "uses a stem of 3×3, 1×1 and 3×3 convolutions
+    at stride 1 that ends in a 3×3 max pool of stride 2, so the modules
+    see 14×14, 7×7 and 4×4 maps"."""
     model = googlenet_small(aux_classifiers=False, width=0.125)
     stem = [layer for layer in model.layers if layer.name.startswith("stem")]
     convolutions = [
         layer for layer in stem if isinstance(layer, keras.layers.Conv2D)
     ]
-    assert {layer.kernel_size for layer in convolutions} <= {(3, 3), (1, 1)}
+    assert [layer.kernel_size for layer in convolutions] == [
+        (3, 3),
+        (1, 1),
+        (3, 3),
+    ]
     assert all(layer.strides == (1, 1) for layer in convolutions)
     weighted = [layer for layer in stem if layer.count_params()]
     last = stem[-1]
@@ -191,8 +195,9 @@ def test_small_googlenet_stem_as_the_page_tells_it():
     )
     assert sides == [14, 7, 4], sides
     told = (
-        "uses a stem of 3×3 convolutions at stride 1 that ends in a 3×3 "
-        "max pool of stride 2, so the modules see 14×14, 7×7 and 4×4 maps"
+        "uses a stem of 3×3, 1×1 and 3×3 convolutions at stride 1 that "
+        "ends in a 3×3 max pool of stride 2, so the modules see 14×14, "
+        "7×7 and 4×4 maps"
     )
     assert told in " ".join(PAGE.read_text().split())
 

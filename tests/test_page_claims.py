@@ -96,7 +96,7 @@ def test_ch07_googlenet_smallest_and_cheaper(fashion, costs):
 
 
 def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
-    """ch07: "The narrow MobileNet v2 needs the fewest of all, [its]
+    """ch07: "The narrow MobileNet v2 needs the fewest of the five, [its]
     million against ResNet-18's [...] million, and holds the most
     activation memory of the five: ... against the narrow GoogLeNet's
     [...] MB, the next largest. At 224×224 too, MobileNetV2's layers
@@ -105,7 +105,7 @@ def test_ch07_mobilenet_v2_fewest_macs_most_activations(fashion, costs):
     less"."""
     page = page_text(CH07)
     for told in (
-        "The narrow MobileNet v2 needs the fewest of all, "
+        "The narrow MobileNet v2 needs the fewest of the five, "
         "{cost}`MobileNet v2:macs_millions` million against ResNet-18's",
         "and holds the most activation memory of the five",
         "against the narrow GoogLeNet's {cost}`GoogLeNet "
