@@ -154,3 +154,15 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(
         executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
     )
+
+
+def redraw_script():
+    """scripts/redraw_figures.py as a module (it is a script, not part of
+    the package)."""
+    import importlib.util
+
+    path = ROOT / "scripts" / "redraw_figures.py"
+    spec = importlib.util.spec_from_file_location("redraw_figures", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script

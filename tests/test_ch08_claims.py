@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import ROOT, page_text, stored_output
+from conftest import ROOT, page_text, redraw_script, stored_output
 
 from cnnbook import compare
 
@@ -751,14 +751,9 @@ def test_the_separable_cost_figure_draws_the_printed_ratio_tables():
     settings each, every ratio at the value printed, and each map named
     once under its batches (a fresh review found the map-and-batch tick
     labels overlapping)."""
-    import importlib.util
-
     import nbformat
 
-    path = ROOT / "scripts" / "redraw_figures.py"
-    spec = importlib.util.spec_from_file_location("redraw_figures", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = redraw_script()
     page = " ".join(page_text(PAGE).split())
     assert (
         "redrawn by `scripts/redraw_figures.py` from the ratio tables the "

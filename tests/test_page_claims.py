@@ -15,7 +15,7 @@ import re
 import shutil
 
 import pytest
-from conftest import ROOT, page_text, stored_output
+from conftest import ROOT, page_text, redraw_script, stored_output
 
 from cnnbook import arithmetic, compare, records, sphinxext
 
@@ -1019,12 +1019,7 @@ def test_the_ch06_ablation_figure_draws_the_runs_and_no_mean():
     """ch06's ablation figure: "each line joins the two runs of one seed",
     "with no mean"; drawn by scripts/redraw_figures.py from the records the
     page's table quotes."""
-    import importlib.util
-
-    path = records.REPO / "scripts" / "redraw_figures.py"
-    spec = importlib.util.spec_from_file_location("redraw_figures", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = redraw_script()
     page = page_text(CH06)
     assert "each line joins the two runs of one seed" in page
     runs = script.ablation_runs()
@@ -1520,18 +1515,10 @@ def test_ch02_lab_says_its_stored_tables_predate_the_classifier_name():
     its tables ... call that layer `output`"; the builder names it
     `classifier`. A re-run that stores the new name makes the note wrong,
     and this test fails."""
-    import nbformat
 
     from cnnbook.models import lenet5
 
-    path = records.REPO / "notebooks" / "ch02-lenet.ipynb"
-    cells = nbformat.read(path, as_version=4).cells
-    first_table = next(
-        index
-        for index, cell in enumerate(cells)
-        if cell.cell_type == "code" and "layer_table(" in cell.source
-    )
-    note = " ".join(cells[first_table - 1].source.split())
+    note = _note_before_first("ch02-lenet.ipynb", "layer_table(")
     assert (
         "the run stored here predates the rename of the last layer to "
         "`classifier`, so its tables and the digit's walk through the "
@@ -1589,18 +1576,10 @@ def test_ch03_ch04_labs_say_their_stored_tables_predate_the_classifier_name(
     tests/test_ch03.py and tests/test_ch04.py). A re-run that stores the
     new name makes the note wrong, and this test fails."""
     import keras
-    import nbformat
 
     from cnnbook import models
 
-    path = records.REPO / "notebooks" / notebook
-    cells = nbformat.read(path, as_version=4).cells
-    first_table = next(
-        index
-        for index, cell in enumerate(cells)
-        if cell.cell_type == "code" and "describe(" in cell.source
-    )
-    note = " ".join(cells[first_table - 1].source.split())
+    note = _note_before_first(notebook, "describe(")
     assert (
         "the run stored here predates the rename of the last layer to "
         "`classifier`, " + told
@@ -2066,3 +2045,18 @@ def test_the_ch05_solution_copies_the_depth_runs_training_errors():
         record = _full("ch05-resnet-depth", f"{kind}{depth}")
         recorded = [round(1 - a, 4) for a in record["history"]["accuracy"]]
         assert errors == recorded, (kind, depth)
+
+
+def _note_before_first(notebook, call):
+    """The markdown cell just before the first code cell of a lab that
+    holds ``call``, on one line."""
+    import nbformat
+
+    path = records.REPO / "notebooks" / notebook
+    cells = nbformat.read(path, as_version=4).cells
+    first = next(
+        index
+        for index, cell in enumerate(cells)
+        if cell.cell_type == "code" and call in cell.source
+    )
+    return " ".join(cells[first - 1].source.split())
