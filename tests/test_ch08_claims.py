@@ -388,6 +388,51 @@ def test_the_transfer_sentences_hold_for_the_stored_cpu_runs():
     )
     train = _transfer("scratch", 10, "cpu", field="train_accuracy")
     assert min(train) - max(scratch) > 0.5, "the gap"
+    # "At 100 labels a class it did little better: its seeds ended at
+    # [min] (chance) to [max] ..., against [min] to [max] on its training
+    # batches"
+    assert "At 100 labels a class it did little better" in page
+    assert "scratch_n100/cpu:test_accuracy.min` (chance)" in page
+    scratch = _transfer("scratch", 100, "cpu")
+    train = _transfer("scratch", 100, "cpu", field="train_accuracy")
+    assert len(scratch) == 3 and 0.2 <= min(scratch) < 0.201
+    assert _mean(scratch) < 0.3 and min(train) > max(scratch) + 0.3
+
+
+def test_the_cpu_transfer_runs_trained_their_arms_for_fewer_steps():
+    """ch08: the cpu runs made "[arm_steps] training steps for the scratch
+    and the frozen arm where the `full` run makes [arm_steps]", and "with
+    [arm_steps] steps, and the same seeds, learning rate and augmentation,
+    the scratch arm of the `full` run reached [mean] at 10 labels"."""
+    from cnnbook import records
+
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "training steps for the scratch and the frozen arm where the "
+        "`full` run makes" in page
+    )
+    assert "Nor do these runs say how much of it their fewer steps" in page
+    assert "and the same seeds, learning rate and augmentation" in page
+
+    def scratch_runs(profile):
+        return records.newest_group(
+            records.load_all(
+                lab="ch08-transfer",
+                model="transfer_scratch_n10",
+                profile=profile,
+                device_kind="cpu",
+            )
+        )
+
+    cpu, full = scratch_runs("cpu"), scratch_runs("full")
+    assert {r["seed"] for r in cpu} == {r["seed"] for r in full} == {0, 1, 2}
+    same = ("lr", "batch_size", "mirror", "shift", "width", "depth")
+    for a in cpu:
+        for b in full:
+            assert a["settings"]["arm_steps"] < b["settings"]["arm_steps"]
+            assert all(a["settings"][k] == b["settings"][k] for k in same)
+            assert a["fingerprint"]["code"] == b["fingerprint"]["code"]
+    assert min(r["test_accuracy"] for r in full) > 0.5
 
 
 def test_the_fine_tuned_arms_share_one_source_network_and_train_longer():

@@ -127,6 +127,33 @@ def test_the_canonical_counts_are_quoted_not_typed(costs):
             assert f"{costs[name][field]:,}" not in text, (name, field)
 
 
+def test_the_summarys_comparison_with_the_earlier_networks(costs):
+    """ch08's summary: the three need "far fewer parameters than AlexNet,
+    VGG-16 and ResNet-50, and fewer than GoogLeNet", "far fewer
+    multiply-accumulates than VGG-16 and ResNet-50, fewer than GoogLeNet,
+    and from about a quarter to about a half of AlexNet's"."""
+    page = " ".join(page_text(PAGE).split())
+    assert (
+        "need far fewer parameters than AlexNet, VGG-16 and ResNet-50, and "
+        "fewer than GoogLeNet. They need far fewer multiply-accumulates "
+        "than VGG-16 and ResNet-50, fewer than GoogLeNet, and from about a "
+        "quarter to about a half of AlexNet's" in page
+    )
+
+    def ratios(field, other):
+        return [costs[n][field] / costs[other][field] for n in MOBILE]
+
+    far = 1 / 4
+    for other in ("AlexNet", "VGG-16", "ResNet-50"):
+        assert max(ratios("parameters", other)) < far, other
+    for other in ("VGG-16", "ResNet-50"):
+        assert max(ratios("macs", other)) < far, other
+    assert max(ratios("parameters", "GoogLeNet")) < 1
+    assert max(ratios("macs", "GoogLeNet")) < 1
+    alexnet = ratios("macs", "AlexNet")
+    assert 0.2 < min(alexnet) < 0.3 and 0.45 < max(alexnet) < 0.55, alexnet
+
+
 def test_ch07_mobile_networks_as_the_page_tells_them(costs):
     """ch07: each of the three "needs fewer multiply-accumulates than every
     network above it but LeNet-5, and fewer parameters than GoogLeNet";
