@@ -489,3 +489,36 @@ def test_parent_layers_reads_the_graph_from_the_public_config():
         + [keras.layers.Dense(2, name="d2")]
     )
     assert parent_layers(chain)["d2"] == ["d1"]
+
+
+def _depth_steps(settings):
+    """Optimiser steps of a depth-experiment run under ``settings``."""
+    import math
+
+    per_epoch = math.ceil(settings["train_size"] / settings["batch_size"])
+    return settings["epochs"] * per_epoch
+
+
+def test_gpu_profile_budget_as_the_page_tells_it():
+    """ch05: "The `gpu` profile trains the same four networks on all
+    60,000 images, but only for 6 epochs of 256 images a step: 1,410
+    steps, a little over twice the `full` run's 632 and about 2% of the
+    paper's 64,000", computed from the lab's registered settings."""
+    from cnnbook.labs import lab
+
+    depth = lab("ch05-resnet-depth")
+    gpu, full = depth.settings("gpu"), depth.settings("full")
+    told = (
+        f"on all {gpu['train_size']:,} images, but only for "
+        f"{gpu['epochs']} epochs of {gpu['batch_size']} images a step: "
+        f"{_depth_steps(gpu):,} steps, a little over twice the `full` "
+        f"run's {_depth_steps(full):,} and about "
+        f"{round(100 * _depth_steps(gpu) / 64_000)}% of the paper's 64,000"
+    )
+    assert told in _page(), told
+    assert 2 < _depth_steps(gpu) / _depth_steps(full) < 2.5, "a little over"
+    assert gpu["depths"] == full["depths"], "the same four networks"
+    from cnnbook import records
+
+    stored = records.find("ch05-resnet-depth", "residual56", profile="full")
+    assert _depth_steps(stored["settings"]) == _depth_steps(full), "632"

@@ -1134,7 +1134,7 @@ def test_ch06_bottleneck_timing_as_the_page_tells_it():
     "where the count predicts 9.7 times"; the 1×1 layer "took longer than
     the 5×5 convolution after it", the two layers timed one at a time
     "took longer together than the whole branch in one call", and the 1×1
-    layer "read its 9.6 MB input ... at only 2.6 GB/s"."""
+    layer's call "got through its 9.6 MB input ... at only 2.6 GB/s"."""
     page = page_text("ch06-inception.md")
     branch, batch, layers = _ch06_cost_lab_timings()
     speedups = [direct / bottleneck for direct, bottleneck in branch.values()]
@@ -1716,7 +1716,8 @@ def test_ch02_gap_is_on_the_test_digits_as_the_page_tells_it():
         "That gap is on the test digits, not in fitting the training "
         "digits: on these the classic form trails only in the first six "
         "epochs, and from epoch 7 to the end its accuracy",
-        "So this run shows no training slowed by saturation",
+        "So this run shows no lasting slowdown in fitting the training "
+        "digits: the classic form lags only in the first six epochs",
         "on the training digits the classic form is the higher from "
         "epoch 7 on",
         "고전식이 처음 여섯 에포크만 뒤졌고 7번째 에포크부터는 정확도가 더 "
