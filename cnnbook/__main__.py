@@ -11,7 +11,7 @@ import pathlib
 import signal
 import sys
 
-from cnnbook import bundle, profiles
+from cnnbook import bundle, profiles, records
 
 
 def _limits(args):
@@ -300,6 +300,18 @@ def _run_labs(args):
         )
         return 2
     labs = [x for x in (args.labs or "").split(",") if x]
+    book = records.BOOK_RESULTS.resolve()
+    if pathlib.Path(args.results).resolve() == book and not (
+        records.canonical()
+    ):
+        print(
+            f"error: --results {args.results}: that is the book's own "
+            "records folder, which only a canonical run replaces; pick "
+            "another folder, or set CNNBOOK_CANONICAL=1 to replace the "
+            "book's runs",
+            file=sys.stderr,
+        )
+        return 2
     try:
         _rows, failed = bundle.run_labs(
             args.notebooks,
@@ -457,8 +469,10 @@ def main(argv=None):
     )
     rl.add_argument(
         "--results",
-        default="results",
-        help="folder for notebooks/, runs/ and the summary (default results)",
+        default=str(records.LEARNER_RESULTS),
+        help="folder for notebooks/, runs/ and the summary (default "
+        "my-results beside the package; the book's own results/ only with "
+        "CNNBOOK_CANONICAL=1)",
     )
     rl.add_argument(
         "--notebooks",

@@ -11,6 +11,7 @@ from conftest import ROOT, run_cli
 
 from cnnbook import notebooks
 from cnnbook.grading import chapters
+from cnnbook.grading.session import Limits
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -55,3 +56,9 @@ def test_blank_scores_zero_and_solution_full(solution, tmp_path):
     assert report["full_marks"] and report["points"] == sum(expected.values())
     assert report["max_points"] == sum(expected.values())
     assert report["schema_version"] == 1
+    # the grading reference sizes the sandbox's memory default at a little
+    # more than twice the heaviest solution's peak: hold it where measured
+    limits = report["limits"] or {}
+    if limits.get("peak_memory_mb") is not None:
+        assert limits["memory_mb"] == Limits().sandbox_memory_mb
+        assert limits["peak_memory_mb"] <= limits["memory_mb"] / 2, limits

@@ -585,3 +585,19 @@ def test_software_under_tmp_stays_visible(tmp_path):
     for i, arg in enumerate(args):
         if arg in ("--bind", "--ro-bind") and args[i + 1].startswith("/tmp"):
             assert i > tmpfs, f"{args[i + 1]} is bound before /tmp's tmpfs"
+
+
+def test_a_relative_data_folder_is_bound_where_it_is(tmp_path, monkeypatch):
+    """A relative $CNNBOOK_DATA (``CNNBOOK_DATA=.data``) is bound and
+    passed to the kernel as the absolute folder it names: inside the
+    sandbox a relative path names nothing, and the kernel died at start."""
+    scratch = tmp_path / "scratch"
+    (scratch / "work").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = sandbox.command(str(scratch), str(tmp_path), {}, data_dir="data")
+    at = args.index(str(tmp_path / "data"))
+    assert args[at - 1] == "--ro-bind"
+    assert ["--setenv", "CNNBOOK_DATA", str(tmp_path / "data")] == args[
+        args.index("CNNBOOK_DATA") - 1 : args.index("CNNBOOK_DATA") + 2
+    ]

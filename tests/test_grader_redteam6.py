@@ -16,7 +16,15 @@ import zmq
 from conftest import ROOT
 
 from cnnbook import execution, notebooks
-from cnnbook.grading import api, reader, rebuild, session, structure, wire
+from cnnbook.grading import (
+    api,
+    reader,
+    rebuild,
+    runner,
+    session,
+    structure,
+    wire,
+)
 from cnnbook.grading.grade import grade
 from cnnbook.grading.runner import exercise_rng
 from cnnbook.grading.session import Limits
@@ -317,3 +325,22 @@ def test_no_helper_of_an_answer_is_left_in_the_sandbox(tmp_path):
     source = (built / "cnnbook" / "arithmetic.py").read_text()
     for name in ("layer_table", "_layer_multiplications", "_output_shape"):
         assert f"def {name}(" not in source, name
+
+
+# ------------------------------------------- a fresh reader's review (M8)
+def test_notes_on_failing_cells_keep_the_message_bounded(tmp_path):
+    """Forty failing cells that each define 1.4's function: the message
+    names three of them and counts the rest, and stays within its bound
+    with the grade's notes added."""
+    nb = nbformat.read(ROOT / "exercises" / "ch01-layer-arithmetic.ipynb", 4)
+    raising = "def conv_single_step(a_slice_prev, W, b):\n    pass\n"
+    raising += 'raise ValueError("' + "x" * 400 + '")'
+    nb.cells += [nbformat.v4.new_code_cell(raising) for _ in range(40)]
+    path = tmp_path / "ch01-many.ipynb"
+    path.write_text(notebooks.render(nb))
+    report = grade(path, chapter="ch01", limits=Limits(total_timeout=300))
+    got = {r["key"]: r for r in report.to_json()["exercises"]}
+    text = got["1.4"]["message"]
+    assert got["1.4"]["points"] == 0
+    assert "37 more" in text and text.count("raised ValueError") == 3, text
+    assert len(text) <= runner.MAX_MESSAGE_CHARS + len(" [cut]")

@@ -104,3 +104,25 @@ def test_the_execute_command_marks_its_runs_canonical(monkeypatch, tmp_path):
     monkeypatch.setattr(notebooks, "execute", execute)
     assert main(["execute", str(tmp_path / "lab.ipynb")]) == 0
     assert seen == {str(tmp_path / "lab.ipynb"): "1"}
+
+
+def test_run_labs_defaults_to_the_learner_folder(learner, monkeypatch, capsys):
+    """``run-labs`` from a checkout writes where a learner's run goes;
+    asked for the book's own results/ without a canonical run, it refuses
+    before running anything."""
+    from cnnbook import __main__ as cli
+
+    asked = []
+
+    def stop(notebooks, results, profile, labs=None, timeout=3600):
+        asked.append(results)
+        raise cli.bundle.BundleError("stopped by the test")
+
+    monkeypatch.setattr(cli.bundle, "run_labs", stop)
+    before = _book_status()
+    assert cli.main(["run-labs", "--labs", "ch02-lenet"]) == 2
+    assert asked == [str(learner)]
+    code = cli.main(["run-labs", "--results", str(records.BOOK_RESULTS)])
+    assert code == 2 and len(asked) == 1  # refused before running
+    assert "CNNBOOK_CANONICAL=1" in capsys.readouterr().err
+    assert _book_status() == before

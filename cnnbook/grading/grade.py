@@ -78,6 +78,8 @@ MAX_RESTARTS = 10
 # Seconds past the deadline after which SIGALRM stops the grader itself,
 # for a wait that no timeout of the kernel's cuts short.
 HARD_STOP_GRACE = 10.0
+# failing cells named in an exercise's message (the rest are counted)
+MAX_RELATED = 3
 NOT_CHECKED = "not checked: the grade stopped early: "
 REPLAY_FAILED = (
     "ReplayFailed: the cell worked, then failed when run again after a "
@@ -388,9 +390,14 @@ def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
             for i in defining_cells(nb, name)
             if i in cell_errors
         ]
+        if len(related) > MAX_RELATED:
+            more = len(related) - MAX_RELATED
+            related = [*related[:MAX_RELATED], f"{more} more"]
         if related:
             r.message += " (" + "; ".join(related) + ")"
     name_failed_dependencies(checked, results, nb)
+    for r in results.values():
+        r.cut()  # the notes count against the message's bound too
     return results
 
 

@@ -44,6 +44,11 @@ class Result:
     def __post_init__(self):
         # a message may quote what the learner's code said: bounded, so
         # that no report grows with it
+        self.cut()
+
+    def cut(self):
+        """Bound the message to MAX_MESSAGE_CHARS (again, once the grade
+        has added its notes on failing cells)."""
         if len(self.message) > MAX_MESSAGE_CHARS:
             self.message = self.message[:MAX_MESSAGE_CHARS] + " [cut]"
 

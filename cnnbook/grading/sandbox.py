@@ -252,6 +252,8 @@ def command(
         "/tmp",
     ]
     made = set()
+    if data_dir:  # a relative $CNNBOOK_DATA means nothing in the sandbox
+        data_dir = os.path.realpath(data_dir)
     for d in _software_dirs():
         _bind(args, "--ro-bind", d, d, made)
     for d in hidden_site_dirs():
