@@ -46,6 +46,7 @@ NO_SANDBOX = (
 
 
 def _grade(args):
+    from cnnbook.grading import batch  # delays numpy
     from cnnbook.grading import report as reports  # delays numpy
     from cnnbook.grading.grade import grade  # delays matplotlib
     from cnnbook.grading.sandbox import SandboxUnavailable  # delays numpy
@@ -57,14 +58,20 @@ def _grade(args):
     # a file name need not be UTF-8: print it escaped, never crash on it
     sys.stdout.reconfigure(errors="backslashreplace")
     limits = _limits(args)
+    memory = (
+        batch.GRADER_MEMORY_MB
+        if args.grader_memory is None
+        else args.grader_memory
+    )
     try:
-        report = grade(
-            args.notebook,
-            chapter=args.chapter,
-            limits=limits,
-            seed=args.seed,
-            name=args.name,
-        ).to_json()
+        with batch.own_grader_group(memory):
+            report = grade(
+                args.notebook,
+                chapter=args.chapter,
+                limits=limits,
+                seed=args.seed,
+                name=args.name,
+            ).to_json()
     except SandboxUnavailable as exc:
         print(NO_SANDBOX.format(why=exc), file=sys.stderr)
         return 2
@@ -189,6 +196,15 @@ def _grading_options(parser):
         help="memory of the sandbox as a whole (every process of the "
         f"notebook, its in-memory files too) in MiB, 0 for none (default "
         f"{SANDBOX_MEMORY_MB})",
+    )
+    parser.add_argument(
+        "--grader-memory",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="MiB of memory for the grader's own process (each grader's, "
+        "under grade-batch), apart from its sandbox (as root, where cgroups "
+        "exist; 0: no limit; default 6144)",
     )
     parser.add_argument(
         "--no-sandbox",
@@ -390,14 +406,6 @@ def main(argv=None):
         type=int,
         default=2,
         help="notebooks graded at once (default 2)",
-    )
-    b.add_argument(
-        "--grader-memory",
-        type=int,
-        default=None,
-        metavar="MB",
-        help="MiB of memory for each grader's own process, apart from its "
-        "sandbox (as root, where cgroups exist; 0: no limit; default 6144)",
     )
     _grading_options(b)
     b.set_defaults(func=_grade_batch)

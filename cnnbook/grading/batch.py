@@ -88,6 +88,40 @@ def _grader_group(memory_mb):
         yield group
 
 
+@contextlib.contextmanager
+def own_grader_group(memory_mb=GRADER_MEMORY_MB):
+    """``grade`` on its own: this process moves into a memory group of at
+    most ``memory_mb`` MiB for the block, as grade-batch puts each of its
+    graders (as root where cgroups exist; its sandbox goes beside it).
+    What the grader decodes from a notebook then cannot take the
+    machine's memory: past the limit the grader is killed. Nothing is
+    done when this process is already in a grader's group (grade-batch's,
+    or a test's) or there is no limit to set."""
+    from cnnbook.grading.cgroups import _own_groups  # delays detection
+
+    inside = any(
+        os.path.basename(g.rstrip("/")).startswith("cnnbook-grade-")
+        for g in _own_groups().values()
+    )
+    if inside:
+        yield None
+        return
+    with _grader_group(memory_mb) as group:
+        if group is None:
+            yield None
+            return
+        for procs in group.procs_files():
+            with open(procs, "w") as fh:
+                fh.write(str(os.getpid()))
+        try:
+            yield group
+        finally:  # back where it was, so that the group can go
+            for procs in group.procs_files():
+                parent = os.path.dirname(os.path.dirname(procs))
+                with open(os.path.join(parent, "cgroup.procs"), "w") as fh:
+                    fh.write(str(os.getpid()))
+
+
 def _grade_in(group, path, json_path, options, hard_timeout):
     cmd = [
         sys.executable,

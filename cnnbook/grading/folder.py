@@ -101,7 +101,10 @@ def folder_chapter(folder):
 
 
 def _short(name, taken):
-    """``name``, shortened to fit a file name and made unique."""
+    """``name``, shortened to fit a file name and made unique, and not
+    a hidden file's (``.x`` becomes ``_.x``)."""
+    if name.startswith("."):
+        name = "_" + name
     if len(name.encode()) > MAX_NAME_BYTES:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
         name = name.encode()[:150].decode(errors="ignore") + "~" + digest
@@ -159,6 +162,14 @@ def scan(folder, keep=None):
             elif _is_link(d, dir_fd):
                 dirnames.remove(d)
                 found.append((rel + (d,), here / d, _link(d, dir_fd)))
+            elif d.endswith(".ipynb"):  # listed, and its files still scanned
+                found.append(
+                    (
+                        rel + (d[: -len(".ipynb")] + "-folder",),
+                        here / d,
+                        {"problem": "a folder, not a notebook: not graded"},
+                    )
+                )
         for f in filenames:
             if not f.endswith(".ipynb"):
                 continue

@@ -285,12 +285,49 @@ def check_activations(model):
     return total
 
 
-def decode_keras(tree, arrays, budget):
+def bounded_build(make, budget=None):
+    """``make()``, with every weight it makes counted before any is
+    allocated: in a stateless scope Keras gives a weight its shape and
+    dtype only. Over :data:`MAX_MODEL_BYTES` (or the ``budget``) it raises
+    :class:`WireError`; a model's activations are bounded too
+    (:func:`check_activations`). For the answer itself and for what a
+    check builds from it in the grader's process (a VGG block's layers,
+    returned unbuilt, are built on the check's input: red team 9)."""
     import keras  # delays keras
     from keras.src.backend.common import global_state  # delays keras
     from keras.src.backend.common.variables import (  # delays keras
         initialize_all_variables,
     )
+
+    global_state.set_global_attribute("uninitialized_variables", [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            obj = make()
+        pending = global_state.get_global_attribute(
+            "uninitialized_variables", []
+        )
+        size = sum(
+            math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in pending
+        )
+        if size > MAX_MODEL_BYTES:
+            raise WireError(
+                f"its weights would take {size / 2**30:.1f} GiB, more than "
+                f"twice the largest model a check builds "
+                f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
+            )
+        if budget is not None:
+            budget.charge(size)
+        if isinstance(obj, keras.Model):
+            check_activations(obj)
+        initialize_all_variables()
+    except BaseException:
+        global_state.set_global_attribute("uninitialized_variables", [])
+        raise
+    return obj
+
+
+def decode_keras(tree, arrays, budget):
+    import keras  # delays keras
 
     config = tree["config"]
     # Whether the model was compiled is all a check needs of its compile
@@ -316,37 +353,22 @@ def decode_keras(tree, arrays, budget):
     # Rebuilt in a stateless scope, Keras makes every weight without its
     # memory (shape and dtype only): the total is checked before any
     # weight is allocated.
-    global_state.set_global_attribute("uninitialized_variables", [])
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
-        expected = keras.Model if tree["t"] == "model" else keras.layers.Layer
+    expected = keras.Model if tree["t"] == "model" else keras.layers.Layer
+
+    def make():
+        obj = keras.saving.deserialize_keras_object(config, safe_mode=True)
         if not isinstance(obj, expected):
             raise WireError(
                 f"it is a {type(obj).__name__}, not a Keras "
                 f"{'model' if tree['t'] == 'model' else 'layer'}"
             )
-        pending = global_state.get_global_attribute(
-            "uninitialized_variables", []
-        )
-        size = sum(
-            math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in pending
-        )
-        if size > MAX_MODEL_BYTES:
-            raise WireError(
-                f"its weights would take {size / 2**30:.1f} GiB, more than "
-                f"twice the largest model a check builds "
-                f"({MAX_MODEL_BYTES / 2**30:.1f} GiB)"
-            )
-        budget.charge(size)
-        if tree["t"] == "model":
-            check_activations(obj)
-        initialize_all_variables()
+        return obj
+
+    try:
+        obj = bounded_build(make, budget)
     except WireError:
-        global_state.set_global_attribute("uninitialized_variables", [])
         raise
     except Exception as exc:  # noqa: BLE001 - a config Keras cannot rebuild
-        global_state.set_global_attribute("uninitialized_variables", [])
         raise WireError(
             f"Keras cannot rebuild it from its configuration "
             f"({type(exc).__name__}: {str(exc)[:200]}); use Keras's own "

@@ -171,6 +171,10 @@ SETTINGS = (
     "pool_size",
     "groups",
     "depth_multiplier",
+    "data_format",  # a channels_first pool keeps the shape (red team 9)
+    "max_value",  # ReLU6 against ReLU
+    "epsilon",
+    "rate",
 )
 
 

@@ -14,9 +14,11 @@ from cnnbook.grading.api import (
     expect_equal_or_mistake,
     type_name,
 )
+from cnnbook.grading.rebuild import bounded_build
 from cnnbook.grading.structure import (
     expect_same_layers,
 )
+from cnnbook.grading.wire import WireError
 from cnnbook.kinds import is_layer
 
 CHAPTER = "ch04"
@@ -47,8 +49,14 @@ def _block_model(block, input_shape, what):
             raise CheckFailure(
                 f"{what} should hold only Keras layers, got {type_name(layer)}"
             )
-    model = keras.Sequential([keras.Input(shape=input_shape), *block])
-    return model
+    # the layers came back unbuilt: their weights are counted before the
+    # grader's process allocates them (red team 9: nine Dense(8192))
+    try:
+        return bounded_build(
+            lambda: keras.Sequential([keras.Input(shape=input_shape), *block])
+        )
+    except WireError as exc:
+        raise CheckFailure(f"{what}: {exc}") from None
 
 
 def _compare_block(func, num_convs, filters, input_shape):
