@@ -36,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from cnnbook.grading import chapters
 from cnnbook.grading import report as reports
+from cnnbook.grading.cgroups import detect, own_groups
 from cnnbook.grading.folder import (
     BatchError,
     same_bytes,
     scan,
 )
+from cnnbook.grading.limits import SandboxGroup
 from cnnbook.grading.names import one_line, printable
 
 # seconds a grade's process may take past its --timeout before grade-batch
@@ -77,9 +79,6 @@ def grade_in_subprocess(
 def _grader_group(memory_mb):
     """A memory group for one grader process, or None where there is no
     limit to set (no cgroups here, not root, or ``memory_mb`` 0)."""
-    from cnnbook.grading.cgroups import detect  # delays cgroups detection
-    from cnnbook.grading.limits import SandboxGroup
-
     support = detect(("cgroup-v1", "cgroup-v2"))
     if not memory_mb or os.geteuid() != 0 or support.mechanism == "none":
         yield None
@@ -97,11 +96,9 @@ def own_grader_group(memory_mb=GRADER_MEMORY_MB):
     machine's memory: past the limit the grader is killed. Nothing is
     done when this process is already in a grader's group (grade-batch's,
     or a test's) or there is no limit to set."""
-    from cnnbook.grading.cgroups import _own_groups  # delays detection
-
     inside = any(
         os.path.basename(g.rstrip("/")).startswith("cnnbook-grade-")
-        for g in _own_groups().values()
+        for g in own_groups().values()
     )
     if inside:
         yield None

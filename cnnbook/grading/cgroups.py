@@ -54,7 +54,7 @@ def _mounts(path="/proc/self/mounts"):
     return out
 
 
-def _own_groups(path="/proc/self/cgroup"):
+def own_groups(path="/proc/self/cgroup"):
     """{controller or "" for v2: this process's group path}."""
     groups = {}
     try:
@@ -98,7 +98,7 @@ def _probe_dir(parent):
 def _v1_parents():
     """({controller: folder the child groups go in}, why not)."""
     mounts = _mounts()
-    own = _own_groups()
+    own = own_groups()
     parents = {}
     for controller in ("memory", "pids"):
         point = next(
@@ -127,7 +127,7 @@ def _v2_parent():
     point = next((p for p, kind, _ in _mounts() if kind == "cgroup2"), None)
     if point is None:
         return "", "no cgroup v2 hierarchy is mounted"
-    group = _outside_graders_group(_own_groups().get("", "/"))
+    group = _outside_graders_group(own_groups().get("", "/"))
     parent = os.path.join(point, group.lstrip("/"))
     if not os.path.isdir(parent):
         parent = point
