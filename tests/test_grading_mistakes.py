@@ -10,6 +10,7 @@ import textwrap
 
 import nbformat
 import pytest
+from conftest import ROOT
 
 from cnnbook.grading import chapters, grade, runner
 
@@ -1003,7 +1004,7 @@ def test_a_failed_answer_that_another_uses_is_named():
             nbformat.v4.new_code_cell(
                 "reduced_inception_module = inception_module\n\n"
                 "def build_reduced_model(input_shape=(28, 28, 192)):\n"
-                "    return inception_module(input_shape)\n"
+                "    return reduced_inception_module(input_shape)\n"
             ),
         ]
     )
@@ -1016,3 +1017,8 @@ def test_a_failed_answer_that_another_uses_is_named():
     results = {"6.2": good, "6.3": bad63}
     grade.name_failed_dependencies(exercises, results, nb)
     assert bad63.message == "it differs"  # 6.2 passed: nothing to blame
+    # the book's own notebook calls 6.2's answer through an alias
+    book = nbformat.read(ROOT / "solutions" / "ch06-inception.ipynb", 4)
+    results = {"6.2": bad62, "6.3": bad63}
+    grade.name_failed_dependencies(exercises, results, book)
+    assert "inception_module (your answer to 6.2)" in bad63.message

@@ -48,7 +48,6 @@ import contextlib
 import hashlib
 import os
 import pathlib
-import re
 import secrets
 import signal
 import stat
@@ -63,6 +62,7 @@ from cnnbook.grading.notebook import (
     MAX_NOTEBOOK_BYTES,
     NotebookProblem,
     defining_cells,
+    names_used,
     read_bounded,
     read_notebook,
 )
@@ -454,8 +454,7 @@ def name_failed_dependencies(exercises, results, nb):
             for other in failed
             if other is not ex
             for name in other.names
-            if name not in ex.names
-            and re.search(rf"(?<![\w.])(?<!def ){re.escape(name)}\s*\(", code)
+            if name not in ex.names and name in names_used(code)
         ]
         if used:
             parts = ", ".join(

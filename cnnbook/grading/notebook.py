@@ -9,8 +9,11 @@ defined.
 
 from __future__ import annotations
 
+import io
 import json
+import keyword
 import re
+import tokenize
 
 import nbformat
 
@@ -130,3 +133,21 @@ def defining_cells(nb, name):
         for i, c in enumerate(nb.cells)
         if c.cell_type == "code" and pattern.search(c.source)
     ]
+
+
+def names_used(code):
+    """The names ``code`` uses, called or not (``alias = inception_module``,
+    as the book's own 6.3 cell does), not counting those it defines,
+    attributes, comments and strings."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return set()
+    used = set()
+    for before, token in zip([None, *tokens], tokens):
+        if token.type != tokenize.NAME or keyword.iskeyword(token.string):
+            continue
+        if before is not None and before.string in ("def", "class", "."):
+            continue
+        used.add(token.string)
+    return used
