@@ -119,6 +119,45 @@ def test_the_small_mobilenet_v2_thins_its_last_convolution():
         assert net.get_layer("conv_last").filters == channels, build
 
 
+def test_the_small_mobilenet_v2_keeps_the_papers_third_stage_at_stride_1():
+    """ch08: it removes "the stem's and that of the paper's third stage
+    (block 3, 32 channels at full width)" stride-2 steps; "At width 0.5
+    that stage and the one before it both have 16 channels, so in the
+    figure blocks 1 to 5 form one run of 14×14×16 maps" (and so in the
+    Korean summary, "논문 신경망의 세 번째 스테이지(블록 3)")."""
+    page = " ".join(page_text(PAGE).split())
+    for told in (
+        "the stem's and that of the paper's third stage (block 3, 32 "
+        "channels at full width)",
+        "At width 0.5 that stage and the one before it both have 16 "
+        "channels, so in the figure blocks 1 to 5 form one run of 14×14×16 "
+        "maps.",
+        "스템과 논문 신경망의 세 번째 스테이지(블록 3)의 스트라이드를",
+    ):
+        assert told in page, told
+
+    def strides(net):
+        return {
+            name: net.get_layer(name).strides[0]
+            for name in ("conv1", "block3_dw")
+        }
+
+    def outputs(net):
+        return [row.output_shape[1:] for row in models.block_table(net)]
+
+    paper = models.mobilenet_v2((64, 64, 3), 10)
+    assert strides(paper) == {"conv1": 2, "block3_dw": 2}
+    full = models.mobilenet_v2_small(width=1.0)
+    assert strides(full) == {"conv1": 1, "block3_dw": 1}
+    # rows: conv1, block0, block1, ...; stage 3 starts at block 3 at full
+    # width, with 32 channels after stage 2's 24
+    full_rows = outputs(full)
+    assert [shape[-1] for shape in full_rows[2:5]] == [24, 24, 32]
+    half_rows = outputs(models.mobilenet_v2_small(width=0.5))
+    assert half_rows[2:7] == [(14, 14, 16)] * 5
+    assert half_rows[1] != half_rows[2] != half_rows[7]
+
+
 def test_the_canonical_counts_are_quoted_not_typed(costs):
     text = (compare.costs_path().parent.parent / "book" / PAGE).read_text()
     for name in MOBILE:
