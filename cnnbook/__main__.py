@@ -393,7 +393,7 @@ def main(argv=None):
     b = sub.add_parser("grade-batch", help="grade a folder of submissions")
     b.add_argument(
         "folder",
-        help="folder with the submitted notebooks (searched recursively)",
+        help="folder with the submitted notebooks (searched 32 levels deep)",
     )
     b.add_argument(
         "--out",

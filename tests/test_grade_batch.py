@@ -161,7 +161,7 @@ def test_the_scan_follows_no_link_and_reads_only_regular_files(tmp_path):
     (subs / "bob.ipynb").symlink_to(subs / "alice.ipynb")  # a classmate's
     (subs / "sol.ipynb").symlink_to(SOLUTION)  # the book's answers
     (subs / "dave").symlink_to(SOLUTION.parent)  # a folder of them
-    (subs / "dave.ipynb").mkdir()  # a folder, not a notebook: searched
+    (subs / "dave.ipynb").mkdir()  # a folder, not a notebook: listed
     os.mkfifo(subs / "eve.ipynb")  # would hang a reader
     entries = {e.name: e for e in folder.scan(subs)}
     assert sorted(entries) == [
@@ -169,9 +169,11 @@ def test_the_scan_follows_no_link_and_reads_only_regular_files(tmp_path):
         "bob",
         "carol__ch01",
         "dave",
+        "dave-folder",
         "eve",
         "sol",
     ]
+    assert "a folder, not a notebook" in entries["dave-folder"].problem
     for name in ("bob", "sol", "dave"):
         assert entries[name].problem.startswith("a symbolic link"), name
         assert entries[name].sha256 is None

@@ -25,6 +25,7 @@ except ImportError:  # Python 3.10: cnnbook-grading.json only
 
 CONFIG_FILES = ("cnnbook-grading.toml", "cnnbook-grading.json")
 MAX_NAME_BYTES = 200  # NAME.json must be a valid file name
+MAX_FOLDER_DEPTH = 32  # folders below the batch's folder that are searched
 
 
 class BatchError(Exception):
@@ -150,18 +151,27 @@ def scan(folder, keep=None):
     regular file are written to ``keep/<n>/<file name>``, its ``copy``.
     """
     folder = pathlib.Path(folder)
-    found = []
-    for dirpath, dirnames, filenames, dir_fd in os.fwalk(
-        folder, follow_symlinks=False
-    ):
-        rel = pathlib.Path(dirpath).relative_to(folder).parts
-        here = pathlib.Path(dirpath)
+    found, seen = [], {}
+    for rel, dirnames, filenames, dir_fd in _walk(folder):
+        here = folder.joinpath(*rel)
         for d in list(dirnames):
             if d == ".ipynb_checkpoints":
                 dirnames.remove(d)
             elif _is_link(d, dir_fd):
                 dirnames.remove(d)
                 found.append((rel + (d,), here / d, _link(d, dir_fd)))
+            elif len(rel) + 1 > MAX_FOLDER_DEPTH:
+                dirnames.remove(d)
+                found.append(
+                    (
+                        rel + (d,),
+                        here / d,
+                        {
+                            "problem": f"a folder nested more than "
+                            f"{MAX_FOLDER_DEPTH} deep: not searched"
+                        },
+                    )
+                )
             elif d.endswith(".ipynb"):  # listed, and its files still scanned
                 found.append(
                     (
@@ -178,6 +188,11 @@ def scan(folder, keep=None):
                 if _is_link(f, dir_fd):
                     found.append((parts, here / f, _link(f, dir_fd)))
                     continue
+                node = os.stat(f, dir_fd=dir_fd, follow_symlinks=False)
+                node = (node.st_dev, node.st_ino)
+                if node in seen:  # a hard link to a file read already:
+                    found.append((parts, here / f, dict(seen[node])))
+                    continue  # one read, one copy (red team 10)
                 raw = _read(f, dir_fd)
             except (OSError, ValueError) as exc:
                 why = getattr(exc, "strerror", None) or str(exc)
@@ -186,12 +201,51 @@ def scan(folder, keep=None):
                 info = {"sha256": hashlib.sha256(raw).hexdigest()}
                 if keep is not None:
                     info["copy"] = _keep(raw, f, keep, len(found))
+                seen[node] = info
             found.append((parts, here / f, info))
     taken = set()
     return [
         Entry(_short("__".join(map(printable, parts)), taken), path, **info)
         for parts, path, info in sorted(found, key=lambda x: x[0])
     ]
+
+
+def _walk(folder):
+    """Like ``os.fwalk(folder, follow_symlinks=False)``, top-down, but
+    without recursion (``os.fwalk`` ran out of Python's stack on a folder
+    1,000 levels deep, and the whole batch stopped: red team 10): yields
+    (parts below the folder, folder names, file names, open folder fd);
+    the caller may remove names from the folder names to skip them."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    stack = [((), os.open(folder, flags))]
+    try:
+        while stack:
+            rel, fd = stack.pop()
+            try:
+                dirnames, filenames = [], []
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        # as os.fwalk: a link to a folder is listed with
+                        # the folders (the caller reports it), never entered
+                        try:
+                            is_dir = entry.is_dir()
+                        except OSError:
+                            is_dir = False
+                        (dirnames if is_dir else filenames).append(entry.name)
+                dirnames.sort()
+                filenames.sort()
+                yield rel, dirnames, filenames, fd
+                for d in reversed(dirnames):
+                    try:
+                        child = os.open(d, flags, dir_fd=fd)
+                    except OSError:
+                        continue  # gone, or made a link since
+                    stack.append((rel + (d,), child))
+            finally:
+                os.close(fd)
+    finally:
+        for _, fd in stack:
+            os.close(fd)
 
 
 def _keep(raw, name, keep, number):

@@ -51,7 +51,6 @@ import pathlib
 import secrets
 import signal
 import stat
-import tempfile
 import threading
 import time
 
@@ -268,9 +267,7 @@ def _execute_and_check(nb, chapter, limits, seed, report, deadline, restarts):
     kernel restarts; return exercise key -> Result (cell errors, the
     kernel's starts and why the grade stopped go into ``report``)."""
     cell_errors = {}
-    with tempfile.TemporaryDirectory(
-        prefix=confinement.leftover_name("grade")
-    ) as tmp:
+    with confinement.grade_folder() as tmp:
         # tmp/p: the grader's (the package the sandbox sees, Keras stubs);
         # tmp/s: the sandbox's scratch folder, its only writable place
         scratch = os.path.join(tmp, "s")

@@ -62,6 +62,11 @@ def read_notebook(raw, path):
         )
     try:
         data = json.loads(raw)
+    except RecursionError:  # nested deeper than the parser goes (red team 10)
+        raise NotebookProblem(
+            f"{path} is JSON nested too deeply to be a notebook; start over "
+            "from a fresh copy of the exercise"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise NotebookProblem(
             f"{path} is not valid JSON ({exc}); open it in JupyterLab and "

@@ -18,6 +18,7 @@ import numpy as np
 
 from cnnbook.grading.wire import (
     MAX_ACTIVATION_BYTES,
+    MAX_LAYERS,
     MAX_MODEL_BYTES,
     WireError,
 )
@@ -228,6 +229,20 @@ def _zero_initializers(config):
     return config
 
 
+def _count_layers(config):
+    """The layers a configuration holds, nested models' included."""
+    count, stack = 0, [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("layers"), list):  # a model's
+                count += len(item["layers"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def _count_objects(config, depth=0):
     """The Keras objects a configuration names (layers, initializers...)."""
     if depth > 200:
@@ -342,6 +357,11 @@ def decode_keras(tree, arrays, budget):
         config = {k: v for k, v in config.items() if k != "build_config"}
     _check_config(config)
     budget.count(_count_objects(config))
+    if _count_layers(config) > MAX_LAYERS:
+        raise WireError(
+            f"it has more than {MAX_LAYERS} layers (Keras's EfficientNetB0, "
+            "the deepest network a chapter uses, has 240)"
+        )
     keys = tree.get("weights") if tree["t"] == "model" else None
     if tree["t"] == "model" and budget.weights and keys is None:
         raise WireError(

@@ -350,8 +350,8 @@ class Session:
         self.client = None
         if self.kdir is not None:
             # the grader's own folder (the sandbox saw it read-only);
-            # rmtree never follows a link inside it
-            shutil.rmtree(self.kdir, ignore_errors=True)
+            # rm -rf never follows a link inside it
+            confinement.remove_tree(self.kdir)
             self.kdir = None
 
     def stop(self):
@@ -364,7 +364,7 @@ class Session:
             self.limits_report = self.confinement.describe()
             self.confinement = None
         if self.kernels is not None:
-            shutil.rmtree(self.kernels, ignore_errors=True)
+            confinement.remove_tree(self.kernels)
             self.kernels = None
 
     def restart(self):

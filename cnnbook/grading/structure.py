@@ -64,30 +64,73 @@ def _shape_of(layer):
     return tuple(out.shape)
 
 
+def _depths(names, parents, inputs):
+    """Layer name -> the longest chain of layers from an input (depth 0)
+    to it, without recursion (a chain of 1000 layers is no problem); a
+    layer with no parent but the model's input (a Sequential model's
+    first) is at depth 1."""
+    depth, pending = (
+        dict.fromkeys(inputs, 0),
+        [n for n in names if n not in inputs],
+    )
+    while pending:
+        rest = []
+        for name in pending:
+            before = [p for p in parents.get(name, []) if p in names]
+            if all(p in depth for p in before):
+                depth[name] = 1 + max((depth[p] for p in before), default=0)
+            else:
+                rest.append(name)
+        if len(rest) == len(pending):  # no progress: not a graph Keras makes
+            depth.update(dict.fromkeys(rest, -1))
+            break
+        pending = rest
+    return depth
+
+
 def layer_wiring(model):
-    """(class, output shape, the class and output shape of each layer it
+    """(class, output shape, depth, settings, and the same of each layer it
     takes its inputs from) for every layer but the inputs: how the layers
     are connected, whatever their names and order (red team 7: a ResNet
     whose blocks added their main path to itself had the right layers).
-    A concatenation's inputs count in their order (red team 8: a module
+    The depth (the longest chain from an input) tells apart two layers
+    alike in class and shape (red team 10: identity blocks whose shortcut
+    came from their stage's first block), the settings two branches that
+    end alike (a 5x5 branch swapped with the pool branch). A
+    concatenation's inputs count in their order (red team 8: a module
     that concatenated its branches in reverse), others' in any order."""
     base = getattr(model, "_model", model)  # an ordering wrapper's model
     parents = parent_layers(base)
     by_name = {layer.name: layer for layer in base.layers}
+    depth = _depths(
+        by_name,
+        parents,
+        {x.name for x in base.layers if is_layer(x, "InputLayer")},
+    )
+
+    def describe(layer):
+        settings = layer_settings([layer])
+        return (
+            type(layer).__name__,
+            _shape_of(layer),
+            depth.get(layer.name, -1),
+            settings[0][2] if settings else (),
+        )
+
     out = []
     for layer in base.layers:
         if is_layer(layer, "InputLayer"):
             continue
         takes = [
-            (type(by_name[p]).__name__, _shape_of(by_name[p]))
+            describe(by_name[p])
             for p in parents.get(layer.name, [])
             if p in by_name
         ]
         if not takes:  # a Sequential model's first layer: its input
-            takes = [("InputLayer", tuple(base.inputs[0].shape))]
+            takes = [("InputLayer", tuple(base.inputs[0].shape), 0, ())]
         if not is_layer(layer, "Concatenate"):  # order matters only there
-            takes = sorted(takes)
-        out.append((type(layer).__name__, _shape_of(layer), tuple(takes)))
+            takes = sorted(takes, key=repr)
+        out.append((*describe(layer), tuple(takes)))
     return out
 
 
@@ -98,11 +141,15 @@ def expect_same_wiring(model, reference, what="your model"):
     ref = collections.Counter(layer_wiring(reference))
     extra = list((mine - ref).elements())
     if extra:
-        kind, shape, takes = extra[0]
-        inputs = ", ".join(f"{k} {s}" for k, s in takes) or "nothing"
+        kind, shape, depth, _settings, takes = extra[0]
+        inputs = (
+            ", ".join(f"{k} {s} at depth {d}" for k, s, d, _ in takes)
+            or "nothing"
+        )
         raise CheckFailure(
             f"{what}: its layers are not connected as the specification's: "
-            f"its {kind} with output {shape} takes {inputs}"
+            f"its {kind} at depth {depth} with output {shape} takes "
+            f"{inputs} (depth: the most layers on a path from the input)"
         )
 
 

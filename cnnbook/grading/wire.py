@@ -50,6 +50,10 @@ MAX_MODEL_BYTES = 2 * LARGEST_REFERENCE_PARAMS * 4  # float32
 # checks run a model on at most 8 images at a time
 MAX_ACTIVATION_BYTES = 256 * 2**20
 MAX_KERAS_OBJECTS = 4000  # 4x ResNet-50's 866 (layers, initializers...)
+# layers of one answer: Keras builds a graph by recursion, and a chain of
+# 1000 layers ran out of Python's stack in the grader (red team 10);
+# Keras's EfficientNetB0, the deepest network a chapter uses, has 240
+MAX_LAYERS = 600
 # Everything one answer makes the grader hold, together: its arrays and
 # the weights of every Keras object rebuilt from it (a model comes back
 # only as the answer itself or as an argument it changed, never inside a

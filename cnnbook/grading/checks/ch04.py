@@ -18,7 +18,7 @@ from cnnbook.grading.rebuild import bounded_build
 from cnnbook.grading.structure import (
     expect_same_layers,
 )
-from cnnbook.grading.wire import WireError
+from cnnbook.grading.wire import MAX_LAYERS, WireError
 from cnnbook.kinds import is_layer
 
 CHAPTER = "ch04"
@@ -43,6 +43,10 @@ def _block_model(block, input_shape, what):
     if isinstance(block, keras.Model) or not isinstance(block, (list, tuple)):
         raise CheckFailure(
             f"{what} should return a list of layers, got {type_name(block)}"
+        )
+    if len(block) > MAX_LAYERS:
+        raise CheckFailure(
+            f"{what} returned {len(block)} layers; a VGG block has a few"
         )
     for layer in block:
         if not isinstance(layer, keras.layers.Layer):
