@@ -98,6 +98,25 @@ def rebuild_budget():
     return reader.Budget()
 
 
+def _nest(top, depth, last=None):
+    """``depth`` folders ``d`` one in another under ``top`` (made through
+    folder descriptors: their path is longer than a path may be), with a
+    file ``last`` in the deepest."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        if last is not None:
+            flags = os.O_WRONLY | os.O_CREAT
+            with open(os.open(last, flags, dir_fd=fd), "w") as fh:
+                fh.write("{}")
+    finally:
+        os.close(fd)
+
+
 def test_nested_folders_are_removed_without_recursion(tmp_path):
     """Attack 1: 1,500 nested folders in the scratch space (a plain folder
     where the grader is not root) ran shutil.rmtree out of Python's stack:
@@ -105,15 +124,7 @@ def test_nested_folders_are_removed_without_recursion(tmp_path):
     grade. GNU rm removes it (remove_tree)."""
     top = tmp_path / "cnnbook-grade-999999999-x"
     top.mkdir()
-    fd = os.open(top, os.O_RDONLY)
-    try:
-        for _ in range(1500):
-            os.mkdir("d", dir_fd=fd)
-            child = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    finally:
-        os.close(fd)
+    _nest(top, 1500)
     confinement.remove_tree(top)
     assert not top.exists()
     with confinement.grade_folder(parent=tmp_path) as made:
@@ -127,19 +138,7 @@ def test_a_deep_folder_in_a_batch_is_listed_not_a_crash(tmp_path):
     scan walks without recursion, searches 32 levels and lists a deeper
     folder as not searched."""
     (tmp_path / "alice.ipynb").write_text('{"cells": []}')
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        for _ in range(1000):
-            os.mkdir("d", dir_fd=fd)
-            child = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-        with open(
-            os.open("x.ipynb", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w"
-        ) as fh:
-            fh.write("{}")
-    finally:
-        os.close(fd)
+    _nest(tmp_path, 1000, last="x.ipynb")
     entries = folder.scan(tmp_path)
     assert [e.name for e in entries if e.problem is None] == ["alice"]
     deep = [e for e in entries if e.problem and "not searched" in e.problem]
