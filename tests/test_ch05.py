@@ -444,7 +444,20 @@ def test_last_stage_holds_over_half_of_resnet50():
 
 
 def test_quarter_width_resnet18_of_the_stored_run():
-    assert resnet.resnet18((28, 28, 1), 10, width=16).count_params() == 703_578
+    """The page's counts of the stored run's network and of the full
+    width one, all weights and the trainable ones, as Keras counts them."""
+    counts = {}
+    for width in (16, 64):
+        model = resnet.resnet18((28, 28, 1), 10, width=width)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        counts[width] = (model.count_params(), trainable)
+    assert counts[16][0] == 703_578
+    text = " ".join(_page().split())
+    assert (
+        f"{counts[16][1]:,} trainable weights instead of {counts[64][1]:,}, "
+        f"or {counts[16][0]:,} instead of {counts[64][0]:,} as "
+        "`count_params()` counts them"
+    ) in text
 
 
 # ------------------------------------- the page quotes the stored runs

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 
+import nbformat
 import pytest
 from conftest import ROOT, page_text, redraw_script, stored_output
 
@@ -2139,6 +2140,20 @@ def test_ch07_says_the_labs_stored_verdicts_predate_the_comparison():
                 runs, low, high, (low + high) / 2, matched=matched
             ).verdict(low)
             assert _OLD_VERDICT not in told, told
+    # chapters 5 and 6: the same old words, and a note of their own
+    assert (
+        "The ResNet-18 lab of chapter 5 and the GoogLeNet lab of chapter 6 "
+        "store verdicts in the same earlier words, and each says so in a "
+        "note above its outputs."
+    ) in ch07
+    for notebook in ("ch05-resnet18.ipynb", "ch06-googlenet.ipynb"):
+        assert _OLD_VERDICT in stored_output(notebook), notebook
+        cells = nbformat.read(ROOT / "notebooks" / notebook, 4).cells
+        assert any(
+            c.cell_type == "markdown"
+            and c.source.startswith("**About the verdict in the stored output")
+            for c in cells
+        ), notebook
 
 
 def test_the_stale_verdict_check_fails_on_a_fresh_run():
