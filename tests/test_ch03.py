@@ -7,6 +7,7 @@ import pytest
 from conftest import (
     ROOT,
     assert_reference_answers_pass,
+    page_text,
 )
 
 from cnnbook import arithmetic, diagrams, models
@@ -237,3 +238,28 @@ def test_parameter_shares_one_precision_every_bar_labelled():
     share = diagrams.share_label(fc6.params / total)
     assert f"{fc6.params:,} parameters or {share} of the network" in page
     assert diagrams.share_label(0.0004) == "<0.1%"
+
+
+def test_the_pages_augmentation_by_profile_is_the_labs():
+    """ch03 says the `full` run mirrors and nothing more and the `cpu`
+    profile uses no augmentation: the registry's settings and the stored
+    `full` record say the same."""
+    from cnnbook import labs
+    from cnnbook import records as recs
+
+    entry = labs.LABS["ch03-alexnet"]
+    cpu, full = entry.settings("cpu"), entry.settings("full")
+    assert (cpu["mirror"], cpu["shift"]) == (False, 0.0)
+    assert (full["mirror"], full["shift"]) == (True, 0.0)
+    stored = recs.load(
+        ROOT / "results/runs/ch03-alexnet/alexnet_fashion.full.cpu.seed0.json"
+    )
+    assert (stored["settings"]["mirror"], stored["settings"]["shift"]) == (
+        True,
+        0.0,
+    )
+    text = " ".join(page_text("ch03-alexnet.md").split())
+    assert (
+        "its `full` run mirrors the images and nothing more, and its `cpu` "
+        "profile uses no augmentation at all"
+    ) in text
